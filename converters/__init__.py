@@ -1,0 +1,1 @@
+"""Checkpoint converters (installed as ``vit_zoo.converters``): one module per format."""
