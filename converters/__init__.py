@@ -1,1 +1,52 @@
-"""Checkpoint converters (installed as ``vit_zoo.converters``): one module per format."""
+"""Checkpoint converters (installed as ``vit_zoo.converters``): one module per format.
+
+Each format module is data plus three small functions:
+    NAME                      "google-npz" | "hf" | "timm" | "keras"
+    TELLTALE                  the keys ``detect`` looks for, for the unknown-format error
+    IGNORED                   {key regex: reason} for tensors deliberately not used
+    detect(checkpoint)        True when the checkpoint's keys are this format's
+    config_fields(checkpoint) ViTConfig fields read off the checkpoint (shapes, config.json);
+                              "num_classes" is None when the checkpoint has no head
+    mapping(config)           rows (our variable ← source keys, transform) for the whole model
+The registry below detects the format; ``apply.apply_rows`` applies a mapping strictly.
+"""
+from __future__ import annotations
+
+import importlib
+
+from vit_zoo.converters.apply import ConversionError, Row, apply_rows, row  # noqa: F401
+from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError, open_checkpoint  # noqa: F401
+
+# Tried in order; the first whose detect() accepts the checkpoint converts it.
+FORMAT_MODULES = ("google_npz", "huggingface", "timm", "keras_weights")
+
+
+def formats():
+    """The format modules that are present, in detection order."""
+    found = []
+    for name in FORMAT_MODULES:
+        try:
+            found.append(importlib.import_module(f"vit_zoo.converters.{name}"))
+        except ModuleNotFoundError as error:
+            if error.name != f"vit_zoo.converters.{name}":
+                raise
+    return found
+
+
+def detect_format(checkpoint: Checkpoint):
+    """The format module for ``checkpoint``, or a CheckpointError naming the keys looked for."""
+    for module in formats():
+        if module.detect(checkpoint):
+            return module
+    sample = sorted(checkpoint.keys())[:6]
+    looked = "; ".join(f"{m.NAME}: {m.TELLTALE}" for m in formats())
+    raise CheckpointError(f"unknown checkpoint format in {checkpoint.path.name!r}: its keys "
+                          f"(first {len(sample)} of {len(checkpoint)}: {sample}) match no known layout. "
+                          f"Looked for {looked}")
+
+
+def format_by_name(name: str):
+    for module in formats():
+        if module.NAME == name:
+            return module
+    raise ValueError(f"unknown checkpoint format {name!r}; known: {[m.NAME for m in formats()]}")

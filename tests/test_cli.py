@@ -1,0 +1,70 @@
+"""The command line through its entry point, as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vit_zoo import cli
+
+
+def run(*args):
+    """(exit code, stdout, stderr) of ``vit-zoo ARGS`` in a fresh process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-m", "vit_zoo.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_list_shows_every_variant_with_parameters(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vit-base-16   86,567,656" in out
+    assert "vit-huge-14   632,045,800" in out
+    assert "vit-giant-14  1,012,611,432" in out
+
+
+def test_info_prints_config_parameters_and_flops(capsys):
+    assert cli.main(["info", "ViT-B_16", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "vit-base-16"
+    assert info["parameters"] == 86_567_656
+    assert info["parameters_with_21k_pre_logits_head"] == 103_186_515
+    assert info["gflops_per_image"] == pytest.approx(35.1, abs=0.1)
+    assert info["config"]["num_heads"] == 12
+
+
+def test_unknown_model_is_one_line_and_exit_1():
+    code, out, err = run("info", "vit-bas-16")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, vit-base-8. Aliases such as "
+        "'ViT-B_16', 'B/16', 'vit_base_patch16_224' and 'google/vit-base-patch16-224' are accepted too"]
+    assert "Traceback" not in err
+
+
+def test_usage_error_exits_2():
+    code, _, err = run("info")
+    assert code == 2
+    assert "the following arguments are required: name" in err
+
+
+def test_convert_writes_a_keras_model(tmp_path):
+    import keras
+    import numpy as np
+
+    import vit_zoo
+    from conftest import tiny_config
+
+    model = vit_zoo.build(tiny_config())
+    source = tmp_path / "tiny.weights.h5"
+    model.save_weights(source)
+    # a .weights.h5 has no numerics of its own; config.json beside it supplies them
+    (tmp_path / "config.json").write_text(json.dumps({"vit_zoo_config": tiny_config().to_dict()}))
+    output = tmp_path / "tiny.keras"
+    code, out, err = run("convert", str(source), "-o", str(output))
+    assert code == 0, err
+    assert f"→ {output}" in out
+    images = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.models.load_model(output)(images), model(images))

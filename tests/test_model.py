@@ -1,0 +1,174 @@
+import gc
+
+import keras
+import numpy as np
+import pytest
+
+import vit_zoo
+from vit_zoo import ViTConfig, build, count_parameters
+from conftest import random_images, tiny_config
+
+# reference.md, Table 1 counts (timm's vit_*_224 models give the same 1000-class numbers).
+REFERENCE_PARAMETERS = {
+    "vit-tiny-16": (5_717_416, 9_777_171),
+    "vit-small-16": (22_050_664, 30_223_059),
+    "vit-small-32": (22_878_952, 31_051_347),
+    "vit-base-8": (86_576_872, 103_195_731),
+    "vit-base-16": (86_567_656, 103_186_515),
+    "vit-base-32": (88_224_232, 104_843_091),
+    "vit-large-16": (304_326_632, 326_740_307),
+    "vit-large-32": (306_535_400, 328_949_075),
+    "vit-huge-14": (632_045_800, 660_385_363),
+    "vit-giant-14": (1_012_611_432, None),
+}
+
+
+def _built_count(config):
+    model = build(config)
+    count = model.count_params()
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+    return count
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMETERS))
+def test_parameter_counts_equal_the_reference_table(name):
+    imagenet1k, imagenet21k = REFERENCE_PARAMETERS[name]
+    config = ViTConfig.from_name(name)
+    assert _built_count(config) == count_parameters(config) == imagenet1k
+    if imagenet21k is not None:
+        config21k = config.replace(num_classes=21843, representation_size=config.hidden_size)
+        assert _built_count(config21k) == count_parameters(config21k) == imagenet21k
+
+
+def test_parameter_count_at_384():
+    config = ViTConfig.from_name("vit-base-16", image_size=384)
+    assert _built_count(config) == count_parameters(config) == 86_859_496
+
+
+def test_flops_of_vit_base_16():
+    # 12 blocks x (qkv 3·197·768² + attention 2·197²·768 + proj 197·768² + MLP 2·197·768·3072)
+    # + patch embedding 196·768·768 + head 768·1000, times 2 FLOPs per multiply-add.
+    assert vit_zoo.flops_per_image(ViTConfig()) == 2 * (
+        12 * (3 * 197 * 768 ** 2 + 2 * 197 ** 2 * 768 + 197 * 768 ** 2 + 2 * 197 * 768 * 3072)
+        + 196 * 768 * 768 + 768 * 1000)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("image_size", [32, (32, 48)])
+def test_output_shapes(rng, batch, image_size):
+    config = tiny_config(image_size=image_size)
+    height, width = config.image_size
+    images = random_images(rng, batch, height, width)
+    tokens = config.num_tokens
+    assert build(config)(images).shape == (batch, 10)
+    assert build(config, include_top=False, pooling="token")(images).shape == (batch, 32)
+    assert build(config, include_top=False, pooling="gap")(images).shape == (batch, 32)
+    assert build(config, include_top=False, pooling=None)(images).shape == (batch, tokens, 32)
+    with_pre_logits = config.replace(representation_size=24)
+    assert build(with_pre_logits, include_top=False, pooling="token")(images).shape == (batch, 24)
+    assert build(with_pre_logits)(images).shape == (batch, 10)
+
+
+def test_gap_and_fcnorm_models_without_class_token(rng):
+    images = random_images(rng, 2, 32)
+    gap = tiny_config(class_token=False, pooling="gap")
+    assert build(gap, include_top=False)(images).shape == (2, 16, 32)
+    fcnorm = build(tiny_config(pooling="avg-fcnorm"))
+    names = {layer.name for layer in fcnorm.layers}
+    assert "fc_norm" in names and "encoder_norm" not in names
+    assert fcnorm(images).shape == (2, 10)
+
+
+def test_pooling_choices_are_checked():
+    with pytest.raises(ValueError, match="pooling 'gap' differs from the pooling 'token'"):
+        build(tiny_config(), include_top=True, pooling="gap")
+    with pytest.raises(ValueError, match="pooling 'token' needs a class token"):
+        build(tiny_config(class_token=False, pooling="gap"), include_top=False, pooling="token")
+    with pytest.raises(ValueError, match="pooling must be None, 'token' or 'gap', got 'max'"):
+        build(tiny_config(), include_top=False, pooling="max")
+
+
+def test_gap_features_are_the_mean_of_patch_tokens(rng):
+    config = tiny_config()
+    images = random_images(rng, 2, 32)
+    sequence = build(config, include_top=False)
+    gap = build(config, include_top=False, pooling="gap")
+    gap.set_weights(sequence.get_weights())
+    np.testing.assert_allclose(gap(images), np.mean(sequence(images)[:, 1:], axis=1), rtol=1e-6, atol=1e-6)
+
+
+def test_preprocessing_equals_normalised_input(rng):
+    config = tiny_config(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with_pre = build(config, include_preprocessing=True)
+    without = build(config, include_preprocessing=False)
+    without.set_weights(with_pre.get_weights())
+    images = random_images(rng, 2, 32)
+    normalised = (images / 255.0 - np.array(config.mean)) / np.array(config.std)
+    np.testing.assert_allclose(with_pre(images), without(normalised.astype("float32")), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_is_deterministic_and_drop_path_only_acts_in_training(rng):
+    model = build(tiny_config(drop_path_rate=0.5, dropout_rate=0.1))
+    images = random_images(rng, 4, 32)
+    first, second = model(images), model(images)
+    assert np.array_equal(first, second)
+    assert np.array_equal(first, model(images, training=False))
+    train_a, train_b = model(images, training=True), model(images, training=True)
+    assert not np.allclose(train_a, train_b)
+    assert not np.allclose(train_a, first)
+
+
+def test_drop_path_rate_grows_linearly_over_blocks():
+    model = build(tiny_config(drop_path_rate=0.3))
+    rates = [model.get_layer(f"block_{i:02d}_drop_path1").rate for i in range(3)]
+    np.testing.assert_allclose(rates, [0.0, 0.15, 0.3])
+
+
+def test_keras_round_trip(tmp_path, rng):
+    model = build(tiny_config(gelu="tanh", drop_path_rate=0.1, representation_size=16))
+    images = random_images(rng, 2, 32)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert np.array_equal(model(images), restored(images))
+    assert [w.path for w in restored.weights] == [w.path for w in model.weights]
+
+
+def test_jit_compile_equals_eager(rng):
+    model = build(tiny_config())
+    images = random_images(rng, 2, 32)
+    compiled = __import__("tensorflow").function(model, jit_compile=True)
+    np.testing.assert_allclose(compiled(images), model(images), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy, tolerance", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.005)])
+def test_mixed_precision_returns_float32_close_to_float32(rng, policy, tolerance):
+    config = tiny_config()
+    reference = build(config)
+    mixed = build(config, dtype=policy)
+    mixed.set_weights(reference.get_weights())
+    images = random_images(rng, 2, 32)
+    out = mixed(images)
+    assert out.dtype == "float32"
+    expected = np.asarray(reference(images))
+    # measured max |Δ| / max |logit|: bf16 ≈ 0.01, fp16 ≈ 0.001 on this tiny model
+    assert np.max(np.abs(np.asarray(out) - expected)) / np.max(np.abs(expected)) < tolerance
+
+
+def test_layer_names_are_stable_and_slash_free():
+    model = build(tiny_config(representation_size=16))
+    names = [layer.name for layer in model.layers]
+    assert not any("/" in name for name in names)
+    for name in ("preprocessing", "patch_embed", "class_token", "pos_embed", "block_00_attn", "block_02_mlp_fc2",
+                 "encoder_norm", "pool", "pre_logits", "head", "predictions"):
+        assert name in names
+    attention = model.get_layer("block_00_attn")
+    assert [tuple(w.shape) for w in attention.weights[:2]] == [(32, 4, 8), (4, 8)]
+    assert tuple(attention.output_kernel.shape) == (4, 8, 32)
+
+
+def test_build_rejects_foreign_config():
+    with pytest.raises(TypeError, match="config must be a vit_zoo.ViTConfig"):
+        build({"hidden_size": 3})

@@ -1,0 +1,105 @@
+"""The ``vit-zoo`` command line: each command parses its arguments and calls one library function.
+
+Exit codes: 0 success, 1 a failure (one readable line on stderr; ``--debug`` shows the traceback),
+2 a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _command_list(args):
+    from vit_zoo import ViTConfig, list_models
+    from vit_zoo.stats import count_parameters, flops_per_image
+
+    rows = []
+    for name in list_models():
+        config = ViTConfig.from_name(name)
+        rows.append((name, f"{count_parameters(config):,}", f"{flops_per_image(config) / 1e9:.1f}"))
+    _print_table(("model", "params (224, 1000 cls)", "GFLOPs/img"), rows)
+
+
+def _command_info(args):
+    from vit_zoo import ViTConfig
+    from vit_zoo.stats import count_parameters, flops_per_image
+
+    config = ViTConfig.from_name(args.name, **({"image_size": args.image_size} if args.image_size else {}))
+    info = {"model": config.variant, "config": config.to_dict(),
+            "parameters": count_parameters(config),
+            "parameters_with_21k_pre_logits_head": count_parameters(
+                config.replace(num_classes=21843, representation_size=config.hidden_size)),
+            "gflops_per_image": round(flops_per_image(config) / 1e9, 2)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"{info['model']}  ({config.image_size[0]}x{config.image_size[1]}, patch {config.patch_size}, "
+          f"{config.num_tokens} tokens)")
+    for key, value in config.to_dict().items():
+        print(f"  {key:30s} {value}")
+    print(f"  {'parameters (1000 classes)':30s} {info['parameters']:,}")
+    print(f"  {'parameters (21843 + pre-logits)':30s} {info['parameters_with_21k_pre_logits_head']:,}")
+    print(f"  {'GFLOPs per image':30s} {info['gflops_per_image']}")
+
+
+def _command_convert(args):
+    import vit_zoo
+
+    model = vit_zoo.load(args.model, weights=args.source, image_size=args.image_size)
+    model.save(args.output)
+    print(f"converted {args.source} → {args.output} ({model.name}, {model.count_params():,} parameters)")
+
+
+def _print_table(header, rows):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for line in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vit-zoo", description="Vision Transformers for Keras 3.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub = commands.add_parser("list", help="list the model variants")
+    sub.set_defaults(run=_command_list)
+
+    sub = commands.add_parser("info", help="config, parameters and GFLOPs of a variant")
+    sub.add_argument("name", help="variant name or alias, e.g. vit-base-16, ViT-B_16, B/16")
+    sub.add_argument("--image-size", type=int, default=None, help="input size in pixels (default 224)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.set_defaults(run=_command_info)
+
+    sub = commands.add_parser("convert", help="convert a checkpoint to a .keras model")
+    sub.add_argument("source", help="checkpoint: .npz, Hugging Face dir or file, timm .safetensors, .weights.h5")
+    sub.add_argument("--model", default=None, help="expected variant (default: read off the checkpoint)")
+    sub.add_argument("--image-size", type=int, default=None, help="resample to this input size")
+    sub.add_argument("-o", "--output", required=True, help="output .keras file")
+    sub.set_defaults(run=_command_convert)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except KeyboardInterrupt:
+        print("vit-zoo: interrupted", file=sys.stderr)
+        return 1
+    except Exception as error:  # one readable line unless --debug
+        if args.debug:
+            raise
+        message = str(error).strip() or type(error).__name__
+        print(f"vit-zoo {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
