@@ -15,6 +15,7 @@ _PUBLIC = {
     "flops_per_image": "vit_zoo.stats",
     "build": "vit_zoo.model",
     "load": "vit_zoo.loading",
+    "list_weights": "vit_zoo.manifest",
     "resample_position_embeddings": "vit_zoo.resample",
     "layers": "vit_zoo.layers",
 }
