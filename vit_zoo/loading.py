@@ -65,6 +65,8 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
     model, _, _ = load_checkpoint(weights, requested=requested, name=name, image_size=image_size,
                                   num_classes=num_classes, config_overrides=overrides, metadata=metadata,
                                   **build_options)
+    if pretrained:  # preprocessing recipe and label set of these weights, for predict / preprocess
+        model.vit_zoo_weights = entry
     return model
 
 
