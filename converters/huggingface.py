@@ -1,0 +1,259 @@
+"""Hugging Face ``google/vit-*`` checkpoints: ``model.safetensors``, ``pytorch_model.bin``, ``tf_model.h5``.
+
+The architecture and numerics come from the repo's ``config.json`` (heads, LayerNorm eps and GELU flavour
+cannot be read off tensor shapes), the normalisation from ``preprocessor_config.json`` when present.
+
+Two on-disk layouts of the same modules:
+    PyTorch (safetensors, .bin)  ``vit.encoder.layer.3.attention.attention.query.weight`` (out, in);
+                                 a bare ``ViTModel`` saves without the ``vit.`` prefix; ``classifier.*``.
+    TensorFlow (tf_model.h5,     Keras 2 ``save_weights``: one group per top-level layer ("vit",
+    transformers 4.x)            "classifier"), each dataset named by its variable, whose first scope is
+                                 the model's own name: ``vit/tf_vi_t_for_image_classification/vit/encoder/
+                                 layer_._3/attention/attention/query/kernel:0`` (in, out). Conv kernels
+                                 are already (P, P, 3, D), LayerNorms ``gamma``/``beta``.
+``mapping(config, checkpoint)`` writes the rows once, in module terms (``encoder.layer.3.intermediate.dense``,
+kind ``dense_kernel``); the layout turns each into the file's key and transform.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Dict, List, NamedTuple, Optional
+
+from vit_zoo.converters.apply import Row, identity
+from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
+from vit_zoo.converters.transforms import (conv_to_keras, merge_heads_out, split_heads_bias, split_heads_in,
+                                           to_shape, transpose)
+from vit_zoo.model import block_name
+
+NAME = "hf"
+TELLTALE = ("'vit.embeddings.patch_embeddings.projection.weight' (bare ViTModel: without 'vit.'), "
+            "or in tf_model.h5 'vit/<model name>/vit/embeddings/cls_token:0'")
+IGNORED = {r"(vit\.)?embeddings\.mask_token": "the mask token of masked-image-modelling pre-training "
+                                              "(ViTModel(use_mask_token=True)); unused on whole images"}
+
+# hidden_act of config.json → our GELU flavour. gelu_python is erf written out; gelu_new, gelu_fast and
+# gelu_pytorch_tanh are the tanh approximation (the same formula, differently computed).
+GELU_FLAVOURS = {"gelu": "exact", "gelu_python": "exact",
+                 "gelu_new": "tanh", "gelu_fast": "tanh", "gelu_pytorch_tanh": "tanh"}
+
+# transformers' ViTConfig defaults, for config.json files that omit a field (old repos lack qkv_bias).
+HF_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+               "hidden_act": "gelu", "layer_norm_eps": 1e-12, "image_size": 224, "patch_size": 16,
+               "num_channels": 3, "qkv_bias": True, "pooler_act": "tanh"}
+
+_TF_CLASS_TOKEN = re.compile(r"vit/([^/]+)/vit/embeddings/cls_token:0")
+
+
+class Layout(NamedTuple):
+    """Where a checkpoint keeps its tensors: ``kind`` "torch" or "tf"; ``scope`` the key prefix of the
+    ViT body ("vit." or "" for torch) or the model-name scope of a tf_model.h5."""
+
+    kind: str
+    scope: str
+
+    def key(self, module: str, param: Optional[str]) -> str:
+        """File key of ``module`` (torch dotted path below the ViT body, or "classifier") + ``param``."""
+        if self.kind == "torch":
+            prefix = "" if module == "classifier" else self.scope
+            return f"{prefix}{module}" + (f".{param}" if param else "")
+        path = re.sub(r"\blayer/(\d+)", r"layer_._\1", module.replace(".", "/"))  # Keras 2 names list items
+        group = "classifier" if module == "classifier" else "vit"
+        body = "" if module == "classifier" else "vit/"
+        return f"{group}/{self.scope}/{body}{path}" + (f"/{param}" if param else "") + ":0"
+
+
+def layout(checkpoint: Checkpoint) -> Optional[Layout]:
+    """The layout of ``checkpoint``, or None when it is not a Hugging Face ViT."""
+    for prefix in ("vit.", ""):
+        if f"{prefix}embeddings.patch_embeddings.projection.weight" in checkpoint:
+            return Layout("torch", prefix)
+    for key in checkpoint.keys():
+        match = _TF_CLASS_TOKEN.fullmatch(key)
+        if match:
+            return Layout("tf", match.group(1))
+    return None
+
+
+def detect(checkpoint: Checkpoint) -> bool:
+    return layout(checkpoint) is not None
+
+
+def _kinds(kind: str, heads: int, width: int):
+    """Tensor kind → (parameter name, transform) in one layout."""
+    head_dim = width // heads
+    if kind == "torch":
+        return {"tensor": (None, identity), "conv_kernel": ("weight", conv_to_keras),
+                "dense_kernel": ("weight", transpose), "bias": ("bias", identity),
+                "norm_scale": ("weight", identity), "norm_bias": ("bias", identity),
+                "heads_in_kernel": ("weight", split_heads_in(heads)),
+                "heads_bias": ("bias", split_heads_bias(heads)),
+                "heads_out_kernel": ("weight", merge_heads_out(heads))}
+    return {"tensor": (None, identity), "conv_kernel": ("kernel", identity),
+            "dense_kernel": ("kernel", identity), "bias": ("bias", identity),
+            "norm_scale": ("gamma", identity), "norm_bias": ("beta", identity),
+            "heads_in_kernel": ("kernel", to_shape(width, heads, head_dim)),
+            "heads_bias": ("bias", split_heads_bias(heads)),
+            "heads_out_kernel": ("kernel", to_shape(heads, head_dim, width))}
+
+
+def mapping(config, checkpoint: Optional[Checkpoint] = None) -> List[Row]:
+    """Rows for the whole model, in the layout of ``checkpoint`` (without one: PyTorch
+    ``ViTForImageClassification``, keys with the ``vit.`` prefix). The head rows (``classifier``) are
+    always there; a caller loading a checkpoint without a classifier drops them or keeps a new head."""
+    where = layout(checkpoint) if checkpoint is not None else Layout("torch", "vit.")
+    if where is None:
+        raise CheckpointError(f"{checkpoint.path.name!r} is not a Hugging Face ViT checkpoint: "
+                              f"looked for {TELLTALE}")
+    kinds = _kinds(where.kind, config.num_heads, config.hidden_size)
+
+    def tensor(target, module, kind):
+        param, transform = kinds[kind]
+        return Row(target, (where.key(module, param),), transform)
+
+    def dense(layer, module):
+        return [tensor(f"{layer}/kernel", module, "dense_kernel"), tensor(f"{layer}/bias", module, "bias")]
+
+    def norm(layer, module):
+        return [tensor(f"{layer}/gamma", module, "norm_scale"), tensor(f"{layer}/beta", module, "norm_bias")]
+
+    rows = [tensor("patch_embed/kernel", "embeddings.patch_embeddings.projection", "conv_kernel"),
+            tensor("patch_embed/bias", "embeddings.patch_embeddings.projection", "bias"),
+            tensor("class_token/token", "embeddings.cls_token", "tensor"),
+            tensor("pos_embed/embeddings", "embeddings.position_embeddings", "tensor")]
+    for i in range(config.num_layers):
+        layer, attn = f"encoder.layer.{i}.", block_name(i, "attn")
+        rows += norm(block_name(i, "norm1"), layer + "layernorm_before")
+        for part in ("query", "key", "value"):
+            rows.append(tensor(f"{attn}/{part}_kernel", f"{layer}attention.attention.{part}", "heads_in_kernel"))
+            if config.qkv_bias:
+                rows.append(tensor(f"{attn}/{part}_bias", f"{layer}attention.attention.{part}", "heads_bias"))
+        rows += [tensor(f"{attn}/output_kernel", layer + "attention.output.dense", "heads_out_kernel"),
+                 tensor(f"{attn}/output_bias", layer + "attention.output.dense", "bias")]
+        rows += norm(block_name(i, "norm2"), layer + "layernorm_after")
+        rows += dense(block_name(i, "mlp_fc1"), layer + "intermediate.dense")
+        rows += dense(block_name(i, "mlp_fc2"), layer + "output.dense")
+    rows += norm("encoder_norm", "layernorm")
+    if config.representation_size:
+        rows += dense("pre_logits", "pooler.dense")  # ViTModel's pooler: Dense + tanh on the class token
+    rows += dense("head", "classifier")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------
+def config_fields(checkpoint: Checkpoint) -> Dict[str, object]:
+    """ViTConfig fields from ``config.json`` (and ``preprocessor_config.json``) beside the checkpoint,
+    cross-checked against the tensors; ``num_classes`` is None when the checkpoint has no classifier."""
+    where = layout(checkpoint)
+    if where is None:
+        raise CheckpointError(f"{checkpoint.path.name!r} is not a Hugging Face ViT checkpoint: "
+                              f"looked for {TELLTALE}")
+    hf = _hf_config(checkpoint)
+    model_type = hf.get("model_type", "vit")
+    if model_type != "vit":
+        raise CheckpointError(f"{_config_path(checkpoint)} says model_type {model_type!r}; this converter "
+                              f"reads ViT (model_type 'vit') checkpoints only")
+    act = hf["hidden_act"]
+    if act not in GELU_FLAVOURS:
+        raise CheckpointError(f"{_config_path(checkpoint)}: hidden_act {act!r} is not supported; a ViT "
+                              f"uses one of {sorted(GELU_FLAVOURS)} (exact or tanh GELU)")
+    if hf["num_channels"] != 3:
+        raise CheckpointError(f"{_config_path(checkpoint)}: num_channels {hf['num_channels']}; only RGB "
+                              f"(3 channels) models are supported")
+    patch = _square_patch(hf["patch_size"], checkpoint)
+    image = hf["image_size"]
+    image = (image, image) if isinstance(image, int) else tuple(image)
+    hidden, heads, layers = hf["hidden_size"], hf["num_attention_heads"], hf["num_hidden_layers"]
+
+    def stored(module, param=None):
+        key = where.key(module, param)
+        return checkpoint.shape(key) if key in checkpoint else None
+
+    _agree(checkpoint, "hidden_size", hidden, "a class token of width",
+           (stored("embeddings.cls_token") or (None,))[-1])
+    found_layers = sum(1 for key in checkpoint.keys() if re.search(r"layer(_\._|\.)\d+\W+layernorm_before\W+"
+                                                                    r"(weight|gamma)", key))
+    _agree(checkpoint, "num_hidden_layers", layers, "encoder layers", found_layers)
+    positions = stored("embeddings.position_embeddings")
+    _agree(checkpoint, f"image_size {list(image)} with patch_size {patch}, i.e.",
+           f"{(image[0] // patch) * (image[1] // patch) + 1} tokens", "position embeddings for",
+           positions and f"{positions[1]} tokens")
+
+    pooler = stored("pooler.dense", "weight" if where.kind == "torch" else "kernel")
+    if pooler is not None and hf["pooler_act"] != "tanh":
+        raise CheckpointError(f"{_config_path(checkpoint)}: pooler_act {hf['pooler_act']!r}; the pre-logits "
+                              f"layer is Dense + tanh")
+    classifier = stored("classifier", "weight" if where.kind == "torch" else "kernel")
+    mean, std = _normalisation(checkpoint)
+    return {
+        "image_size": image, "patch_size": patch, "hidden_size": hidden,
+        "mlp_size": hf["intermediate_size"], "num_heads": heads, "num_layers": layers,
+        "class_token": True, "pooling": "token",
+        "representation_size": None if pooler is None else _out_width(pooler, where),
+        "gelu": GELU_FLAVOURS[act], "layer_norm_epsilon": float(hf["layer_norm_eps"]),
+        "qkv_bias": bool(hf["qkv_bias"]), "mean": mean, "std": std,
+        "num_classes": None if classifier is None else _out_width(classifier, where),
+        "position_embedding_resampling": "bicubic",  # HF's interpolate_pos_encoding is bicubic
+    }
+
+
+def class_names(checkpoint: Checkpoint) -> Optional[List[str]]:
+    """The classifier's labels from config.json ``id2label``, in index order, or None."""
+    labels = _hf_config(checkpoint).get("id2label") or {}
+    try:
+        names = [labels[key] for key in sorted(labels, key=int)]
+    except ValueError:
+        return None
+    return names or None
+
+
+def _out_width(shape, where: Layout) -> int:
+    return int(shape[0] if where.kind == "torch" else shape[-1])
+
+
+def _config_path(checkpoint: Checkpoint) -> str:
+    return repr(str(checkpoint.path.parent / "config.json"))
+
+
+def _hf_config(checkpoint: Checkpoint) -> dict:
+    if not checkpoint.metadata:
+        raise CheckpointError(
+            f"{str(checkpoint.path)!r} is a Hugging Face checkpoint without its config.json: the number of "
+            f"attention heads, the LayerNorm epsilon and the GELU flavour cannot be inferred from tensor "
+            f"shapes. Put the repo's config.json in {str(checkpoint.path.parent)!r} beside the weights file")
+    return {**HF_DEFAULTS, **checkpoint.metadata}
+
+
+def _square_patch(patch, checkpoint) -> int:
+    if isinstance(patch, int):
+        return patch
+    if len(patch) == 2 and patch[0] == patch[1]:
+        return int(patch[0])
+    raise CheckpointError(f"{_config_path(checkpoint)}: patch_size {patch} is not square; only square "
+                          f"patches are supported")
+
+
+def _agree(checkpoint, field, declared, what, found):
+    if found is not None and declared != found:
+        raise CheckpointError(f"{_config_path(checkpoint)} says {field} {declared}, but "
+                              f"{checkpoint.path.name!r} has {what}: {found}; config.json and the weights "
+                              f"are from different models")
+
+
+def _normalisation(checkpoint: Checkpoint):
+    """(mean, std) of [0, 1] pixels from preprocessor_config.json; 0.5/0.5 (every google/vit-*) without it."""
+    path = checkpoint.path.parent / "preprocessor_config.json"
+    if not path.is_file():
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    try:
+        processor = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from error
+    if not processor.get("do_normalize", True):
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+    def three(name):
+        value = processor.get(name, 0.5)
+        return (value,) * 3 if isinstance(value, (int, float)) else tuple(value)
+
+    return three("image_mean"), three("image_std")
