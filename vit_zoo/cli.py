@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+DEFAULT_MODEL = "vit-base-16"
+
 
 def _command_list(args):
     from vit_zoo import ViTConfig, list_models
@@ -78,6 +80,56 @@ def _command_cache(args):
     print(cache.format_cache_table())
 
 
+def _load_model(args, **options):
+    """The model a command asks for: ``--weights PATH`` (a checkpoint or a saved ``.keras`` model), else
+    the published weights ``--model NAME[:TAG]``."""
+    import vit_zoo
+
+    weights = getattr(args, "weights", None)
+    if weights and str(weights).endswith(".keras"):
+        import keras
+
+        return keras.models.load_model(weights)
+    name, _, tag = args.model.partition(":")
+    if weights:
+        return vit_zoo.load(name if args.model_given else None, weights=weights, **options)
+    return vit_zoo.load(name, pretrained=tag or True, **options)
+
+
+def _command_predict(args):
+    from vit_zoo.predict import predict
+
+    model = _load_model(args)
+    results = predict(model, args.images, top=args.top)
+    if args.json:
+        print(json.dumps([{"image": image, "top": [{"index": i, "label": label, "probability": round(p, 6)}
+                                                   for i, label, p in top]}
+                          for image, top in zip(args.images, results)], indent=2))
+        return
+    for image, top in zip(args.images, results):
+        print(image)
+        for index, label, probability in top:
+            print(f"  {probability:7.2%}  {index:5d}  {label}")
+
+
+def _command_embed(args):
+    from vit_zoo.embed import embed
+
+    model = _load_model(args, include_top=False, pooling="token")
+    result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,
+                   tag=args.model, progress=not args.quiet)
+    print(f"{args.output}: {result.total} embeddings ({result.added} new, {len(result.skipped)} unreadable "
+          f"skipped)")
+
+
+def _command_attention(args):
+    from vit_zoo.attention_plot import attention_overlay
+
+    model = _load_model(args)
+    attention_overlay(model, args.image, args.output, discard_ratio=args.discard_ratio)
+    print(f"attention rollout overlay of {args.image} → {args.output}")
+
+
 def _print_table(header, rows):
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for line in (header, tuple("-" * w for w in widths), *rows):
@@ -105,6 +157,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", required=True, help="output .keras file")
     sub.set_defaults(run=_command_convert)
 
+    for command, helptext, run in (("predict", "classify images", _command_predict),
+                                   ("embed", "embed a folder of images into an HDF5 file", _command_embed),
+                                   ("attention", "draw an attention-rollout overlay", _command_attention)):
+        sub = commands.add_parser(command, help=helptext)
+        if command == "predict":
+            sub.add_argument("images", nargs="+", help="image files")
+            sub.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        elif command == "embed":
+            sub.add_argument("directory", help="folder of images (searched recursively)")
+            sub.add_argument("-o", "--output", required=True, help="HDF5 file (appended to when it exists)")
+            sub.add_argument("--batch-size", type=int, default=32)
+            sub.add_argument("--quiet", action="store_true", help="no progress bar")
+        else:
+            sub.add_argument("image", help="image file")
+            sub.add_argument("-o", "--output", required=True, help="output picture (.png)")
+            sub.add_argument("--discard-ratio", type=float, default=0.9,
+                             help="fraction of the weakest attention discarded in the rollout (default 0.9)")
+        sub.add_argument("--model", default=DEFAULT_MODEL,
+                         help=f"NAME[:TAG] of published weights (default {DEFAULT_MODEL}, its default tag)")
+        sub.add_argument("--weights", default=None,
+                         help="a local checkpoint (.npz, Hugging Face dir, timm .safetensors, .weights.h5) "
+                              "or a saved .keras model, instead of downloading")
+        sub.set_defaults(run=run)
+
     sub = commands.add_parser("weights", help="published weights known to the manifest")
     sub.add_argument("model", nargs="?", default=None, help="only this variant's weights")
     sub.set_defaults(run=_command_weights)
@@ -121,9 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly():
+    """TensorFlow's CUDA stubs print start-up notes straight to file descriptor 2 on machines without a
+    GPU; keep them out of the command's output (``--debug`` shows them)."""
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        if args.command not in ("list", "info", "weights", "cache"):
+            _import_tensorflow_quietly()
+    args.model_given = any(a == "--model" or a.startswith("--model=") for a in argv)
     try:
         args.run(args)
     except BrokenPipeError:  # output piped into `head`: not an error

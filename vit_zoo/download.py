@@ -101,6 +101,22 @@ def fetch(entry_or_url, *, sha256=None, size=None, progress=None, connect_timeou
 
 # ---------------------------------------------------------------- plain URLs
 
+def _is_name_resolution_failure(error: Exception) -> bool:
+    while error is not None:
+        if isinstance(error, urllib3.exceptions.NameResolutionError) or "Name or service not known" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _unreachable_message(url, where, dest) -> str:
+    host = urlsplit(url).hostname
+    return (f"cannot download {where}: the host {host!r} cannot be resolved (no internet access here?).\n"
+            f"  to provide the weights: fetch {url} on a machine with internet and copy it to {dest} "
+            f"(or point VIT_ZOO_HOME at a cache that has it), serve a mirror and set VIT_ZOO_GCS_ENDPOINT, "
+            f"or load a local checkpoint with vit_zoo.load(NAME, weights=PATH) / vit-zoo predict --weights PATH")
+
+
 def _offline_message(url, label, dest) -> str:
     what = f"{label} ({url})" if label else url
     return (f"offline mode is on (VIT_ZOO_OFFLINE / HF_HUB_OFFLINE) and {what} is not in the cache.\n"
@@ -238,6 +254,8 @@ class _Download:
         try:
             response = requests.get(self.url, headers=headers, stream=True, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as err:
+            if _is_name_resolution_failure(err):  # no network (or no DNS): retrying cannot help
+                raise DownloadError(_unreachable_message(self.url, self.where(), self.dest)) from err
             raise _Retryable(f"{type(err).__name__}: {err}") from err
         with response:
             status = response.status_code
