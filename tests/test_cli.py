@@ -68,3 +68,69 @@ def test_convert_writes_a_keras_model(tmp_path):
     assert f"→ {output}" in out
     images = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     np.testing.assert_array_equal(keras.models.load_model(output)(images), model(images))
+
+
+@pytest.fixture(scope="module")
+def local_weights(tmp_path_factory):
+    """A tiny 1000-class model saved as .weights.h5 with its config.json, and its sample inputs."""
+    import vit_zoo
+    from conftest import tiny_config
+
+    folder = tmp_path_factory.mktemp("weights")
+    config = tiny_config(num_classes=1000)
+    model = vit_zoo.build(config)
+    model.save_weights(folder / "tiny.weights.h5")
+    (folder / "config.json").write_text(json.dumps({"vit_zoo_config": config.to_dict()}))
+    return folder / "tiny.weights.h5", model
+
+
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "samples", "grace_hopper.jpg")
+
+
+def test_predict_prints_the_top_classes_of_a_sample_image(local_weights):
+    import numpy as np
+
+    import vit_zoo
+
+    path, model = local_weights
+    code, out, err = run("predict", SAMPLE, "--weights", str(path), "--top", "3", "--json")
+    assert code == 0, err
+    (result,) = json.loads(out)
+    pixels = vit_zoo.preprocess([SAMPLE], weights=model)
+    logits = np.asarray(model(pixels))[0]
+    assert [entry["index"] for entry in result["top"]] == list(np.argsort(-logits)[:3])
+    labels = vit_zoo.imagenet1k_labels()
+    assert [entry["label"] for entry in result["top"]] == [labels[i] for i in np.argsort(-logits)[:3]]
+
+
+def test_predict_of_a_missing_image_is_one_line_and_exit_1(local_weights):
+    path, _ = local_weights
+    code, _, err = run("predict", "no_such.jpg", "--weights", str(path))
+    assert code == 1
+    assert err.strip().startswith("vit-zoo predict: error:") and "no_such.jpg" in err
+    assert "Traceback" not in err
+
+
+def test_attention_writes_an_overlay_picture(local_weights, tmp_path):
+    path, _ = local_weights
+    output = tmp_path / "overlay.png"
+    code, out, err = run("attention", SAMPLE, "--weights", str(path), "-o", str(output))
+    assert code == 0, err
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path):
+    import shutil
+
+    import h5py
+
+    path, _ = local_weights
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(SAMPLE, images / "a.jpg")
+    shutil.copy(os.path.join(os.path.dirname(SAMPLE), "chelsea.png"), images / "b.png")
+    output = tmp_path / "out.h5"
+    code, out, err = run("embed", str(images), "--weights", str(path), "-o", str(output), "--quiet")
+    assert code == 0, err
+    with h5py.File(output) as store:
+        assert store["embeddings"].shape == (2, 32)

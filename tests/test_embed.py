@@ -6,8 +6,8 @@ from PIL import Image
 
 import vit_zoo
 from conftest import tiny_config
-from vit_zoo.embed import embed, list_images
-from vit_zoo.preprocess import preprocess
+from vit_zoo.embedding import embed, list_images
+from vit_zoo.preprocessing import preprocess
 
 
 

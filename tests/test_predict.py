@@ -7,8 +7,8 @@ import pytest
 import vit_zoo
 from conftest import tiny_config
 from vit_zoo.labels import decode_predictions
-from vit_zoo.predict import model_labels, predict
-from vit_zoo.preprocess import preprocess
+from vit_zoo.prediction import model_labels, predict
+from vit_zoo.preprocessing import preprocess
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

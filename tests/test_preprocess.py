@@ -11,7 +11,7 @@ from PIL import Image
 
 import vit_zoo
 from vit_zoo.images import ImageReadError
-from vit_zoo.preprocess import preprocess
+from vit_zoo.preprocessing import preprocess
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 HOPPER = SAMPLES / "grace_hopper.jpg"   # 512 wide × 600 high
@@ -199,7 +199,7 @@ def test_bad_settings():
 
 def test_settings_from_a_manifest_key():
     from vit_zoo import manifest
-    from vit_zoo.preprocess import FORMAT_RECIPES, resolve_settings
+    from vit_zoo.preprocessing import FORMAT_RECIPES, resolve_settings
     entries = manifest.list_weights()
     if not entries:
         pytest.skip("the manifest is empty")

@@ -18,7 +18,7 @@ _PUBLIC = {
     "list_weights": "vit_zoo.manifest",
     "resample_position_embeddings": "vit_zoo.resample",
     "layers": "vit_zoo.layers",
-    "preprocess": "vit_zoo.preprocess",
+    "preprocess": "vit_zoo.preprocessing",
     "decode_predictions": "vit_zoo.labels",
     "imagenet1k_labels": "vit_zoo.labels",
     "imagenet21k_labels": "vit_zoo.labels",
@@ -26,8 +26,8 @@ _PUBLIC = {
     "attention_maps": "vit_zoo.attention",
     "attention_rollout": "vit_zoo.attention",
     "plot_attention": "vit_zoo.attention_plot",
-    "embed": "vit_zoo.embed",
-    "predict": "vit_zoo.predict",
+    "embed": "vit_zoo.embedding",
+    "predict": "vit_zoo.prediction",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -30,7 +30,7 @@ def model_inputs(model: keras.Model, images) -> np.ndarray:
                              f"{', '.join('any' if e is None else str(e) for e in expected)}); pass file paths "
                              f"or uint8 images to have them preprocessed, or resize them first")
         return array.astype(np.float32)
-    from vit_zoo.preprocess import preprocess
+    from vit_zoo.preprocessing import preprocess
 
     has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
     return preprocess(images, weights=model, normalize=not has_preprocessing)

@@ -87,7 +87,7 @@ def attention_overlay(model, image, path: Union[str, Path], layers: Union[int, S
     Returns:
         The mask (h, w) float32 in [0, 1] on the model's patch grid.
     """
-    from vit_zoo.preprocess import preprocess
+    from vit_zoo.preprocessing import preprocess
 
     mask = attention_mask(model, [image], layers=layers, head_fusion=head_fusion,
                           discard_ratio=discard_ratio)[0]

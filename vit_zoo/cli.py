@@ -97,7 +97,7 @@ def _load_model(args, **options):
 
 
 def _command_predict(args):
-    from vit_zoo.predict import predict
+    from vit_zoo.prediction import predict
 
     model = _load_model(args)
     results = predict(model, args.images, top=args.top)
@@ -113,7 +113,7 @@ def _command_predict(args):
 
 
 def _command_embed(args):
-    from vit_zoo.embed import embed
+    from vit_zoo.embedding import embed
 
     model = _load_model(args, include_top=False, pooling="token")
     result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from vit_zoo.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageReadError, read_image_file
-from vit_zoo.preprocess import apply_recipe, resolve_settings
+from vit_zoo.preprocessing import apply_recipe, resolve_settings
 
 
 @dataclasses.dataclass

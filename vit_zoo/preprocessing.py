@@ -196,7 +196,7 @@ def timm_resize_size(height: int, width: int, size: Tuple[int, int], crop_pct: f
 def _resize(image: np.ndarray, size: Tuple[int, int], recipe: Recipe) -> np.ndarray:
     height, width = size
     if recipe.resampler == "half-pixel":
-        import keras  # only this recipe needs it; keeps `import vit_zoo.preprocess` light
+        import keras  # only this recipe needs it; keeps `import vit_zoo.preprocessing` light
 
         batch = image[None].astype(np.float32)
         resized = keras.ops.image.resize(batch, (height, width), interpolation=recipe.interpolation,

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from vit_zoo.labels import LABEL_SETS, decode_predictions
-from vit_zoo.preprocess import preprocess
+from vit_zoo.preprocessing import preprocess
 
 
 def model_labels(model, labels: Union[str, Sequence[str], None] = None) -> Union[str, Sequence[str]]:
@@ -44,7 +44,7 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
     """
     if not any(layer.name == "head" for layer in model.layers):
         raise ValueError(f"model {model.name!r} has no classification head (built with include_top=False); "
-                         f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.embed")
+                         f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.embedding")
     names = model_labels(model, labels)
     has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
     pixels = preprocess(images, weights=model, recipe=recipe, normalize=not has_preprocessing)
