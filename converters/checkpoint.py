@@ -184,6 +184,10 @@ def _read_safetensors(path: Path, metadata: dict) -> Checkpoint:
         if kind not in SAFETENSORS_DTYPES:
             raise CheckpointError(f"{path.name}: tensor {key!r} has unsupported dtype {kind}")
         shape = tuple(info["shape"])
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(SAFETENSORS_DTYPES[kind]).itemsize
+        if end - begin != expected:
+            raise CheckpointError(f"{path.name}: tensor {key!r} is {kind} {list(shape)} ({expected} bytes) "
+                                  f"but its data_offsets span {end - begin} bytes; the header is corrupt")
         entries[key] = (shape, "bfloat16" if kind == "BF16" else str(np.dtype(SAFETENSORS_DTYPES[kind])),
                         (lambda b=begin, e=end, k=kind, s=shape: _safetensors_array(data, b, e, k, s)))
     return Checkpoint(path, entries, metadata)

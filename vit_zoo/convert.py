@@ -37,7 +37,7 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
     """
     with converters.open_checkpoint(path, metadata=metadata) as checkpoint:
         source_format = converters.detect_format(checkpoint)
-        fields = dict(source_format.config_fields(checkpoint), **(source_overrides or {}))
+        fields = dict(_config_fields(source_format, checkpoint, requested), **(source_overrides or {}))
         source_classes = fields.pop("num_classes", None)
         base = requested if requested is not None else ViTConfig()
         source = base.replace(**fields, num_classes=source_classes or base.num_classes)
@@ -66,6 +66,14 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         if variable.path in fresh_head:  # the ViT fine-tuning recipe starts a new head at zero
             variable.assign(np.zeros(variable.shape, "float32"))
     return model, source, source_classes
+
+
+def _config_fields(source_format, checkpoint, requested):
+    """Formats that cannot read the head count off the tensors (timm without config.json) take the
+    requested config's."""
+    if requested is not None and "num_heads" in inspect.signature(source_format.config_fields).parameters:
+        return source_format.config_fields(checkpoint, num_heads=requested.num_heads)
+    return source_format.config_fields(checkpoint)
 
 
 def _mapping(source_format, config, checkpoint):

@@ -1,0 +1,218 @@
+"""Google vit_jax .npz: format detection, config inference, and parity with a Flax-style NumPy reference.
+
+Parity: logits and the final token sequence of the converted model against ``reference_numpy.
+vit_jax_forward`` on the same checkpoint, relative error max|a−b|/max|b| ≤ 1e-4 in float32. The reference
+itself is checked against Hugging Face transformers' torch ViT (tanh GELU, eps 1e-6) on shared weights.
+"""
+import keras
+import numpy as np
+import pytest
+
+import vit_zoo
+from vit_zoo import converters
+from vit_zoo.converters import google_npz
+from vit_zoo.variants import variant_fields
+
+from reference_numpy import vit_jax_forward
+from synth_checkpoints import images, npz_tensors, relative_error, write_npz, write_safetensors
+
+TOLERANCE = 1e-4
+SMALL = dict(image_size=32, patch_size=8, hidden_size=32, mlp_size=64, num_heads=4, num_layers=2,
+             num_classes=7)
+
+
+def convert(path, include_top=True, pooling=None):
+    """Open → detect → config_fields → build → apply_rows; returns (model, config)."""
+    with converters.open_checkpoint(path) as checkpoint:
+        module = converters.detect_format(checkpoint)
+        assert module is google_npz
+        config = vit_zoo.ViTConfig(**google_npz.config_fields(checkpoint))
+        model = vit_zoo.build(config, include_top=include_top, pooling=pooling, include_preprocessing=False)
+        present = {v.path.split("/")[0] for v in model.weights}
+        absent = {"head", "pre_logits", "fc_norm"} - present
+        converters.apply_rows(model, google_npz.mapping(config), checkpoint, ignored=google_npz.IGNORED,
+                              absent_layers=absent)
+    return model, config
+
+
+# name: (ViTConfig fields of the synthesized checkpoint, batch)
+CASES = {
+    "vit-tiny-16": (dict(variant_fields("vit-tiny-16"), num_classes=1000), 2),
+    # original ImageNet-21k form: pre-logits Dense + tanh, 21,843 classes
+    "vit-small-32-in21k-prelogits": (dict(variant_fields("vit-small-32"),
+                                          representation_size=384, num_classes=21843), 2),
+    "vit-base-16": (dict(variant_fields("vit-base-16"), num_classes=1000), 1),
+    # vit_jax "ViT-S_16-gap-norep": no class token, mean of the tokens after the final norm
+    "vit-small-16-gap": (dict(variant_fields("vit-small-16"), class_token=False,
+                              pooling="gap", num_classes=1000), 1),
+    # fine-tuned at 384 px (577 position embeddings); 2 blocks: the point is the mapping at 384
+    "vit-base-16-384": (dict(variant_fields("vit-base-16"), image_size=384, num_layers=2,
+                             num_classes=1000), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_parity_with_flax_reference(case, tmp_path):
+    fields, batch = CASES[case]
+    spec = vit_zoo.ViTConfig(**fields)
+    tensors = npz_tensors(spec, seed=list(CASES).index(case))
+    path = write_npz(tmp_path / "ViT.npz", tensors)
+    x = images(spec, batch=batch)
+    reference = vit_jax_forward(tensors, x)
+    del tensors
+
+    model, config = convert(path)
+    for name in ("image_size", "patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers",
+                 "class_token", "pooling", "representation_size", "num_classes"):
+        assert getattr(config, name) == getattr(spec, name), name
+    assert (config.gelu, config.layer_norm_epsilon, config.mean, config.std) == ("tanh", 1e-6, (0.5,) * 3,
+                                                                                 (0.5,) * 3)
+    logits_error = relative_error(model(x), reference["logits"])
+    if spec.hidden_size < 768 and not spec.representation_size:  # built with include_top=False, pooling=None
+        features, _ = convert(path, include_top=False, pooling=None)
+    else:  # bigger models: the same graph's encoder_norm output, to build once
+        features = keras.Model(model.input, model.get_layer("encoder_norm").output)
+    tokens_error = relative_error(features(x), reference["encoded"])
+    print(f"\nparity google-npz {case}: logits {logits_error:.2e}, tokens {tokens_error:.2e}")
+    assert logits_error <= TOLERANCE
+    assert tokens_error <= TOLERANCE
+    if spec.representation_size:  # pooled features go through pre_logits (Dense + tanh)
+        pooled = keras.Model(model.input, model.get_layer("pre_logits").output)
+        assert relative_error(pooled(x), reference["pooled"]) <= TOLERANCE
+
+
+def test_config_fields_read_the_checkpoint(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL, qkv_bias=False, representation_size=24)
+    path = write_npz(tmp_path / "x.npz", npz_tensors(spec))
+    with converters.open_checkpoint(path) as checkpoint:
+        fields = google_npz.config_fields(checkpoint)
+    assert fields["qkv_bias"] is False and fields["representation_size"] == 24
+    assert fields["position_embedding_resampling"] == "bilinear-corners"
+    assert vit_zoo.ViTConfig(**fields).variant is None  # a custom size is fine
+
+
+def test_checkpoint_without_head_has_no_classes(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = {k: v for k, v in npz_tensors(spec).items() if not k.startswith("head/")}
+    with converters.open_checkpoint(write_npz(tmp_path / "x.npz", tensors)) as checkpoint:
+        assert google_npz.config_fields(checkpoint)["num_classes"] is None
+
+
+def test_without_qkv_bias_parity(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL, qkv_bias=False)
+    tensors = npz_tensors(spec)
+    model, _ = convert(write_npz(tmp_path / "x.npz", tensors))
+    x = images(spec)
+    assert relative_error(model(x), vit_jax_forward(tensors, x)["logits"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("key, says", [
+    ("conv_root/kernel", "ResNet-hybrid"),
+    ("params/embedding/kernel", "big_vision"),
+    ("opt/target/embedding/kernel", "optimizer state"),
+    ("MAPHead_0/probe", "MAP"),
+])
+def test_related_layouts_are_refused_by_name(tmp_path, key, says):
+    tensors = npz_tensors(vit_zoo.ViTConfig(**SMALL))
+    tensors[key] = np.zeros((1, 1, 3, 8), np.float32)
+    with converters.open_checkpoint(write_npz(tmp_path / "x.npz", tensors)) as checkpoint:
+        assert converters.detect_format(checkpoint) is google_npz
+        with pytest.raises(converters.CheckpointError, match=says) as error:
+            google_npz.config_fields(checkpoint)
+    assert key in str(error.value)
+
+
+def test_non_square_grid_is_refused(tmp_path):
+    spec = vit_zoo.ViTConfig(**{**SMALL, "image_size": (32, 48)})
+    with converters.open_checkpoint(write_npz(tmp_path / "x.npz", npz_tensors(spec))) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="not 1 \\+ a square grid"):
+            google_npz.config_fields(checkpoint)
+
+
+def test_block_numbering_gap_is_named(tmp_path):
+    tensors = npz_tensors(vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3}))
+    tensors = {k: v for k, v in tensors.items() if "encoderblock_1/" not in k}
+    with converters.open_checkpoint(write_npz(tmp_path / "x.npz", tensors)) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="encoderblock_1"):
+            google_npz.config_fields(checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference itself, against Hugging Face transformers' torch ViT on the same weights.
+def _hf_checkpoint(tensors, directory, hf_config, bare):
+    """vit_jax tensors → a Hugging Face checkpoint directory in its published on-disk layout
+    (``vit.encoder.layer.{i}.attention.attention.query.weight`` …; Linear (out, in), Conv2d (D, 3, P, P)),
+    loaded back with ``from_pretrained``, which maps the published names onto its modules."""
+    t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+    d = t["embedding/kernel"].shape[-1]
+    prefix = "" if bare else "vit."
+    s = {f"{prefix}embeddings.cls_token": t["cls"],
+         f"{prefix}embeddings.position_embeddings": t["Transformer/posembed_input/pos_embedding"],
+         f"{prefix}embeddings.patch_embeddings.projection.weight":
+             t["embedding/kernel"].transpose(3, 2, 0, 1),
+         f"{prefix}embeddings.patch_embeddings.projection.bias": t["embedding/bias"],
+         f"{prefix}layernorm.weight": t["Transformer/encoder_norm/scale"],
+         f"{prefix}layernorm.bias": t["Transformer/encoder_norm/bias"]}
+    i = 0
+    while f"Transformer/encoderblock_{i}/LayerNorm_0/scale" in t:
+        b, h = f"Transformer/encoderblock_{i}/", f"{prefix}encoder.layer.{i}."
+        a = b + "MultiHeadDotProductAttention_1/"
+        for part in ("query", "key", "value"):
+            s[f"{h}attention.attention.{part}.weight"] = t[f"{a}{part}/kernel"].reshape(d, d).T
+            s[f"{h}attention.attention.{part}.bias"] = t[f"{a}{part}/bias"].reshape(d)
+        s[f"{h}attention.output.dense.weight"] = t[a + "out/kernel"].reshape(d, d).T
+        s[f"{h}attention.output.dense.bias"] = t[a + "out/bias"]
+        for ours, theirs in (("LayerNorm_0", "layernorm_before"), ("LayerNorm_2", "layernorm_after")):
+            s[f"{h}{theirs}.weight"], s[f"{h}{theirs}.bias"] = t[f"{b}{ours}/scale"], t[f"{b}{ours}/bias"]
+        for ours, theirs in (("Dense_0", "intermediate.dense"), ("Dense_1", "output.dense")):
+            s[f"{h}{theirs}.weight"] = t[f"{b}MlpBlock_3/{ours}/kernel"].T
+            s[f"{h}{theirs}.bias"] = t[f"{b}MlpBlock_3/{ours}/bias"]
+        i += 1
+    if bare:
+        s["pooler.dense.weight"], s["pooler.dense.bias"] = t["pre_logits/kernel"].T, t["pre_logits/bias"]
+    else:
+        s["classifier.weight"], s["classifier.bias"] = t["head/kernel"].T, t["head/bias"]
+    write_safetensors(directory / "model.safetensors", s)
+    hf_config.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("pre_logits", [False, True])
+def test_reference_matches_transformers(tmp_path, pre_logits):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3}, representation_size=24 if pre_logits else None)
+    tensors = npz_tensors(spec, seed=3)
+    hf_config = transformers.ViTConfig(
+        hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        intermediate_size=spec.mlp_size, image_size=32, patch_size=8, num_labels=spec.num_classes,
+        hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, pooler_output_size=spec.representation_size)
+    directory = _hf_checkpoint(tensors, tmp_path, hf_config, bare=pre_logits)
+    kind = transformers.ViTModel if pre_logits else transformers.ViTForImageClassification
+    hf, info = kind.from_pretrained(directory, output_loading_info=True)
+    assert not any(info.values()), info  # every tensor loaded, none left over
+    hf = hf.double().eval()
+    x = images(spec, batch=2)
+    reference = vit_jax_forward(tensors, x)
+    with torch.no_grad():
+        out = hf(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float64)), output_hidden_states=True)
+    if pre_logits:
+        assert relative_error(reference["pooled"], out.pooler_output.numpy()) < 1e-10
+        assert relative_error(reference["encoded"], out.last_hidden_state.numpy()) < 1e-10
+    else:
+        assert relative_error(reference["logits"], out.logits.numpy()) < 1e-10
+        with torch.no_grad():  # the final token sequence
+            encoded = hf.vit.layernorm(out.hidden_states[-1]).numpy()
+        assert relative_error(reference["encoded"], encoded) < 1e-10
+
+
+def test_load_through_public_api(tmp_path):
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=2, num_classes=10))
+    tensors = npz_tensors(spec, seed=7)
+    path = write_npz(tmp_path / "Ti_16.npz", tensors)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    reference = vit_jax_forward(tensors, (pixels / 255 - 0.5) / 0.5)
+    model = vit_zoo.load(weights=path)  # RGB in [0, 255], normalised inside as the weights expect
+    assert relative_error(model(pixels), reference["logits"]) <= TOLERANCE
+    features = vit_zoo.load(weights=path, include_top=False)
+    assert relative_error(features(pixels), reference["encoded"]) <= TOLERANCE

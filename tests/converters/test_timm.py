@@ -1,0 +1,283 @@
+"""timm state dicts (model.safetensors): detection, config inference, refusals, and parity with a
+timm-style NumPy reference (fused qkv, exact GELU, fc_norm), itself checked against Hugging Face's torch
+ViT (exact GELU, eps 1e-6) on shared weights. Parity bound: max|a−b|/max|b| ≤ 1e-4 in float32."""
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import vit_zoo
+from vit_zoo import converters
+from vit_zoo.converters import timm
+from vit_zoo.variants import variant_fields
+
+from reference_numpy import timm_forward
+from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,
+                               write_safetensors, write_timm)
+
+TOLERANCE = 1e-4
+SMALL = dict(image_size=32, patch_size=8, hidden_size=32, mlp_size=64, num_heads=4, num_layers=2,
+             num_classes=7)
+
+
+def convert(path, include_top=True, pooling=None, num_heads=None):
+    """Open → detect → config_fields → build → apply_rows; returns (model, config)."""
+    with converters.open_checkpoint(path) as checkpoint:
+        assert converters.detect_format(checkpoint) is timm
+        config = vit_zoo.ViTConfig(**timm.config_fields(checkpoint, num_heads=num_heads))
+        model = vit_zoo.build(config, include_top=include_top, pooling=pooling, include_preprocessing=False)
+        present = {v.path.split("/")[0] for v in model.weights}
+        converters.apply_rows(model, timm.mapping(config), checkpoint, ignored=timm.IGNORED,
+                              absent_layers={"head", "pre_logits", "fc_norm"} - present)
+    return model, config
+
+
+def _pool(config):
+    return "token" if config.pooling == "token" else "avg"
+
+
+# name: (ViTConfig fields, timm architecture for config.json or None, batch)
+CASES = {
+    "vit_tiny_patch16_224": (dict(variant_fields("vit-tiny-16"), num_classes=1000),
+                             "vit_tiny_patch16_224", 2),
+    # avg pooling + fc_norm (no final norm), with a class token that the average leaves out
+    "vit_small_patch32_224-fcnorm": (dict(variant_fields("vit-small-32"), pooling="avg-fcnorm",
+                                          num_classes=1000), "vit_small_patch32_224", 2),
+    # no config.json: heads from the width (variants.SIZES), timm's default normalisation
+    "vit_base_patch16_224-no-config": (dict(variant_fields("vit-base-16"), num_classes=1000), None, 1),
+    # timm's gap models: no class token, final norm, then the mean; 16 heads at width 768 (config.json)
+    "vit_base_patch16_gap_224": (dict(variant_fields("vit-base-16"), num_heads=16, num_layers=2,
+                                      class_token=False, pooling="gap", num_classes=1000),
+                                 "vit_base_patch16_gap_224", 1),
+    "vit_base_patch16_384": (dict(variant_fields("vit-base-16"), image_size=384, num_layers=2,
+                                  num_classes=1000), "vit_base_patch16_384", 1),
+    "vit_base_patch16_224_miil": (dict(variant_fields("vit-base-16"), num_layers=2, qkv_bias=False,
+                                       num_classes=1000), "vit_base_patch16_224_miil", 1),
+    # timm < 0.6 in21k form: pre_logits.fc (Linear + Tanh) and 21,843 classes
+    "vit_tiny_patch16_224_in21k": (dict(variant_fields("vit-tiny-16"), num_layers=2, representation_size=192,
+                                        num_classes=21843), "vit_tiny_patch16_224_in21k", 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_parity_with_timm_reference(case, tmp_path):
+    fields, architecture, batch = CASES[case]
+    spec = vit_zoo.ViTConfig(**fields)
+    tensors = timm_tensors(spec, seed=list(CASES).index(case))
+    path = write_timm(tmp_path, spec, architecture, tensors=tensors)
+    x = images(spec, batch=batch)
+    reference = timm_forward(tensors, x, spec.num_heads, _pool(spec))
+    del tensors
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, config = convert(path)
+    announced = any("no timm config.json" in str(w.message) for w in caught)
+    assert announced == (architecture is None)  # assumptions without config.json are announced
+    for name in ("image_size", "patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers",
+                 "class_token", "pooling", "qkv_bias", "num_classes"):
+        assert getattr(config, name) == getattr(spec, name), name
+    assert (config.gelu, config.layer_norm_epsilon) == ("exact", 1e-6)
+    assert config.representation_size == spec.representation_size
+    logits_error = relative_error(model(x), reference["logits"])
+    if spec.hidden_size < 768 and not spec.representation_size:  # built with include_top=False, pooling=None
+        features, _ = convert(path, include_top=False, pooling=None)
+    else:  # big models: the same graph's output before pooling, to build once
+        last = "encoder_norm" if config.pooling != "avg-fcnorm" else f"block_{config.num_layers - 1:02d}_add2"
+        features = keras.Model(model.input, model.get_layer(last).output)
+    tokens_error = relative_error(features(x), reference["features"])
+    print(f"\nparity timm {case}: logits {logits_error:.2e}, tokens {tokens_error:.2e}")
+    assert logits_error <= TOLERANCE
+    assert tokens_error <= TOLERANCE
+    if config.pooling == "avg-fcnorm" or config.representation_size:  # pooled: fc_norm / pre_logits
+        pooled, _ = convert(path, include_top=False, pooling="gap" if config.pooling != "token" else "token")
+        assert relative_error(pooled(x), reference["pooled"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", ["F16", "BF16"])
+def test_half_precision_checkpoint_loads_into_float32(tmp_path, dtype):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = timm_tensors(spec)
+    path = write_timm(tmp_path, spec, dtype=dtype, tensors=tensors)
+    rounded = {k: (from_bfloat16_bits(to_bfloat16_bits(v)) if dtype == "BF16" else v.astype(np.float16))
+               for k, v in tensors.items()}
+    model, _ = convert(path, num_heads=4)
+    assert all(v.dtype == "float32" for v in model.weights)
+    assert np.array_equal(model.get_layer("pos_embed").embeddings.numpy(),
+                          rounded["pos_embed"].astype(np.float32))
+    x = images(spec)
+    assert relative_error(model(x), timm_forward(rounded, x, 4)["logits"]) <= TOLERANCE
+
+
+def test_config_json_supplies_normalisation_and_pooling(tmp_path):
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=1, num_classes=10))
+    path = write_timm(tmp_path, spec, "vit_tiny_patch16_224", global_pool="avg",
+                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with converters.open_checkpoint(path) as checkpoint:
+        fields = timm.config_fields(checkpoint)
+    assert fields["mean"] == (0.485, 0.456, 0.406) and fields["std"] == (0.229, 0.224, 0.225)
+    assert fields["pooling"] == "gap" and fields["class_token"]  # class token kept, mean of the patches
+    assert fields["num_heads"] == 3 and fields["position_embedding_resampling"] == "bicubic"
+
+
+def test_without_head(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = {k: v for k, v in timm_tensors(spec).items() if not k.startswith("head.")}
+    with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
+        assert timm.config_fields(checkpoint, num_heads=4)["num_classes"] is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Refusals: tensors of timm features vit_zoo does not model are named, never dropped.
+def _with(tensors, **extra):
+    return {**tensors, **{k.replace("__", "."): v for k, v in extra.items()}}
+
+
+@pytest.mark.parametrize("extra, feature", [
+    ({"reg_token": np.zeros((1, 4, 32), np.float32)}, "register tokens"),
+    ({"blocks.0.ls1.gamma": np.ones(32, np.float32), "blocks.0.ls2.gamma": np.ones(32, np.float32)},
+     "LayerScale"),
+    ({"blocks.1.attn.q_norm.weight": np.ones(8, np.float32),
+      "blocks.1.attn.k_norm.weight": np.ones(8, np.float32)}, "qk-norm"),
+    ({"norm_pre.weight": np.ones(32, np.float32), "norm_pre.bias": np.zeros(32, np.float32)}, "pre_norm"),
+    ({"attn_pool.latent": np.zeros((1, 1, 32), np.float32)}, "attention-pooling"),
+    ({"head_drop.weight": np.zeros(32, np.float32)}, "head_drop"),
+])
+def test_unsupported_tensors_are_named(tmp_path, extra, feature):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    path = write_timm(tmp_path, spec, tensors={**timm_tensors(spec), **extra})
+    with converters.open_checkpoint(path) as checkpoint:
+        assert converters.detect_format(checkpoint) is timm
+        with pytest.raises(converters.CheckpointError, match=feature) as error:
+            timm.config_fields(checkpoint, num_heads=4)
+    for key in extra:
+        assert key in str(error.value)
+    assert "model.safetensors" in str(error.value)
+
+
+def test_position_embedding_without_class_entry_is_refused(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = timm_tensors(spec)
+    tensors["pos_embed"] = tensors["pos_embed"][:, 1:]  # no_embed_class=True
+    with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="no_embed_class"):
+            timm.config_fields(checkpoint, num_heads=4)
+
+
+@pytest.mark.parametrize("architecture", ["vit_base_patch16_rpn_224", "vit_base_patch16_clip_224",
+                                          "vit_base_patch32_siglip_gap_256"])
+def test_architectures_with_other_numerics_are_refused(tmp_path, architecture):
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-base-16"), num_layers=1))
+    with converters.open_checkpoint(write_timm(tmp_path, spec, architecture)) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match=f"{architecture}.*numerics"):
+            timm.config_fields(checkpoint)
+
+
+def test_heads_of_an_unnamed_width(tmp_path):
+    spec = vit_zoo.ViTConfig(**SMALL)  # width 32 is no named size
+    path = write_timm(tmp_path, spec)
+    with converters.open_checkpoint(path) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="head count.*config.json.*num_heads"):
+            timm.config_fields(checkpoint)
+        assert timm.config_fields(checkpoint, num_heads=4)["num_heads"] == 4
+    # a config.json with model_args gives them too
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "vit_base_patch16_224",
+                                                      "model_args": {"num_heads": 4}}))
+    with converters.open_checkpoint(path) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="width 768.*width 32"):
+            timm.config_fields(checkpoint)
+
+
+@pytest.mark.parametrize("drop, says", [(("norm.weight", "norm.bias"), "neither 'norm.weight' nor"),
+                                        (("pos_embed",), "pos_embed='none'"),
+                                        (("patch_embed.proj.bias",), "without bias")])
+def test_missing_structural_tensors_are_explained(tmp_path, drop, says):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = {k: v for k, v in timm_tensors(spec).items() if k not in drop}
+    with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match=says):
+            timm.config_fields(checkpoint, num_heads=4)
+
+
+def test_fc_norm_with_token_pooling_is_refused(tmp_path):
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=1, pooling="avg-fcnorm"))
+    path = write_timm(tmp_path, spec, "vit_tiny_patch16_224", global_pool="token")
+    with converters.open_checkpoint(path) as checkpoint:
+        with pytest.raises(converters.CheckpointError, match="fc_norm with global_pool='token'"):
+            timm.config_fields(checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference itself, against Hugging Face transformers' torch ViT on the same weights.
+def _hf_checkpoint(tensors, directory, hf_config):
+    """timm tensors → a Hugging Face ViTForImageClassification checkpoint in its published layout."""
+    t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+    s = {"vit.embeddings.cls_token": t["cls_token"], "vit.embeddings.position_embeddings": t["pos_embed"],
+         "vit.embeddings.patch_embeddings.projection.weight": t["patch_embed.proj.weight"],
+         "vit.embeddings.patch_embeddings.projection.bias": t["patch_embed.proj.bias"],
+         "vit.layernorm.weight": t["norm.weight"], "vit.layernorm.bias": t["norm.bias"],
+         "classifier.weight": t["head.weight"], "classifier.bias": t["head.bias"]}
+    i = 0
+    while f"blocks.{i}.norm1.weight" in t:
+        b, h = f"blocks.{i}.", f"vit.encoder.layer.{i}."
+        for part, weight, bias in zip(("query", "key", "value"), np.split(t[b + "attn.qkv.weight"], 3),
+                                      np.split(t[b + "attn.qkv.bias"], 3)):
+            s[f"{h}attention.attention.{part}.weight"] = weight
+            s[f"{h}attention.attention.{part}.bias"] = bias
+        for ours, theirs in (("attn.proj", "attention.output.dense"), ("norm1", "layernorm_before"),
+                             ("norm2", "layernorm_after"), ("mlp.fc1", "intermediate.dense"),
+                             ("mlp.fc2", "output.dense")):
+            s[f"{h}{theirs}.weight"], s[f"{h}{theirs}.bias"] = t[f"{b}{ours}.weight"], t[f"{b}{ours}.bias"]
+        i += 1
+    write_safetensors(directory / "model.safetensors", s)
+    hf_config.save_pretrained(directory)
+    return directory
+
+
+def test_reference_matches_transformers(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3})
+    tensors = timm_tensors(spec, seed=5)
+    hf_config = transformers.ViTConfig(
+        hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        intermediate_size=spec.mlp_size, image_size=32, patch_size=8, num_labels=spec.num_classes,
+        hidden_act="gelu", layer_norm_eps=1e-6)
+    hf, info = transformers.ViTForImageClassification.from_pretrained(
+        _hf_checkpoint(tensors, tmp_path, hf_config), output_loading_info=True)
+    assert not any(info.values()), info
+    hf = hf.double().eval()
+    x = images(spec, batch=2)
+    reference = timm_forward(tensors, x, spec.num_heads)
+    with torch.no_grad():
+        out = hf(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float64)), output_hidden_states=True)
+        features = hf.vit.layernorm(out.hidden_states[-1]).numpy()
+    assert relative_error(reference["logits"], out.logits.numpy()) < 1e-10
+    assert relative_error(reference["features"], features) < 1e-10
+    # timm's fc_norm head on the same blocks: the mean of the patch tokens, then a LayerNorm
+    fc = {**{k: v for k, v in tensors.items() if not k.startswith("norm.")},
+          "fc_norm.weight": tensors["norm.weight"], "fc_norm.bias": tensors["norm.bias"]}
+    pooled = timm_forward(fc, x, spec.num_heads, "avg")["pooled"]
+    blocks = out.hidden_states[-1].numpy()[:, 1:].mean(axis=1)
+    expected = torch.nn.functional.layer_norm(torch.from_numpy(blocks), (spec.hidden_size,),
+                                              torch.from_numpy(tensors["norm.weight"]).double(),
+                                              torch.from_numpy(tensors["norm.bias"]).double(), eps=1e-6)
+    assert relative_error(pooled, expected.numpy()) < 1e-10
+
+
+def test_load_through_public_api(tmp_path):
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=2, num_classes=10,
+                                    pooling="avg-fcnorm"))
+    tensors = timm_tensors(spec, seed=7)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    write_timm(tmp_path, spec, "vit_tiny_patch16_224", tensors=tensors, mean=mean, std=std)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    reference = timm_forward(tensors, (pixels / 255 - np.float32(mean)) / np.float32(std), 3, "avg")
+    model = vit_zoo.load(weights=tmp_path)  # the directory: model.safetensors + timm's config.json
+    assert relative_error(model(pixels), reference["logits"]) <= TOLERANCE
+    features = vit_zoo.load(weights=tmp_path, include_top=False)  # the last block's tokens
+    assert relative_error(features(pixels), reference["features"]) <= TOLERANCE
+    pooled = vit_zoo.load(weights=tmp_path, include_top=False, pooling="gap")  # mean, then fc_norm
+    assert relative_error(pooled(pixels), reference["pooled"]) <= TOLERANCE
