@@ -23,7 +23,6 @@ approximation), ``nn.LayerNorm`` epsilon 1e-6, inputs normalised as (x - 0.5) / 
 from __future__ import annotations
 
 import math
-import re
 
 from vit_zoo.converters.apply import row
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
@@ -74,19 +73,19 @@ def config_fields(checkpoint: Checkpoint) -> dict:
                                   f"checkpoints (keys 'embedding/kernel', 'Transformer/encoderblock_0/…'). "
                                   f"Export the plain ViT parameters in that layout, or use the timm / "
                                   f"Hugging Face conversion of the same weights")
-    patch_h, patch_w, channels, width = _shape(checkpoint, "embedding/kernel", 4)
+    patch_h, patch_w, channels, width = checkpoint.required_shape("embedding/kernel", 4, "vit_jax")
     if patch_h != patch_w or channels != 3:
         raise CheckpointError(f"{where}: 'embedding/kernel' is {(patch_h, patch_w, channels, width)}; "
                               f"expected square patches over RGB, (P, P, 3, D)")
-    depth = _depth(checkpoint, where)
+    depth = checkpoint.block_count(r"Transformer/encoderblock_(\d+)/LayerNorm_0/scale", where)
     first = BLOCK.format(0)
-    _, heads, head_dim = _shape(checkpoint, first + ATTENTION + "query/kernel", 3)
+    _, heads, head_dim = checkpoint.required_shape(first + ATTENTION + "query/kernel", 3, "vit_jax")
     if heads * head_dim != width:
         raise CheckpointError(f"{where}: {first + ATTENTION}query/kernel has {heads} heads of {head_dim}, "
                               f"which does not make the width {width} of 'embedding/kernel'")
-    mlp = _shape(checkpoint, first + "MlpBlock_3/Dense_0/kernel", 2)[1]
+    mlp = checkpoint.required_shape(first + "MlpBlock_3/Dense_0/kernel", 2, "vit_jax")[1]
     class_token = "cls" in checkpoint
-    tokens = _shape(checkpoint, POSITION, 3)[1]
+    tokens = checkpoint.required_shape(POSITION, 3, "vit_jax")[1]
     side = math.isqrt(tokens - int(class_token))
     if side * side != tokens - int(class_token):
         raise CheckpointError(
@@ -96,11 +95,12 @@ def config_fields(checkpoint: Checkpoint) -> dict:
     fields = dict(
         image_size=side * patch_h, patch_size=patch_h, hidden_size=width, mlp_size=mlp, num_heads=heads,
         num_layers=depth, class_token=class_token, pooling="token" if class_token else "gap",
-        representation_size=(_shape(checkpoint, "pre_logits/kernel", 2)[1]
+        representation_size=(checkpoint.required_shape("pre_logits/kernel", 2, "vit_jax")[1]
                              if "pre_logits/kernel" in checkpoint else None),
         gelu="tanh", layer_norm_epsilon=1e-6, qkv_bias=first + ATTENTION + "query/bias" in checkpoint,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        num_classes=_shape(checkpoint, "head/kernel", 2)[1] if "head/kernel" in checkpoint else None,
+        num_classes=(checkpoint.required_shape("head/kernel", 2, "vit_jax")[1] if "head/kernel" in checkpoint
+                     else None),
         position_embedding_resampling="bilinear-corners",  # vit_jax: scipy.ndimage.zoom(order=1)
     )
     return fields
@@ -139,26 +139,3 @@ def _layer_norm(target, source):
 
 def _dense(target, source):
     return [row(f"{target}/kernel", f"{source}/kernel"), row(f"{target}/bias", f"{source}/bias")]
-
-
-def _shape(checkpoint: Checkpoint, key: str, rank: int) -> tuple:
-    if key not in checkpoint:
-        raise CheckpointError(f"checkpoint {checkpoint.path.name!r} has no tensor {key!r}, which every "
-                              f"vit_jax ViT has; the file is incomplete or another layout")
-    shape = tuple(checkpoint.shape(key))
-    if len(shape) != rank:
-        raise CheckpointError(f"checkpoint {checkpoint.path.name!r}: {key!r} has shape {shape}; "
-                              f"expected {rank} dimensions")
-    return shape
-
-
-def _depth(checkpoint: Checkpoint, where: str) -> int:
-    pattern = re.compile(r"Transformer/encoderblock_(\d+)/LayerNorm_0/scale")
-    found = sorted(int(m[1]) for m in map(pattern.fullmatch, checkpoint.keys()) if m)
-    if not found:
-        raise CheckpointError(f"{where} has no 'Transformer/encoderblock_{{i}}/' blocks")
-    if found != list(range(len(found))):
-        gaps = sorted(set(range(max(found) + 1)) - set(found))
-        raise CheckpointError(f"{where}: encoder blocks are not numbered 0…{max(found)}; missing "
-                              f"{['encoderblock_%d' % g for g in gaps][:5]}")
-    return len(found)

@@ -98,7 +98,7 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
         raise CheckpointError(f"{where} uses timm features vit_zoo does not model, so converting it would "
                               f"drop or misplace weights: {listed}. vit_zoo converts plain ViTs (timm "
                               f"vit_{{size}}_patch{{P}}_{{image}}); use such a checkpoint")
-    width, channels, patch_h, patch_w = _shape(checkpoint, "patch_embed.proj.weight", 4)
+    width, channels, patch_h, patch_w = checkpoint.required_shape("patch_embed.proj.weight", 4, "timm")
     if patch_h != patch_w or channels != 3:
         raise CheckpointError(f"{where}: 'patch_embed.proj.weight' is {(width, channels, patch_h, patch_w)};"
                               f" expected square patches over RGB, (D, 3, P, P)")
@@ -106,12 +106,12 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
                       ("pos_embed", "no learned position embedding (pos_embed='none')")):
         if key not in checkpoint:
             raise CheckpointError(f"{where} has no {key!r}: {what}, which vit_zoo does not model")
-    depth = _depth(checkpoint, where)
-    mlp = _shape(checkpoint, "blocks.0.mlp.fc1.weight", 2)[0]
+    depth = checkpoint.block_count(r"blocks\.(\d+)\.norm1\.weight", where)
+    mlp = checkpoint.required_shape("blocks.0.mlp.fc1.weight", 2, "timm")[0]
     meta = _timm_config(checkpoint)
     class_token = "cls_token" in checkpoint
     prefix = int(class_token)
-    tokens = _shape(checkpoint, "pos_embed", 3)[1]
+    tokens = checkpoint.required_shape("pos_embed", 3, "timm")[1]
     grid = _grid(tokens - prefix, meta, patch_h)
     if grid is None and class_token and _grid(tokens, meta, patch_h):
         raise CheckpointError(f"{where}: 'pos_embed' holds {tokens} tokens, a grid without an entry for the "
@@ -125,11 +125,12 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
         patch_size=patch_h, hidden_size=width,
         mlp_size=mlp, num_heads=_heads(meta, width, num_heads, where), num_layers=depth,
         class_token=class_token, pooling=_pooling(checkpoint, meta, class_token, where),
-        representation_size=(_shape(checkpoint, "pre_logits.fc.weight", 2)[0]
+        representation_size=(checkpoint.required_shape("pre_logits.fc.weight", 2, "timm")[0]
                              if "pre_logits.fc.weight" in checkpoint else None),
         gelu="exact", layer_norm_epsilon=1e-6,
         qkv_bias="blocks.0.attn.qkv.bias" in checkpoint,
-        num_classes=_shape(checkpoint, "head.weight", 2)[0] if "head.weight" in checkpoint else None,
+        num_classes=(checkpoint.required_shape("head.weight", 2, "timm")[0] if "head.weight" in checkpoint
+                     else None),
         position_embedding_resampling="bicubic",  # timm resamples with bicubic interpolation
     )
     mean, std = _normalisation(meta, where)
@@ -179,26 +180,6 @@ def _layer_norm(target, source):
 def _linear(target, source):
     return [row(f"{target}/kernel", f"{source}.weight", transform=T.transpose),
             row(f"{target}/bias", f"{source}.bias")]
-
-
-def _shape(checkpoint: Checkpoint, key: str, rank: int) -> tuple:
-    if key not in checkpoint:
-        raise CheckpointError(f"timm checkpoint {checkpoint.path.name!r} has no tensor {key!r}, which every "
-                              f"timm ViT has; the file is incomplete or another layout")
-    shape = tuple(checkpoint.shape(key))
-    if len(shape) != rank:
-        raise CheckpointError(f"timm checkpoint {checkpoint.path.name!r}: {key!r} has shape {shape}; "
-                              f"expected {rank} dimensions")
-    return shape
-
-
-def _depth(checkpoint: Checkpoint, where: str) -> int:
-    pattern = re.compile(r"blocks\.(\d+)\.norm1\.weight")
-    found = sorted(int(m[1]) for m in map(pattern.fullmatch, checkpoint.keys()) if m)
-    if not found or found != list(range(len(found))):
-        raise CheckpointError(f"{where}: blocks are not numbered 0…n-1 (found block indices "
-                              f"{found[:8]}{' …' if len(found) > 8 else ''})")
-    return len(found)
 
 
 def _timm_config(checkpoint: Checkpoint) -> dict:

@@ -28,6 +28,8 @@ _PUBLIC = {
     "plot_attention": "vit_zoo.attention_plot",
     "embed": "vit_zoo.embedding",
     "predict": "vit_zoo.prediction",
+    "finetune": "vit_zoo.finetuning",
+    "export": "vit_zoo.exporting",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -1,0 +1,190 @@
+"""``export``: a Keras ViT (or a ``.keras`` file) to the formats people deploy, each checked by running it.
+
+    "keras"        ``model.save`` — a ``.keras`` file (loads with ``keras.models.load_model`` after
+                   ``import vit_zoo``)
+    "saved_model"  a TensorFlow SavedModel whose ``serving_default`` signature takes ``images``
+                   (B, H, W, 3) uint8 RGB and returns ``{"predictions": (B, C) float32}``
+    "tflite"       a LiteRT (TFLite) flatbuffer of builtin ops only, input ``images`` (B, H, W, 3) uint8;
+                   ``quantize="dynamic-int8"``: int8 weights, float activations (dynamic-range quantization)
+    "onnx"         an ONNX model (through ``tf2onnx``, Keras' own ONNX path), input ``images`` uint8
+
+Exact GELU: TensorFlow's ``gelu(approximate=False)`` lowers to ``Erfc``, which neither tf2onnx nor every
+TFLite runtime supports. The exported graph therefore computes exact GELU as ``0.5 x (1 + erf(x / √2))``
+(the same function; ONNX has ``Erf`` since opset 9, and the TFLite converter fuses the pattern into its
+builtin ``GELU`` op with ``approximate=False``). Tanh-GELU models export unchanged. The exported graph
+is float32 whatever the model's mixed-precision policy.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+FORMATS = ("keras", "saved_model", "tflite", "onnx")
+QUANTIZATIONS = (None, "dynamic-int8")
+_SUFFIX = {"keras": ".keras", "saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
+
+
+class ErfGelu(keras.layers.Layer):
+    """Exact GELU written with ``erf``: ``0.5 x (1 + erf(x / √2))``; exports to ONNX ``Erf`` and TFLite ``GELU``."""
+
+    def call(self, x):
+        return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def export(model, format: str = "saved_model", output=None, *, quantize: Optional[str] = None,
+           input_dtype: Optional[str] = None, verify: bool = True) -> dict:
+    """Export ``model`` (a ``keras.Model`` or a ``.keras`` path) as ``format`` to ``output``.
+
+    Args:
+        output: file (``.tflite``, ``.onnx``, ``.keras``) or folder (SavedModel); default: the model's name
+            with the format's suffix in the current folder.
+        quantize: ``None`` or ``"dynamic-int8"`` (``"tflite"`` only).
+        input_dtype: ``"uint8"`` (default for models with built-in preprocessing: RGB in 0..255) or
+            ``"float32"`` (default for models built with ``include_preprocessing=False``).
+        verify: run the exported model on 2 random images and report ``max_abs_diff`` and
+            ``top1_agreement`` against the Keras model.
+
+    Returns:
+        {"format", "path", "input_dtype", "quantize", "bytes"} and, with verify, "max_abs_diff" and
+        "top1_agreement" (fraction of images whose arg-max agrees).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
+    if quantize and format != "tflite":
+        raise ValueError(f"quantize={quantize!r} applies to format 'tflite' only, not {format!r}")
+    if isinstance(model, (str, os.PathLike)):
+        model = keras.models.load_model(model)
+    height, width = model.input_shape[1:3]
+    if height is None or width is None:
+        raise ValueError("export needs a model with a fixed input size; this one has dynamic_size=True — "
+                         "load it again with image_size=(H, W)")
+    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
+    input_dtype = input_dtype or ("uint8" if has_preprocessing else "float32")
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
+    path = Path(output) if output is not None else Path(model.name + _SUFFIX[format])
+    if format == "keras":
+        if path.suffix != ".keras":
+            raise ValueError(f"a Keras model file must end in .keras, got '{path}'")
+        model.save(path)
+    else:
+        graph = export_graph(model, input_dtype)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        {"saved_model": _saved_model, "tflite": _tflite, "onnx": _onnx}[format](graph, path, quantize)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    result = {"format": format, "path": str(path), "input_dtype": input_dtype, "quantize": quantize,
+              "bytes": size}
+    if verify:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (2, height, width, 3)).astype(input_dtype)
+        expected = keras_outputs(model, images)
+        got = run_exported(path, images)
+        result["max_abs_diff"] = float(np.max(np.abs(got - expected)))
+        result["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))
+    return result
+
+
+def keras_outputs(model, images) -> np.ndarray:
+    """``model`` on ``images`` (B, H, W, 3) as float32 (B, C), in one traced call without XLA (a quick
+    reference for checking exports)."""
+    import tensorflow as tf
+
+    return np.asarray(tf.function(lambda x: model(x, training=False))(np.asarray(images, np.float32)), np.float32)
+
+
+def export_graph(model, input_dtype: str = "uint8") -> keras.Model:
+    """A float32 copy of ``model`` with export-friendly exact GELU, taking ``input_dtype`` images
+    (B, H, W, 3) named ``images`` and returning ``predictions``."""
+    def rebuild(layer):
+        config = {**layer.get_config(), "dtype": "float32"}
+        if type(layer).__name__ == "Gelu" and not layer.get_config().get("approximate"):
+            return ErfGelu(name=layer.name, dtype="float32")
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild)
+    copy.set_weights([np.asarray(w, np.float32) if np.issubdtype(np.asarray(w).dtype, np.floating) else w
+                      for w in model.get_weights()])
+    images = keras.Input(model.input_shape[1:], dtype=input_dtype, name="images")
+    outputs = copy(ops.cast(images, "float32"))
+    return keras.Model(images, {"predictions": outputs}, name=model.name)
+
+
+def _saved_model(graph, path: Path, quantize):
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(graph)
+    spec = tf.TensorSpec((None, *graph.input_shape[1:]), graph.inputs[0].dtype, name="images")
+    archive.add_endpoint("serving_default", lambda images: graph(images, training=False), input_signature=[spec])
+    archive.write_out(str(path), verbose=False)
+
+
+def _tflite(graph, path: Path, quantize):
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as folder:
+        _saved_model(graph, Path(folder), None)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # runs on plain LiteRT
+        if quantize == "dynamic-int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        path.write_bytes(converter.convert())
+
+
+def _onnx(graph, path: Path, quantize):
+    import logging
+
+    import tensorflow as tf
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    spec = tf.TensorSpec((None, *graph.input_shape[1:]), graph.inputs[0].dtype, name="images")
+    try:
+        graph.export(str(path), format="onnx", verbose=False, input_signature=[spec])
+    except ImportError as error:
+        raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") from None
+
+
+def run_exported(path, images) -> np.ndarray:
+    """Run an exported model on ``images`` (B, H, W, 3) of its input dtype; returns (B, C) float32.
+    Uses LiteRT (``ai_edge_litert``, else ``tf.lite``) for ``.tflite``, onnxruntime for ``.onnx``, the
+    ``serving_default`` signature for a SavedModel folder and Keras for ``.keras``."""
+    path = Path(path)
+    images = np.asarray(images)
+    if path.is_dir():
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))
+        return loaded.signatures["serving_default"](images=tf.constant(images))["predictions"].numpy()
+    if path.suffix == ".tflite":
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            from tensorflow.lite import Interpreter
+        interpreter = Interpreter(model_path=str(path))
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], images.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], images.astype(detail["dtype"]))
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    if path.suffix == ".onnx":
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ImportError("checking an ONNX export needs onnxruntime; pip install 'vit-zoo[export]'") from None
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: images})[0]
+    if path.suffix == ".keras":
+        return keras_outputs(keras.models.load_model(path), images)
+    raise ValueError(f"cannot run '{path}': expected a SavedModel folder, .tflite, .onnx or .keras file")
