@@ -134,3 +134,30 @@ def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path):
     assert code == 0, err
     with h5py.File(output) as store:
         assert store["embeddings"].shape == (2, 32)
+
+
+def test_finetune_then_export_through_the_command_line(tmp_path):
+    import keras
+    import numpy as np
+
+    import vit_zoo
+    from conftest import tiny_config
+    from finetune_helpers import write_folder
+
+    data = write_folder(tmp_path / "data", counts=(6, 6))
+    start = tmp_path / "start.keras"
+    vit_zoo.build(tiny_config(num_classes=2)).save(start)
+    code, out, err = run("finetune", str(data), "--model", str(start), "--steps", "2", "--batch-size", "4",
+                         "--output-dir", str(tmp_path / "run"), "--quiet")
+    assert code == 0, err
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_json["steps"] == 2
+    assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
+    exported = tmp_path / "model.tflite"
+    code, out, err = run("export", str(tmp_path / "run" / "model.keras"), "--format", "tflite",
+                         "-o", str(exported))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
+    code, _, err = run("finetune")
+    assert code == 1 and "finetune needs DATA" in err

@@ -172,3 +172,21 @@ def test_layer_names_are_stable_and_slash_free():
 def test_build_rejects_foreign_config():
     with pytest.raises(TypeError, match="config must be a vit_zoo.ViTConfig"):
         build({"hidden_size": 3})
+
+
+def test_load_model_in_a_fresh_process_needs_only_import_vit_zoo(tmp_path, rng):
+    import subprocess
+    import sys
+
+    model = build(tiny_config())
+    path = tmp_path / "m.keras"
+    model.save(path)
+    images = random_images(rng, 1, 32)
+    np.save(tmp_path / "x.npy", images)
+    script = ("import sys, numpy as np, keras, vit_zoo\n"
+              "m = keras.models.load_model(sys.argv[1])\n"
+              "np.save(sys.argv[2], np.asarray(m(np.load(sys.argv[3]))))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "y.npy"),
+                           str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(images), rtol=1e-5, atol=1e-6)

@@ -1,4 +1,5 @@
 """The ``vit-zoo`` command line: each command parses its arguments and calls one library function.
+(TensorFlow's start-up notes are kept out of the output by ``vit_zoo/__init__``.)
 
 Exit codes: 0 success, 1 a failure (one readable line on stderr; ``--debug`` shows the traceback),
 2 a usage error.
@@ -271,28 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tensorflow_quietly():
-    """TensorFlow's CUDA stubs print start-up notes straight to file descriptor 2 on machines without a
-    GPU; keep them out of the command's output (``--debug`` shows them)."""
-    if "tensorflow" in sys.modules:
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    if not args.debug:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        if args.command not in ("list", "info", "weights", "cache"):
-            _import_tensorflow_quietly()
     args.model_given = any(a == "--model" or a.startswith("--model=") for a in argv)
     try:
         args.run(args)
