@@ -1,14 +1,18 @@
 """Read checkpoint files without executing code, one tensor at a time.
 
 ``open_checkpoint(path)`` gives a ``Checkpoint``: a read-only view ``source key → (shape, dtype, array)``
-that loads each tensor only when asked (npz members, memory-mapped safetensors, h5py datasets), so a
-conversion holds at most the model plus the tensors it has converted. Half precision (fp16, bf16) is
-widened to float32 on load.
+that reads each tensor only when asked, into memory of its own that is released with the array (npz
+members decompressed one at a time, safetensors tensors read at their offsets, h5py datasets), so a
+conversion holds the model plus the tensor in flight. (Safetensors are read, not memory-mapped: the pages
+of a mapping that has been read stay resident and count in the process's memory until it is unmapped,
+i.e. a whole checkpoint by the end of a conversion.) Half precision (fp16, bf16) is widened to float32
+on load.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -60,6 +64,30 @@ class Checkpoint:
         if array.dtype in (np.float16,) or self.dtype(key) == "bfloat16":
             array = array.astype(np.float32)
         return array
+
+    def required_shape(self, key, rank: int, layout: str) -> tuple:
+        """The shape of ``key``, which every checkpoint of ``layout`` (e.g. "vit_jax") has, of ``rank``
+        dimensions; a CheckpointError saying what is missing or wrong otherwise."""
+        if key not in self._entries:
+            raise CheckpointError(f"{layout} checkpoint {self.path.name!r} has no tensor {key!r}, which every "
+                                  f"{layout} ViT has; the file is incomplete or another layout")
+        shape = tuple(self.shape(key))
+        if len(shape) != rank:
+            raise CheckpointError(f"{layout} checkpoint {self.path.name!r}: {key!r} has shape {shape}; "
+                                  f"expected {rank} dimensions")
+        return shape
+
+    def block_count(self, pattern: str, where: str) -> int:
+        """How many blocks the keys number 0…n-1, ``pattern`` capturing the block index (fullmatch)."""
+        regex = re.compile(pattern)
+        found = sorted(int(m[1]) for m in map(regex.fullmatch, self._entries) if m)
+        if not found:
+            raise CheckpointError(f"{where} has no blocks (no key matches {pattern!r})")
+        if found != list(range(len(found))):
+            gaps = sorted(set(range(max(found) + 1)) - set(found))
+            missing = [pattern.replace(r"(\d+)", str(g)).replace("\\", "") for g in gaps[:5]]
+            raise CheckpointError(f"{where}: blocks are not numbered 0…{max(found)}; missing {missing}")
+        return len(found)
 
     def _entry(self, key):
         try:
@@ -172,14 +200,13 @@ def _read_safetensors(path: Path, metadata: dict) -> Checkpoint:
                                   f"{size}; the file is truncated or not safetensors")
         header = json.loads(f.read(header_size))
     header.pop("__metadata__", None)
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size) if size > 8 + header_size \
-        else np.zeros(0, np.uint8)
+    start, data_size = 8 + header_size, size - 8 - header_size
     entries = {}
     for key, info in header.items():
         begin, end = info["data_offsets"]
-        if end > data.size:
+        if end > data_size:
             raise CheckpointError(f"{path.name}: tensor {key!r} ends at byte {end} of the data, but the "
-                                  f"data has {data.size} bytes; the file is truncated")
+                                  f"data has {data_size} bytes; the file is truncated")
         kind = info["dtype"]
         if kind not in SAFETENSORS_DTYPES:
             raise CheckpointError(f"{path.name}: tensor {key!r} has unsupported dtype {kind}")
@@ -189,12 +216,17 @@ def _read_safetensors(path: Path, metadata: dict) -> Checkpoint:
             raise CheckpointError(f"{path.name}: tensor {key!r} is {kind} {list(shape)} ({expected} bytes) "
                                   f"but its data_offsets span {end - begin} bytes; the header is corrupt")
         entries[key] = (shape, "bfloat16" if kind == "BF16" else str(np.dtype(SAFETENSORS_DTYPES[kind])),
-                        (lambda b=begin, e=end, k=kind, s=shape: _safetensors_array(data, b, e, k, s)))
+                        (lambda b=start + begin, k=kind, s=shape: _safetensors_array(path, b, k, s)))
     return Checkpoint(path, entries, metadata)
 
 
-def _safetensors_array(data, begin, end, kind, shape) -> np.ndarray:
-    raw = np.frombuffer(data[begin:end], dtype=SAFETENSORS_DTYPES[kind]).reshape(shape)
+def _safetensors_array(path: Path, offset: int, kind: str, shape: tuple) -> np.ndarray:
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.fromfile(path, dtype=SAFETENSORS_DTYPES[kind], count=count, offset=offset)
+    if raw.size != count:
+        raise CheckpointError(f"{path.name}: {raw.size} of {count} values at byte {offset}; the file was "
+                              f"truncated after it was opened")
+    raw = raw.reshape(shape)
     if kind == "BF16":  # bfloat16 is the top half of a float32
         return (raw.astype(np.uint32) << 16).view(np.float32)
     return raw

@@ -60,7 +60,7 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         new_head = source_classes is None or (num_classes is not None and num_classes != source_classes)
         fresh_head = {"head/kernel", "head/bias"} & model_paths if new_head else set()
         converters.apply_rows(model, rows, checkpoint, ignored=source_format.IGNORED, absent_layers=absent,
-                              keep_initialised=fresh_head,
+                              keep_initialised=fresh_head, snapshot=False,  # a failure discards the model
                               description=f"{source_format.NAME} checkpoint {checkpoint.path.name!r}")
     for variable in model.weights:
         if variable.path in fresh_head:  # the ViT fine-tuning recipe starts a new head at zero

@@ -7,6 +7,7 @@ fails ``cache.is_valid`` and is rebuilt. A file lock keeps concurrent processes 
 """
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from pathlib import Path
@@ -65,6 +66,8 @@ def _convert_to(target: Path, source, entry: dict) -> None:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+        del model  # the caller loads the cached file next: do not hold two models
+        gc.collect()
     cache.write_sidecar(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION,
                         extra={"vit_zoo_config": config.to_dict(), "num_classes": classes})
 
