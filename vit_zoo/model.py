@@ -21,8 +21,13 @@ Layer names (stable; converters address weights through them with ``get_layer``)
     pre_logits               Dense (D, R) + tanh                        [representation_size]
     head                     Dense (D or R, C)                          [include_top]
     predictions              activation, float32 output
+
+The model is a ``VisionTransformer``: a functional ``keras.Model`` whose inference is XLA-compiled by
+default on the TensorFlow backend (see the class); layers, weights and outputs are the plain graph's.
 """
 from __future__ import annotations
+
+import weakref
 
 import keras
 
@@ -114,7 +119,96 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
         x = keras.layers.Dense(config.num_classes, name="head",
                                kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), **d)(x)
     x = keras.layers.Activation(classifier_activation or "linear", dtype="float32", name="predictions")(x)
-    return keras.Model(images, x, name=name or (config.variant or "vit"))
+    return VisionTransformer(images, x, name=name or (config.variant or "vit"))
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class VisionTransformer(keras.Model):
+    """A functional ViT whose default paths run XLA-compiled on the TensorFlow backend.
+
+    Keras 3 turns XLA off on CPU-only TensorFlow (``jit_compile="auto"`` resolves to False there), so a
+    plain functional model's ``predict`` runs the TF graph op by op and an eager ``model(x)`` runs every
+    layer eagerly -- about half the speed the machine allows (BENCHMARKS.md). This class changes only
+    defaults, never the graph, layers or weights:
+
+    - ``jit_compile`` is True from construction (``predict``, ``evaluate``, ``fit``), and ``compile()``
+      resolves ``jit_compile="auto"`` to True where Keras would pick XLA on an accelerator anyway
+      (TensorFlow backend, no distribution strategy in scope).
+    - an eager inference call ``model(x)`` (``training`` falsy, not ``run_eagerly``) runs one
+      ``tf.function(jit_compile=True)`` of the same graph, traced and compiled once per input shape and
+      dtype (first call per shape pays the compilation: ~3 s for ViT-B/16 on a 2-core CPU).
+
+    ``model.jit_compile = False`` (or ``compile(jit_compile=False)``) restores plain Keras behaviour for
+    all of them. Other backends keep Keras' defaults. Saved as ``vit_zoo>VisionTransformer``;
+    ``keras.models.load_model`` needs only ``import vit_zoo``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._compiled_forward = _CompiledForward()
+        if _xla_by_default(self):
+            self.jit_compile = True
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        if jit_compile == "auto" and _xla_by_default(self):
+            jit_compile = True
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if not training and mask is None and not kwargs and self._use_compiled_forward(inputs):
+            return self._compiled_forward(self, inputs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def _use_compiled_forward(self, inputs) -> bool:
+        """Eager inference on one concrete array (inside a tf.function, e.g. Keras' own predict or train
+        step, the plain graph is traced and the enclosing function decides about XLA)."""
+        if not _xla_by_default(self) or self.run_eagerly or not self.jit_compile:
+            return False
+        import tensorflow as tf  # the TensorFlow backend is loaded already (_xla_by_default)
+
+        return tf.executing_eagerly() and (isinstance(inputs, tf.Tensor) or hasattr(inputs, "__array__")) \
+            and not isinstance(inputs, (list, tuple, dict))
+
+
+class _CompiledForward:
+    """Holds the XLA-compiled inference function of one model (TensorFlow backend).
+
+    A plain object, so neither Keras' saving nor TensorFlow's checkpoint tracking walks into it; it keeps
+    only a weak reference to the model. ``tf.function`` caches one trace per input shape and dtype.
+    """
+
+    __slots__ = ("function",)
+
+    def __init__(self):
+        self.function = None
+
+    def __call__(self, model, inputs):
+        if self.function is None:
+            import tensorflow as tf
+
+            owner = weakref.ref(model)
+
+            def forward(images):
+                return super(VisionTransformer, owner()).call(images, training=False)
+
+            self.function = tf.function(forward, jit_compile=True)
+        return self.function(_to_tensor(inputs))
+
+
+def _to_tensor(inputs):
+    import tensorflow as tf
+
+    return inputs if isinstance(inputs, tf.Tensor) else tf.convert_to_tensor(inputs)
+
+
+def _xla_by_default(model) -> bool:
+    """XLA-compile by default: TensorFlow backend, and no tf.distribute strategy in scope or captured at
+    construction (Keras turns XLA off under a strategy, and so do we)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.distribute.has_strategy() and getattr(model, "_distribute_strategy", None) is None
 
 
 def layer_norm(config: ViTConfig, name: str, d: dict):

@@ -1,0 +1,103 @@
+"""Shared helpers of the benchmark scripts: machine facts, load, timing, subprocess workers.
+
+Each measurement group runs in its own Python process (``--worker``), so TensorFlow's and PyTorch's
+thread pools never compete, a mixed-precision policy never leaks, and a crash costs one group only.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+RESULT_PREFIX = "RESULT "
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_facts() -> dict:
+    """CPU model, core count, vector / bf16 flags from /proc/cpuinfo (Linux)."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("unknown", "", "x86_64"):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    vector = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+              if f in flags]
+    return {"cpu": model, "cores": os.cpu_count(), "flags": vector,
+            "native_bf16": any(f in flags for f in NATIVE_BF16_FLAGS)}
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def wait_for_quiet(max_load: float, timeout_s: float) -> str:
+    """Wait (up to timeout_s) until the 1-minute load average is below max_load; returns the load."""
+    deadline = time.time() + timeout_s
+    while os.getloadavg()[0] >= max_load and time.time() < deadline:
+        time.sleep(5)
+    return load_average()
+
+
+def measure(step, items_per_call: int, min_time: float, repeats: int) -> dict:
+    """Time ``step()`` (which must block until its result exists).
+
+    The first call (tracing / XLA compilation) is timed alone, a second call warms up, then ``repeats``
+    runs of n calls each, n chosen so a run lasts at least ``min_time`` seconds. Rate = items per second,
+    the median over the runs (spread: min and max).
+    """
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    step()
+    per_call = time.perf_counter() - start
+    calls = max(1, math.ceil(min_time / max(per_call, 1e-6)))
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        rates.append(calls * items_per_call / (time.perf_counter() - start))
+    return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates), "first_s": first,
+            "calls": calls, "repeats": repeats}
+
+
+def emit(**record):
+    """Print one result line the parent process collects."""
+    print(RESULT_PREFIX + json.dumps(record), flush=True)
+
+
+def run_worker(script: str, spec: dict, timeout_s: float = 3600) -> list:
+    """Run ``script --worker SPEC`` in a fresh interpreter; returns its result records."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    command = [sys.executable, script, "--worker", json.dumps(spec)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return [dict(spec, error=f"timed out after {timeout_s:.0f} s")]
+    records = [json.loads(line[len(RESULT_PREFIX):]) for line in done.stdout.splitlines()
+               if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        records.append(dict(spec, error=f"worker exited {done.returncode}: {' | '.join(tail)}"))
+    return records
+
+
+def table(rows: list, columns: list) -> str:
+    """A GitHub-markdown table of dict rows."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
