@@ -145,6 +145,7 @@ def test_jit_compile_equals_eager(rng):
 
 @pytest.mark.parametrize("policy, tolerance", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.005)])
 def test_mixed_precision_returns_float32_close_to_float32(rng, policy, tolerance):
+    keras.utils.set_random_seed(0)  # the measured error below depends on the weights
     config = tiny_config()
     reference = build(config)
     mixed = build(config, dtype=policy)
@@ -153,7 +154,7 @@ def test_mixed_precision_returns_float32_close_to_float32(rng, policy, tolerance
     out = mixed(images)
     assert out.dtype == "float32"
     expected = np.asarray(reference(images))
-    # measured max |Δ| / max |logit|: bf16 ≈ 0.01, fp16 ≈ 0.001 on this tiny model
+    # measured max |Δ| / max |logit| with seed 0: bf16 0.029, fp16 0.0016 (bf16 keeps 8 mantissa bits)
     assert np.max(np.abs(np.asarray(out) - expected)) / np.max(np.abs(expected)) < tolerance
 
 
