@@ -161,3 +161,11 @@ def test_finetune_then_export_through_the_command_line(tmp_path):
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
     code, _, err = run("finetune")
     assert code == 1 and "finetune needs DATA" in err
+    # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
+    import h5py
+
+    code, _, err = run("embed", str(data / "class_0"), "--weights", str(tmp_path / "run" / "model.keras"),
+                       "-o", str(tmp_path / "e.h5"), "--quiet")
+    assert code == 0, err
+    with h5py.File(tmp_path / "e.h5") as store:
+        assert store["embeddings"].shape == (6, 32)

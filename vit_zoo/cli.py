@@ -117,6 +117,10 @@ def _command_embed(args):
     from vit_zoo.embedding import embed
 
     model = _load_model(args, include_top=False, pooling="token")
+    if any(layer.name == "head" for layer in model.layers):  # a saved classifier: embed what its head sees
+        import keras
+
+        model = keras.Model(model.inputs, model.get_layer("head").input, name=f"{model.name}_features")
     result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,
                    tag=args.model, progress=not args.quiet)
     print(f"{args.output}: {result.total} embeddings ({result.added} new, {len(result.skipped)} unreadable "
