@@ -153,3 +153,15 @@ class FaultServer:
 def goog_md5(data: bytes) -> str:
     """The ``x-goog-hash`` header GCS sends for ``data``."""
     return "md5=" + base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def use_loopback_cache(monkeypatch, home, server_url):
+    """Point vit_zoo at a cache in ``home`` and at ``server_url`` for storage.googleapis.com, with fast
+    retries, no progress bars, no proxies and no offline flags inherited from the environment."""
+    monkeypatch.setenv("VIT_ZOO_HOME", str(home))
+    monkeypatch.setenv("VIT_ZOO_GCS_ENDPOINT", server_url)
+    monkeypatch.setenv("VIT_ZOO_BACKOFF", "0.01")
+    monkeypatch.setenv("VIT_ZOO_PROGRESS", "0")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for var in ("VIT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fixtures_http import FaultServer, goog_md5
+from fixtures_http import FaultServer, use_loopback_cache, goog_md5
 from vit_zoo import cache, download, manifest
 
 PAYLOAD = hashlib.sha256(b"seed").digest() * 40_000  # 1.28 MB of arbitrary bytes
@@ -33,13 +33,7 @@ def _entry(tag, path, **changes):
 def server(tmp_path, monkeypatch):
     """A fault server; VIT_ZOO_HOME in tmp_path; fast retries; a manifest of test entries via VIT_ZOO_MANIFEST."""
     with FaultServer() as srv:
-        monkeypatch.setenv("VIT_ZOO_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("VIT_ZOO_GCS_ENDPOINT", srv.url)
-        monkeypatch.setenv("VIT_ZOO_BACKOFF", "0.01")
-        monkeypatch.setenv("VIT_ZOO_PROGRESS", "0")
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        for var in ("VIT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            monkeypatch.delenv(var, raising=False)
+        use_loopback_cache(monkeypatch, tmp_path / "home", srv.url)
         entries = [_entry(t, f"/vit_models/test/{t}.npz") for t in
                    ("ok", "drop", "flaky", "missing", "corrupt", "stall", "shared", "offline", "googhash")]
         entries[0]["default"] = True

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from fixtures_http import FaultServer
+from fixtures_http import FaultServer, use_loopback_cache
 from synth_checkpoints import npz_tensors, write_npz
 from vit_zoo import cache, download, pretrained
 
@@ -39,13 +39,7 @@ def checkpoint_bytes(tmp_path_factory):
 def server(tmp_path, monkeypatch, checkpoint_bytes):
     _, data = checkpoint_bytes
     with FaultServer() as srv:
-        monkeypatch.setenv("VIT_ZOO_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("VIT_ZOO_GCS_ENDPOINT", srv.url)
-        monkeypatch.setenv("VIT_ZOO_BACKOFF", "0.01")
-        monkeypatch.setenv("VIT_ZOO_PROGRESS", "0")
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        for var in ("VIT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            monkeypatch.delenv(var, raising=False)
+        use_loopback_cache(monkeypatch, tmp_path / "home", srv.url)
         sha = hashlib.sha256(data).hexdigest()
         entries = [_entry("tiny", sha256=sha, size=len(data), default=True),
                    _entry("zero", sha256=sha, size=len(data), zero_head=True),
