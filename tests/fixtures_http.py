@@ -165,3 +165,15 @@ def use_loopback_cache(monkeypatch, home, server_url):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     for var in ("VIT_ZOO_OFFLINE", "HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(var, raising=False)
+
+
+def use_fake_hub(monkeypatch, hf_home, server_url):
+    """Point huggingface_hub at ``server_url`` (the fake Hub routes of ``FaultServer``) with its cache in
+    ``hf_home``; the cache constant is patched too, since huggingface_hub reads it at import."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", server_url)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hf_home / "hub"))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fixtures_http import FaultServer, use_loopback_cache, goog_md5
+from fixtures_http import FaultServer, goog_md5, use_fake_hub, use_loopback_cache
 from vit_zoo import cache, download, manifest
 
 PAYLOAD = hashlib.sha256(b"seed").digest() * 40_000  # 1.28 MB of arbitrary bytes
@@ -183,12 +183,7 @@ def test_offline_with_cached_file_uses_it(server, monkeypatch, variable):
 
 
 def test_hugging_face_repo_through_fake_endpoint(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    import huggingface_hub.constants as hf_constants
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    use_fake_hub(monkeypatch, tmp_path / "hf", server.url)
     config = json.dumps({"model_type": "vit", "hidden_size": 192}).encode()
     server.add_hf_file("google/vit-fake", "config.json", config)
     server.add_hf_file("google/vit-fake", "model.safetensors", PAYLOAD)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from fixtures_http import FaultServer, use_loopback_cache
+from fixtures_http import FaultServer, use_fake_hub, use_loopback_cache
 from synth_checkpoints import npz_tensors, write_npz
 from vit_zoo import cache, download, pretrained
 
@@ -149,14 +149,9 @@ def test_two_processes_load_the_same_tag_once(server, tmp_path):
 
 
 def test_hugging_face_repo_through_a_fake_hub(server, tmp_path, monkeypatch):
-    import huggingface_hub.constants as hf_constants
     from synth_hf import hf_config, random_model, save
 
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    use_fake_hub(monkeypatch, tmp_path / "hf", server.url)
     config = hf_config(num_labels=10, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
                        intermediate_size=768, image_size=32, patch_size=16)
     folder = save(random_model(config, seed=4), tmp_path / "repo")
