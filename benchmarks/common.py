@@ -101,3 +101,14 @@ def table(rows: list, columns: list) -> str:
     for row in rows:
         lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def print_machine(max_load, wait):
+    """Print the CPU, its flags and whether it has native bf16; wait for a quiet machine; return
+    ``(cpu_facts(), load average at the start)``, so every benchmark's output names its machine."""
+    facts = cpu_facts()
+    load_before = wait_for_quiet(max_load, wait)
+    print(f"CPU: {facts['cpu']}, {facts['cores']} cores; flags: {' '.join(facts['flags'])}; "
+          f"native bf16 (avx512_bf16/amx): {'yes' if facts['native_bf16'] else 'NO'}")
+    print(f"load average (1/5/15 min) at start: {load_before}")
+    return facts, load_before

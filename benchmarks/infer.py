@@ -203,11 +203,7 @@ def main(argv=None):
         WORKERS[spec["kind"]](spec)
         return
 
-    facts = common.cpu_facts()
-    load_before = common.wait_for_quiet(args.max_load, args.wait)
-    print(f"CPU: {facts['cpu']}, {facts['cores']} cores; flags: {' '.join(facts['flags'])}; "
-          f"native bf16 (avx512_bf16/amx): {'yes' if facts['native_bf16'] else 'NO'}")
-    print(f"load average (1/5/15 min) at start: {load_before}")
+    facts, load_before = common.print_machine(args.max_load, args.wait)
     print("timm: not measured -- cannot be installed here (torchvision pulls a CUDA torch build)")
     timing = dict(min_time=args.min_time, repeats=args.repeats)
     records = []

@@ -97,11 +97,7 @@ def main(argv=None):
 
     import vit_zoo
 
-    facts = common.cpu_facts()
-    load_before = common.wait_for_quiet(args.max_load, args.wait)
-    print(f"CPU: {facts['cpu']}, {facts['cores']} cores; flags: {' '.join(facts['flags'])}; "
-          f"native bf16: {'yes' if facts['native_bf16'] else 'NO'}")
-    print(f"load average (1/5/15 min) at start: {load_before}")
+    facts, load_before = common.print_machine(args.max_load, args.wait)
     records = []
     for size in args.image_size:
         for precision in args.precision:
