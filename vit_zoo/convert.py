@@ -11,9 +11,11 @@ from vit_zoo import converters
 from vit_zoo.config import ViTConfig
 from vit_zoo.model import build
 from vit_zoo.resample import resample_position_embeddings
+from vit_zoo.variants import Size
 
-# Fields that define the architecture: a checkpoint must agree with name=/config= on all of them.
-ARCHITECTURE_FIELDS = ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers")
+# Fields that define the architecture (what a variant name fixes): a checkpoint must agree with
+# name=/config= on all of them.
+ARCHITECTURE_FIELDS = ("patch_size",) + Size._fields
 
 
 def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Optional[str] = None,
