@@ -66,7 +66,7 @@ def apply_rows(model, rows: Sequence[Row], checkpoint: Checkpoint,
       (at most one more model, reached only at the last row) plus one tensor in flight -- the "model +
       one copy" budget, spent on the old weights instead of on a converted copy of the checkpoint.
     - ``snapshot=False``: no copies (peak: the model plus one tensor in flight). For a model that the
-      caller discards when loading fails -- a freshly built one, as ``vit_zoo.convert.load_checkpoint``
+      caller discards when loading fails -- a freshly built one, as ``vit_zoo.weights.convert.load_checkpoint``
       builds -- on an error its weights are partly assigned and it must not be used.
 
     Args:

@@ -24,7 +24,7 @@ from vit_zoo.converters.apply import Row, identity
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
 from vit_zoo.converters.transforms import (conv_to_keras, merge_heads_out, split_heads_bias, split_heads_in,
                                            to_shape, transpose)
-from vit_zoo.model import block_name
+from vit_zoo.model.builder import block_name
 
 NAME = "hf"
 TELLTALE = ("'vit.embeddings.patch_embeddings.projection.weight' (bare ViTModel: without 'vit.'), "

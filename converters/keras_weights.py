@@ -7,10 +7,10 @@ config passed to ``load``, or from a ``vit_zoo_config`` entry in a ``config.json
 """
 from __future__ import annotations
 
-from vit_zoo.config import ViTConfig
+from vit_zoo.model.config import ViTConfig
 from vit_zoo.converters.apply import row
 from vit_zoo.converters.checkpoint import CheckpointError
-from vit_zoo.model import block_name
+from vit_zoo.model.builder import block_name
 
 NAME = "keras"
 TELLTALE = "'patch_embed/vars/0' and 'pos_embed/vars/0' (a vit_zoo .weights.h5)"

@@ -16,7 +16,7 @@ Layout (PyTorch shapes: Linear weights are (out, in)):
 Numerics: ``nn.GELU`` (exact, erf), timm ``LayerNorm`` epsilon 1e-6. The state dict does not hold the
 head count, the pooling of class-token models, or the normalisation: they come from timm's
 ``config.json`` beside the file (``architecture``, ``global_pool``, ``pretrained_cfg``) when present, else
-from the width via ``vit_zoo.variants.SIZES`` and timm's defaults (class-token pooling, mean = std = 0.5).
+from the width via ``vit_zoo.model.variants.SIZES`` and timm's defaults (class-token pooling, mean = std = 0.5).
 Tensors of timm features that vit_zoo does not model are refused by name, never dropped.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import re
 import warnings
 
-from vit_zoo import variants
+from vit_zoo.model import variants
 from vit_zoo.converters import transforms as T
 from vit_zoo.converters.apply import row
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError

@@ -1,69 +1,40 @@
 """vit_zoo: every Vision Transformer variant from one Keras 3 builder, and the published checkpoints.
 
-Importing the package registers its Keras classes (layers, the model class, the learning-rate schedule),
-so ``keras.models.load_model("m.keras")`` needs nothing beyond ``import vit_zoo``. The public functions
-below are bound on first use.
+The public functions below are bound on first use, so ``import vit_zoo`` (and ``import
+vit_zoo.weights.download``) does not import Keras or TensorFlow. vit_zoo's Keras classes (layers, the
+model class) are registered as soon as Keras is imported, so ``keras.models.load_model("m.keras")``
+needs nothing beyond ``import vit_zoo`` (see ``vit_zoo.model.keras_classes``).
 """
 import importlib
-import os
-import sys
+
+from vit_zoo.model.keras_classes import register_when_keras_loads
 
 __version__ = "0.1.0"
 
-# Modules that define Keras-serialisable classes: imported with the package.
-_KERAS_CLASSES = ("vit_zoo.layers", "vit_zoo.model", "vit_zoo.features", "vit_zoo.schedules")
-
-
-def _started_as_command() -> bool:
-    """True while ``vit-zoo ...`` or ``python -m vit_zoo.cli`` imports the package."""
-    first = sys.argv[0] if sys.argv else ""
-    return os.path.basename(first) == "vit-zoo" or first == "-m"
-
-
-def _register_keras_classes():
-    # TensorFlow's CUDA stubs print start-up notes straight to file descriptor 2 on machines without a
-    # GPU; the command line keeps them out of its output (``vit-zoo --debug`` shows them).
-    quiet = _started_as_command() and "--debug" not in sys.argv and "tensorflow" not in sys.modules
-    if not quiet:
-        for module in _KERAS_CLASSES:
-            importlib.import_module(module)
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        for module in _KERAS_CLASSES:
-            importlib.import_module(module)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-_register_keras_classes()
+register_when_keras_loads()
 
 _PUBLIC = {
-    "ViTConfig": "vit_zoo.config",
-    "list_models": "vit_zoo.variants",
-    "resolve_name": "vit_zoo.variants",
-    "count_parameters": "vit_zoo.stats",
-    "flops_per_image": "vit_zoo.stats",
-    "build": "vit_zoo.model",
-    "load": "vit_zoo.loading",
-    "list_weights": "vit_zoo.manifest",
-    "resample_position_embeddings": "vit_zoo.resample",
-    "layers": "vit_zoo.layers",
-    "preprocess": "vit_zoo.preprocessing",
-    "decode_predictions": "vit_zoo.labels",
-    "imagenet1k_labels": "vit_zoo.labels",
-    "imagenet21k_labels": "vit_zoo.labels",
-    "feature_extractor": "vit_zoo.features",
-    "attention_maps": "vit_zoo.attention",
-    "attention_rollout": "vit_zoo.attention",
-    "plot_attention": "vit_zoo.attention_plot",
-    "embed": "vit_zoo.embedding",
-    "predict": "vit_zoo.prediction",
-    "finetune": "vit_zoo.finetuning",
+    "ViTConfig": "vit_zoo.model.config",
+    "list_models": "vit_zoo.model.variants",
+    "resolve_name": "vit_zoo.model.variants",
+    "count_parameters": "vit_zoo.model.stats",
+    "flops_per_image": "vit_zoo.model.stats",
+    "build": "vit_zoo.model.builder",
+    "load": "vit_zoo.weights.loading",
+    "list_weights": "vit_zoo.weights.manifest",
+    "resample_position_embeddings": "vit_zoo.model.resample",
+    "layers": "vit_zoo.model.layers",
+    "preprocess": "vit_zoo.use.preprocessing",
+    "decode_predictions": "vit_zoo.use.labels",
+    "imagenet1k_labels": "vit_zoo.use.labels",
+    "imagenet21k_labels": "vit_zoo.use.labels",
+    "feature_extractor": "vit_zoo.use.features",
+    "attention_maps": "vit_zoo.use.attention",
+    "attention_rollout": "vit_zoo.use.attention",
+    "plot_attention": "vit_zoo.use.attention_plot",
+    "embed": "vit_zoo.use.embedding",
+    "predict": "vit_zoo.use.prediction",
+    "finetune": "vit_zoo.train.finetuning",
     "export": "vit_zoo.exporting",
 }
 __all__ = sorted(_PUBLIC)

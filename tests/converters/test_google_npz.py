@@ -11,7 +11,7 @@ import pytest
 import vit_zoo
 from vit_zoo import converters
 from vit_zoo.converters import google_npz
-from vit_zoo.variants import variant_fields
+from vit_zoo.model.variants import variant_fields
 
 from reference_numpy import vit_jax_forward
 from synth_checkpoints import images, npz_tensors, relative_error, write_npz, write_safetensors

@@ -11,7 +11,7 @@ import pytest
 import vit_zoo
 from vit_zoo import converters
 from vit_zoo.converters import timm
-from vit_zoo.variants import variant_fields
+from vit_zoo.model.variants import variant_fields
 
 from reference_numpy import timm_forward
 from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,

@@ -1,0 +1,39 @@
+"""predict: preprocessing + forward pass + decoding, label-set choice and errors."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vit_zoo
+from conftest import tiny_config
+from vit_zoo.use.labels import decode_predictions
+from vit_zoo.use.prediction import model_labels, predict
+from vit_zoo.use.preprocessing import preprocess
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_predict_equals_decoding_the_model_outputs():
+    model = vit_zoo.build(tiny_config(num_layers=2))
+    names = [f"class {i}" for i in range(10)]
+    images = [SAMPLES / "grace_hopper.jpg", SAMPLES / "chelsea.png"]
+    got = predict(model, images, labels=names, top=3, batch_size=1)
+    logits = model.predict_on_batch(preprocess(images, weights=model))
+    softmax_model = vit_zoo.build(tiny_config(num_layers=2), classifier_activation="softmax")
+    softmax_model.set_weights(model.get_weights())
+    from_probabilities = predict(softmax_model, images, labels=names, top=3)
+    for decoded in (got, from_probabilities):
+        for mine, theirs in zip(decoded, decode_predictions(logits, labels=names, top=3)):
+            assert [(i, n) for i, n, _ in mine] == [(i, n) for i, n, _ in theirs]
+            np.testing.assert_allclose([p for *_, p in mine], [p for *_, p in theirs], rtol=1e-5)
+
+
+def test_label_set_from_the_head_size_and_errors():
+    model_1k = vit_zoo.build(tiny_config(num_layers=2, num_classes=1000))
+    assert model_labels(model_1k) == "imagenet1k"
+    assert predict(model_1k, SAMPLES / "chelsea.png", top=1)[0][0][1] in vit_zoo.use.labels.imagenet1k_labels()
+    with pytest.raises(ValueError, match="has 10 classes, which match no known label set"):
+        predict(vit_zoo.build(tiny_config(num_layers=2)), SAMPLES / "chelsea.png")
+    headless = vit_zoo.build(tiny_config(num_layers=2), include_top=False, pooling="token")
+    with pytest.raises(ValueError, match="has no classification head"):
+        predict(headless, SAMPLES / "chelsea.png")

@@ -1,0 +1,210 @@
+"""Each preprocessing recipe against a reference computation written here, inputs of every kind, and
+bad inputs with their messages."""
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vit_zoo
+from vit_zoo.use.images import ImageReadError
+from vit_zoo.use.preprocessing import preprocess
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+HOPPER = SAMPLES / "grace_hopper.jpg"   # 512 wide × 600 high
+CHELSEA = SAMPLES / "chelsea.png"       # 451 wide × 300 high
+
+
+def pil_rgb(path):
+    return Image.open(path).convert("RGB")
+
+
+def half_pixel_bilinear(image, height, width):
+    """tf.image.resize(method="bilinear", antialias=False): sample at (out + 0.5) * in / out - 0.5,
+    neighbours clamped to the edge."""
+    image = image.astype(np.float64)
+
+    def axis(out_size, in_size):
+        centre = (np.arange(out_size) + 0.5) * in_size / out_size - 0.5
+        low = np.floor(centre)
+        frac = centre - low
+        low = low.astype(int)
+        return np.clip(low, 0, in_size - 1), np.clip(low + 1, 0, in_size - 1), frac
+
+    y0, y1, fy = axis(height, image.shape[0])
+    x0, x1, fx = axis(width, image.shape[1])
+    top = image[y0][:, x0] * (1 - fx)[None, :, None] + image[y0][:, x1] * fx[None, :, None]
+    bottom = image[y1][:, x0] * (1 - fx)[None, :, None] + image[y1][:, x1] * fx[None, :, None]
+    return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
+
+
+@pytest.mark.parametrize("size", [(32, 32), (700, 640), (24, 40)])
+def test_google_recipe_is_a_half_pixel_bilinear_squash(size):
+    expected = half_pixel_bilinear(np.asarray(pil_rgb(HOPPER)), *size)
+    got = preprocess(str(HOPPER), recipe="google", image_size=size)
+    assert got.shape == (1, *size, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0], expected, atol=1e-2)  # float32 sample positions in TF
+
+
+def test_hf_recipe_is_pil_bilinear_and_matches_transformers():
+    expected = np.asarray(pil_rgb(CHELSEA).resize((48, 40), Image.BILINEAR), dtype=np.float32)
+    np.testing.assert_array_equal(preprocess(CHELSEA, recipe="hf", image_size=(40, 48))[0], expected)
+    transformers = pytest.importorskip("transformers")
+    processor = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
+    reference = processor(size={"height": 40, "width": 48})(pil_rgb(CHELSEA), return_tensors="np")
+    got = preprocess(CHELSEA, recipe="hf", image_size=(40, 48), normalize=True, mean=(0.5,) * 3, std=(0.5,) * 3)
+    np.testing.assert_allclose(got[0], reference["pixel_values"][0].transpose(1, 2, 0), atol=1e-5)
+
+
+def test_timm_recipe_portrait_crop_pct_09():
+    # torchvision Resize(floor(32 / 0.9) = 35): shorter side (width 512) → 35,
+    # height int(35 * 600 / 512) = 41;
+    # CenterCrop(32): top int(round(4.5)) = 4 (round half to even), left int(round(1.5)) = 2.
+    resized = np.asarray(pil_rgb(HOPPER).resize((35, 41), Image.BICUBIC), dtype=np.float32)
+    got = preprocess(HOPPER, recipe="timm", image_size=32, crop_pct=0.9)
+    np.testing.assert_array_equal(got[0], resized[4:36, 2:34])
+
+
+def test_timm_recipe_landscape_default_crop():
+    # 224 px: crop_pct 0.9 → 248; height 300 → 248, width int(248 * 451 / 300) = 372; crop at (12, 74).
+    resized = np.asarray(pil_rgb(CHELSEA).resize((372, 248), Image.BICUBIC), dtype=np.float32)
+    got = preprocess(CHELSEA, weights={"format": "timm", "image_size": 224, "mean": [0.5] * 3,
+                                       "std": [0.5] * 3})
+    np.testing.assert_array_equal(got[0], resized[12:236, 74:298])
+    # 384 px timm fine-tunes use crop_pct 1.0: height → 384, width int(384 * 451 / 300) = 577, left 96
+    resized = np.asarray(pil_rgb(CHELSEA).resize((577, 384), Image.BICUBIC), dtype=np.float32)
+    np.testing.assert_array_equal(preprocess(CHELSEA, recipe="timm", image_size=384)[0], resized[:, 96:480])
+
+
+def test_settings_from_model_config_and_entry():
+    config = vit_zoo.ViTConfig(image_size=(16, 24), patch_size=8, hidden_size=16, mlp_size=32, num_heads=2,
+                               num_layers=1, num_classes=3, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    model = vit_zoo.build(config)
+    raw = preprocess(HOPPER, weights=model)
+    assert raw.shape == (1, 16, 24, 3)
+    normalised = preprocess(HOPPER, weights=model, normalize=True)
+    expected = (raw / 255 - np.array(config.mean)) / np.array(config.std)
+    np.testing.assert_allclose(normalised, expected, atol=1e-5)
+    np.testing.assert_allclose(preprocess(HOPPER, weights=config, normalize=True), normalised, atol=1e-6)
+    entry = {"format": "hf", "image_size": 20, "mean": [0.5] * 3, "std": [0.5] * 3}
+    np.testing.assert_array_equal(preprocess(HOPPER, weights=entry),
+                                  preprocess(HOPPER, recipe="hf", image_size=20))
+
+
+def test_inputs_of_every_kind_agree():
+    import tensorflow as tf
+    pixels = np.asarray(pil_rgb(CHELSEA))
+    reference = preprocess(str(CHELSEA), recipe="hf", image_size=16)
+    for images in (CHELSEA, Image.open(CHELSEA), pixels, pixels[None], tf.constant(pixels), [pixels],
+                   pixels.astype(np.int64), [str(CHELSEA)]):
+        np.testing.assert_array_equal(preprocess(images, recipe="hf", image_size=16), reference)
+    as_float = preprocess(pixels / 255.0, recipe="google", image_size=16, value_range=(0, 1))
+    np.testing.assert_allclose(as_float, preprocess(pixels, recipe="google", image_size=16), atol=1e-3)
+    batch = preprocess([CHELSEA, HOPPER, pixels[:50, :70]], recipe="timm", image_size=16)
+    assert batch.shape == (3, 16, 16, 3)
+
+
+def test_grayscale_and_rgba(tmp_path):
+    gray = np.random.RandomState(0).randint(0, 256, (20, 30), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    got = preprocess(tmp_path / "gray.png", recipe="hf", image_size=(20, 30))[0]
+    np.testing.assert_array_equal(got, np.repeat(gray[..., None], 3, axis=-1).astype(np.float32))
+    np.testing.assert_array_equal(preprocess(gray[..., None], recipe="hf", image_size=(20, 30))[0], got)
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")  # 16-bit: 0..65535
+    np.testing.assert_array_equal(preprocess(tmp_path / "gray16.png", recipe="hf", image_size=(20, 30))[0], got)
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = np.where(np.arange(30) < 15, 255, 0)[None]  # left half opaque red, right transparent
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    with pytest.warns(UserWarning, match=r"rgba.png' has an alpha channel; composited over a white"):
+        got = preprocess(tmp_path / "rgba.png", recipe="hf", image_size=(20, 30))[0]
+    np.testing.assert_array_equal(got[0, 0], [200, 0, 0])
+    np.testing.assert_array_equal(got[0, -1], [255, 255, 255])
+
+
+def test_missing_and_non_image_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"image file not found: '.*nope.jpg'"):
+        preprocess(tmp_path / "nope.jpg", image_size=16)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(ImageReadError, match=r"cannot read '.*notes.jpg' as an image: Pillow does not"):
+        preprocess(tmp_path / "notes.jpg", image_size=16)
+    with pytest.raises(ImageReadError, match="is a folder, not an image file"):
+        preprocess(tmp_path, image_size=16)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(HOPPER.read_bytes()[:2000])
+    with pytest.raises(ImageReadError, match=r"cannot decode '.*truncated.jpg'"):
+        preprocess(truncated, image_size=16)
+
+
+def png_header_only(width, height):
+    """A PNG whose header claims width × height pixels (its data is a stub; never decoded)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow warns on open; we refuse
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(50_000, 40_000))
+    with pytest.raises(ImageReadError, match=r"bomb.png' has 2,000,000,000 pixels, over the limit "
+                                             r"of 89,478,485 \(a guard against decompression bombs\)"):
+        preprocess(bomb, image_size=16)
+    bomb.write_bytes(png_header_only(10_000, 9_000))  # under Pillow's hard limit: our check reads the header
+    with pytest.raises(ImageReadError, match=r"bomb.png' has 90,000,000 pixels \(10000×9000\), over the limit"):
+        preprocess(bomb, image_size=16)
+    with pytest.raises(ImageReadError, match="over the limit of 1,000"):
+        preprocess(HOPPER, image_size=16, max_pixels=1000)
+
+
+@pytest.mark.parametrize("images, error, message", [
+    (np.zeros((1, 2, 8, 8, 3)), ValueError, r"rank 5 with shape \(1, 2, 8, 8, 3\)"),
+    (np.zeros((8, 8, 5)), ValueError, r"has 5 channels .* expected channels-last"),
+    (np.zeros((3, 8, 9)), ValueError, r"looks channels-first .* np.transpose"),
+    (np.zeros((8, 8, 3), bool), TypeError, "dtype bool; expected uint8"),
+    (np.full((8, 8, 3), 300.0), ValueError, r"values from 300 to 300, outside value_range \(0, 255\)"),
+    (np.full((8, 8, 3), 1000, np.int32), ValueError, "integer images must hold 0–255"),
+    ([], ValueError, "no images given"),
+    ([np.zeros((2, 8, 8, 3))], ValueError, "image 0 is a batch"),
+    ([object()], TypeError, "image 0 is not an image"),
+])
+def test_bad_arrays(images, error, message):
+    with pytest.raises(error, match=message):
+        preprocess(images, image_size=16)
+
+
+def test_bad_settings():
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="unknown preprocessing recipe 'pytorch'"):
+        preprocess(pixels, recipe="pytorch", image_size=16)
+    with pytest.raises(ValueError, match=r"crop_pct must be a fraction in \(0, 1\]"):
+        preprocess(pixels, recipe="timm", crop_pct=1.5, image_size=16)
+    with pytest.raises(ValueError, match="takes no crop_pct"):
+        preprocess(pixels, recipe="google", crop_pct=0.9, image_size=16)
+    with pytest.raises(ValueError, match="the output size is unknown: pass image_size="):
+        preprocess(pixels)
+    with pytest.raises(ValueError, match="normalize=True needs the mean and std"):
+        preprocess(pixels, image_size=16, normalize=True)
+    with pytest.warns(UserWarning, match=r"values in \[0, 1\] but value_range is \(0, 255\)"):
+        preprocess(np.full((8, 8, 3), 0.5), image_size=16)
+    half = preprocess(np.full((8, 8, 3), 0.5), image_size=8, value_range=(0, 1))
+    assert math.isclose(float(half.max()), 127.5)
+
+
+def test_settings_from_a_manifest_key():
+    from vit_zoo.weights import manifest
+    from vit_zoo.use.preprocessing import FORMAT_RECIPES, resolve_settings
+    entries = manifest.list_weights()
+    if not entries:
+        pytest.skip("the manifest is empty")
+    for entry in entries[:5]:
+        settings = resolve_settings(entry["key"])
+        assert settings.image_size == (entry["image_size"],) * 2
+        assert (settings.mean, settings.std) == (tuple(entry["mean"]), tuple(entry["std"]))
+        assert settings.recipe.name == FORMAT_RECIPES[entry["format"]]

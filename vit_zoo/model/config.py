@@ -1,0 +1,190 @@
+"""ViTConfig: every architectural and numerical choice of a Vision Transformer, validated on creation."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+from vit_zoo.model import variants
+
+POOLINGS = ("token", "gap", "avg-fcnorm")
+GELU_FLAVOURS = ("exact", "tanh")
+RESAMPLING_MODES = ("bicubic", "bilinear", "bilinear-corners")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Architecture and numerics of one ViT; the defaults are ViT-B/16 at 224 px with 1000 classes.
+
+    Fields:
+        image_size: input (height, width) in pixels; an int means a square image. Position embeddings
+            are stored for this grid.
+        patch_size: side of the square patches, in pixels.
+        hidden_size, mlp_size, num_heads, num_layers: width D, MLP width M, heads H, depth.
+        class_token: prepend a learned class token.
+        pooling: how the head sees the sequence: ``"token"`` (class token after the final norm),
+            ``"gap"`` (mean of the patch tokens after the final norm, as vit_jax "gap" models) or
+            ``"avg-fcnorm"`` (no final norm; mean of the patch tokens, then ``fc_norm``, as timm).
+        representation_size: width of the pre-logits layer (Dense + tanh), or None for none.
+        gelu: ``"exact"`` (erf: PyTorch, Hugging Face, timm) or ``"tanh"`` (Flax / vit_jax).
+        layer_norm_epsilon: epsilon of every LayerNorm (vit_jax and timm 1e-6, Hugging Face 1e-12).
+        qkv_bias: biases on the query, key and value projections.
+        mean, std: per-channel normalisation of [0, 1] RGB pixels the weights were trained with.
+        num_classes: width of the classification head.
+        dropout_rate, attention_dropout_rate, drop_path_rate: regularisation, active in training only;
+            the drop-path rate grows linearly from 0 in the first block to this value in the last.
+        position_embedding_resampling: how position embeddings are resampled to another grid:
+            ``"bicubic"`` (default; PyTorch ``interpolate(mode="bicubic", align_corners=False)`` as
+            timm and Hugging Face use), ``"bilinear"`` (``align_corners=False``) or
+            ``"bilinear-corners"`` (``scipy.ndimage.zoom(order=1)``, as vit_jax and big_vision).
+    """
+
+    image_size: Union[int, Tuple[int, int]] = 224
+    patch_size: int = 16
+    hidden_size: int = 768
+    mlp_size: int = 3072
+    num_heads: int = 12
+    num_layers: int = 12
+    class_token: bool = True
+    pooling: str = "token"
+    representation_size: Optional[int] = None
+    gelu: str = "exact"
+    layer_norm_epsilon: float = 1e-6
+    qkv_bias: bool = True
+    mean: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    num_classes: int = 1000
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    position_embedding_resampling: str = "bicubic"
+
+    def __post_init__(self):
+        set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_field("image_size", _image_size_pair(self.image_size))
+        set_field("mean", _three_floats("mean", self.mean))
+        set_field("std", _three_floats("std", self.std))
+        if self.representation_size is not None:
+            set_field("representation_size", int(self.representation_size))
+        self._validate()
+
+    # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_name(cls, name: str, **overrides) -> "ViTConfig":
+        """Config of a named variant (any alias); an image size in the name (``..._384``) is used
+        unless ``image_size`` is overridden."""
+        fields = variants.variant_fields(name)
+        _, image_size = variants.resolve_name(name)
+        if image_size is not None:
+            fields["image_size"] = image_size
+        fields.update({key: value for key, value in overrides.items()})
+        return cls(**fields)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ViTConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ViTConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes) -> "ViTConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def grid_size(self) -> Tuple[int, int]:
+        """Patch grid (rows, columns)."""
+        return (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.class_token)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_patches + self.num_prefix_tokens
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def variant(self) -> Optional[str]:
+        """Our variant name if the architecture is a named one (``"vit-base-16"``), else None."""
+        for name in variants.list_models():
+            fields = variants.variant_fields(name)
+            if all(getattr(self, key) == value for key, value in fields.items()):
+                return name
+        return None
+
+    # ----------------------------------------------------------------------------------------------
+    def _validate(self):
+        for name in ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers", "num_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for axis, size in zip(("height", "width"), self.image_size):
+            if size % self.patch_size:
+                lower = size // self.patch_size * self.patch_size
+                nearest = [s for s in (lower, lower + self.patch_size) if s > 0]
+                raise ValueError(
+                    f"image_size {axis} {size} is not divisible by patch_size {self.patch_size}; "
+                    f"the nearest valid sizes are {' and '.join(map(str, nearest))}")
+        if self.hidden_size % self.num_heads:
+            divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
+            raise ValueError(
+                f"num_heads {self.num_heads} does not divide hidden_size {self.hidden_size}; "
+                f"num_heads must be a divisor of hidden_size, e.g. one of {divisors}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        if self.pooling == "token" and not self.class_token:
+            raise ValueError("pooling 'token' needs class_token=True; use pooling 'gap' or "
+                             "'avg-fcnorm' for a model without a class token")
+        if self.gelu not in GELU_FLAVOURS:
+            raise ValueError(f"gelu must be one of {list(GELU_FLAVOURS)}, got {self.gelu!r}")
+        if self.position_embedding_resampling not in RESAMPLING_MODES:
+            raise ValueError(f"position_embedding_resampling must be one of {list(RESAMPLING_MODES)}, "
+                             f"got {self.position_embedding_resampling!r}")
+        if not (isinstance(self.layer_norm_epsilon, (int, float)) and 0 < self.layer_norm_epsilon < 1):
+            raise ValueError(f"layer_norm_epsilon must be a float in (0, 1), got {self.layer_norm_epsilon!r}")
+        if self.representation_size is not None and self.representation_size < 1:
+            raise ValueError(f"representation_size must be None or a positive integer, "
+                             f"got {self.representation_size!r}")
+        for name in ("dropout_rate", "attention_dropout_rate", "drop_path_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive for every channel, got {self.std}")
+
+
+def _image_size_pair(image_size) -> Tuple[int, int]:
+    if isinstance(image_size, (int,)) and not isinstance(image_size, bool):
+        pair = (image_size, image_size)
+    elif isinstance(image_size, Sequence) and len(image_size) == 2:
+        pair = tuple(image_size)
+    else:
+        raise ValueError(f"image_size must be an int or a (height, width) pair, got {image_size!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
+        raise ValueError(f"image_size must hold positive integers, got {image_size!r}")
+    return (int(pair[0]), int(pair[1]))
+
+
+def _three_floats(name: str, values) -> Tuple[float, float, float]:
+    try:
+        floats = tuple(float(v) for v in values)
+    except TypeError:
+        raise ValueError(f"{name} must be three floats (R, G, B), got {values!r}") from None
+    if len(floats) != 3 or not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"{name} must be three finite floats (R, G, B), got {values!r}")
+    return floats

@@ -1,0 +1,208 @@
+"""The few layers a ViT needs beyond Keras' own; each registered so ``keras.models.load_model`` finds it
+after ``import vit_zoo``. Everything is written with ``keras.ops`` (backend-agnostic, XLA-compilable)."""
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from vit_zoo.model.resample import resample_grid
+
+_register = keras.saving.register_keras_serializable(package="vit_zoo")
+
+
+@_register
+class Normalize(keras.layers.Layer):
+    """RGB in [0, 255] → ``(x / 255 - mean) / std``. (B, H, W, 3) → same shape."""
+
+    def __init__(self, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+    def call(self, images):
+        images = ops.cast(images, self.compute_dtype)
+        scale = ops.convert_to_tensor([1.0 / (255.0 * s) for s in self.std], self.compute_dtype)
+        offset = ops.convert_to_tensor([-m / s for m, s in zip(self.mean, self.std)], self.compute_dtype)
+        return images * scale + offset
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+@_register
+class ClassToken(keras.layers.Layer):
+    """Prepends a learned token: (B, N, D) → (B, 1 + N, D). Weight ``token`` (1, 1, D)."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(name="token", shape=(1, 1, input_shape[-1]),
+                                     initializer=keras.initializers.RandomNormal(stddev=1e-6))
+
+    def call(self, tokens):
+        batch = ops.shape(tokens)[0]
+        token = ops.broadcast_to(ops.cast(self.token, tokens.dtype), (batch, 1, ops.shape(tokens)[-1]))
+        return ops.concatenate([token, tokens], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        length = None if input_shape[1] is None else input_shape[1] + 1
+        return (input_shape[0], length, input_shape[2])
+
+
+@_register
+class PositionEmbedding(keras.layers.Layer):
+    """Adds learned position embeddings, resampled to the patch grid the input actually has.
+
+    Called as ``layer([tokens, patch_grid])`` with tokens (B, prefix + h*w, D) and the patch grid
+    (B, h, w, D) it came from. Weight ``embeddings`` (1, prefix + gh*gw, D) for the stored ``grid_size``;
+    when (h, w) differs (``dynamic_size`` models) the patch part is resampled inside the graph with
+    ``resample_grid`` — the same function a checkpoint is resampled with at load time.
+    """
+
+    def __init__(self, grid_size, num_prefix_tokens=1, resampling="bicubic", **kwargs):
+        super().__init__(**kwargs)
+        self.grid_size = tuple(int(g) for g in grid_size)
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.resampling = resampling
+
+    def build(self, input_shape):
+        tokens = self.num_prefix_tokens + self.grid_size[0] * self.grid_size[1]
+        self.embeddings = self.add_weight(name="embeddings", shape=(1, tokens, input_shape[0][-1]),
+                                          initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+    def call(self, inputs):
+        tokens, grid = inputs
+        embeddings = ops.cast(self.embeddings, tokens.dtype)
+        static_grid = tuple(grid.shape[1:3])
+        if static_grid != self.grid_size:
+            target = static_grid if None not in static_grid else tuple(ops.shape(grid)[1:3])
+            width = embeddings.shape[-1]
+            prefix = embeddings[:, : self.num_prefix_tokens]
+            patches = ops.reshape(embeddings[0, self.num_prefix_tokens:], (*self.grid_size, width))
+            patches = resample_grid(patches, target, self.resampling)
+            patches = ops.reshape(patches, (1, -1, width))
+            embeddings = ops.concatenate([prefix, patches], axis=1)
+        return tokens + embeddings
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "grid_size": self.grid_size,
+                "num_prefix_tokens": self.num_prefix_tokens, "resampling": self.resampling}
+
+
+@_register
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention: (B, T, D) → (B, T, D).
+
+    Weights have the shapes of Flax's ``MultiHeadDotProductAttention`` and Keras' ``MultiHeadAttention``:
+    ``{query,key,value}_kernel`` (D, H, Dh), ``{query,key,value}_bias`` (H, Dh), ``output_kernel``
+    (H, Dh, D), ``output_bias`` (D,). Inference uses ``keras.ops.dot_product_attention`` (fused where the
+    backend has it); training with attention dropout takes the explicit softmax path.
+    """
+
+    def __init__(self, num_heads, use_bias=True, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.use_bias, self.dropout_rate = int(num_heads), bool(use_bias), float(dropout_rate)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        self.head_dim = width // self.num_heads
+        heads = (self.num_heads, self.head_dim)
+        init = keras.initializers.GlorotUniform()
+        for name in ("query", "key", "value"):
+            setattr(self, f"{name}_kernel", self.add_weight(name=f"{name}_kernel", shape=(width, *heads),
+                                                            initializer=init))
+            if self.use_bias:
+                setattr(self, f"{name}_bias", self.add_weight(name=f"{name}_bias", shape=heads,
+                                                              initializer="zeros"))
+        self.output_kernel = self.add_weight(name="output_kernel", shape=(*heads, width), initializer=init)
+        self.output_bias = self.add_weight(name="output_bias", shape=(width,), initializer="zeros")
+
+    def _project(self, x, name):
+        y = ops.einsum("btd,dhk->bthk", x, getattr(self, f"{name}_kernel"))
+        return y + getattr(self, f"{name}_bias") if self.use_bias else y
+
+    def attention_probabilities(self, x):
+        """Softmax(Q Kᵀ / √Dh) per head: (B, T, D) → (B, H, T, T), float32."""
+        query, key = self._project(x, "query"), self._project(x, "key")
+        logits = ops.einsum("bqhk,bthk->bhqt", ops.cast(query, "float32"), ops.cast(key, "float32"))
+        return ops.softmax(logits / math.sqrt(self.head_dim), axis=-1)
+
+    def call(self, x, training=None):
+        query, key, value = (self._project(x, name) for name in ("query", "key", "value"))
+        if training and self.dropout_rate > 0:
+            logits = ops.einsum("bqhk,bthk->bhqt", query, key) / math.sqrt(self.head_dim)
+            probs = self.dropout(ops.softmax(ops.cast(logits, "float32"), axis=-1), training=training)
+            attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(probs, value.dtype), value)
+        else:
+            attended = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
+        return ops.einsum("bthk,hkd->btd", attended, self.output_kernel) + self.output_bias
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "use_bias": self.use_bias,
+                "dropout_rate": self.dropout_rate}
+
+
+@_register
+class Gelu(keras.layers.Layer):
+    """GELU, exact (erf) or with the tanh approximation (Flax's default)."""
+
+    def __init__(self, approximate=False, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = bool(approximate)
+
+    def call(self, x):
+        return keras.activations.gelu(x, approximate=self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+@_register
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: in training, zeroes whole samples of a residual branch with probability
+    ``rate`` and rescales the rest by 1 / (1 - rate); the identity at inference. (B, ...) → same."""
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = float(rate), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
+        return x * mask / keep
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@_register
+class TokenPooling(keras.layers.Layer):
+    """(B, T, D) → (B, D): ``"token"`` takes token 0; ``"mean"`` averages the tokens after the
+    ``num_prefix_tokens`` prefix (class token) ones."""
+
+    def __init__(self, mode="token", num_prefix_tokens=1, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("token", "mean"):
+            raise ValueError(f"TokenPooling mode must be 'token' or 'mean', got {mode!r}")
+        self.mode, self.num_prefix_tokens = mode, int(num_prefix_tokens)
+
+    def call(self, tokens):
+        if self.mode == "token":
+            return tokens[:, 0]
+        return ops.mean(tokens[:, self.num_prefix_tokens:], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "num_prefix_tokens": self.num_prefix_tokens}

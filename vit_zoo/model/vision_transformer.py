@@ -1,0 +1,149 @@
+"""``VisionTransformer``: the functional Keras model every vit_zoo builder returns.
+
+It differs from a plain functional model in three ways, none of which touches the graph or the weights:
+- it carries the model's ``Identity`` (``model.identity``) in its Keras config, so ``model.save`` /
+  ``keras.models.load_model`` / ``keras.models.clone_model`` keep it, and writes it into the
+  ``.weights.h5`` files of ``model.save_weights`` (HDF5 attribute ``vit_zoo_identity``);
+- ``save`` and ``save_weights`` write to a temporary name in the same folder and rename it, so an
+  interrupted save leaves the old file or the new one, never a torn one;
+- its default inference and training paths are XLA-compiled on the TensorFlow backend (``fast_path``),
+  and a model saved after ``compile`` reloads compiled, optimizer state included.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import keras
+
+from vit_zoo.model.fast_path import CompiledForward, eager_array_input, xla_by_default
+from vit_zoo.model.identity import Identity
+
+IDENTITY_KEY = "vit_zoo_identity"  # in the Keras config and as an HDF5 attribute of .weights.h5 files
+
+
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class VisionTransformer(keras.Model):
+    """A functional ViT that carries its identity and whose default paths run XLA-compiled on TensorFlow.
+
+    Keras 3 turns XLA off on CPU-only TensorFlow (``jit_compile="auto"`` resolves to False there), so a
+    plain functional model's ``predict`` runs the TF graph op by op and an eager ``model(x)`` runs every
+    layer eagerly -- about half the speed the machine allows (BENCHMARKS.md). This class changes only
+    defaults:
+
+    - ``jit_compile`` is True from construction (``predict``, ``evaluate``, ``fit``), and ``compile()``
+      resolves ``jit_compile="auto"`` to True where Keras would pick XLA on an accelerator anyway
+      (TensorFlow backend, no distribution strategy in scope).
+    - an eager inference call ``model(x)`` (``training`` falsy, not ``run_eagerly``) runs one
+      ``tf.function(jit_compile=True)`` of the same graph, traced and compiled once per input shape and
+      dtype (first call per shape pays the compilation: ~3 s for ViT-B/16 on a 2-core CPU).
+
+    ``model.jit_compile = False`` (or ``compile(jit_compile=False)``) restores plain Keras behaviour for
+    all of them. Other backends keep Keras' defaults. Saved as ``vit_zoo>VisionTransformer``;
+    ``keras.models.load_model`` needs only ``import vit_zoo``.
+
+    Args (beyond ``keras.Model``'s functional ones):
+        identity: the model's ``Identity`` (``vit_zoo.build`` always gives one). None only where Keras
+            constructs the class itself without it (``keras.models.clone_model``); set ``model.identity``
+            on such a copy.
+    """
+
+    def __init__(self, *args, identity: Optional[Identity] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if identity is not None and not isinstance(identity, Identity):
+            raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
+        self._identity = identity
+        self._compiled_forward = CompiledForward(_plain_inference)
+        if xla_by_default(self):
+            self.jit_compile = True
+
+    # ---------------------------------------------------------------------------------- identity
+    @property
+    def identity(self) -> Optional[Identity]:
+        """Architecture and numerics, preprocessing, class names and provenance (``vit_zoo.model.identity``)."""
+        return self._identity
+
+    @identity.setter
+    def identity(self, identity: Identity):
+        if not isinstance(identity, Identity):
+            raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
+        self._identity = identity
+
+    def get_config(self):
+        identity = self._identity.to_dict() if self._identity is not None else None
+        return {**super().get_config(), IDENTITY_KEY: identity}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        record = config.pop(IDENTITY_KEY, None)
+        model = super().from_config(config, custom_objects=custom_objects)  # Keras' functional revival
+        model._identity = Identity.from_dict(record) if record is not None else None
+        return model
+
+    # ---------------------------------------------------------------------------------- compiling
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        if jit_compile == "auto" and xla_by_default(self):
+            jit_compile = True
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compile state of a saved model (optimizer, loss, metrics); ``load_model`` then
+        loads the optimizer's variables into the optimizer built here."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    # ---------------------------------------------------------------------------------- saving
+    def save(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save`` through a temporary file in the same folder, renamed when complete."""
+        _atomically(filepath, overwrite, lambda temporary: super(VisionTransformer, self).save(
+            temporary, overwrite=True, **kwargs))
+
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save_weights`` (atomically, as ``save``); a ``.weights.h5`` file also gets the
+        identity record as its HDF5 attribute ``vit_zoo_identity``, which ``vit_zoo.load`` reads."""
+        if kwargs.get("max_shard_size") is not None:  # sharded: several files, written by Keras itself
+            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
+
+        def write(temporary):
+            super(VisionTransformer, self).save_weights(temporary, overwrite=True, **kwargs)
+            import h5py
+
+            if self._identity is not None:
+                with h5py.File(temporary, "a") as handle:
+                    handle.attrs[IDENTITY_KEY] = json.dumps(self._identity.to_dict())
+        _atomically(filepath, overwrite, write)
+
+    # ---------------------------------------------------------------------------------- fast path
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if not training and mask is None and not kwargs and self._use_compiled_forward(inputs):
+            return self._compiled_forward(self, inputs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def _use_compiled_forward(self, inputs) -> bool:
+        return xla_by_default(self) and self.jit_compile and not self.run_eagerly and eager_array_input(inputs)
+
+
+def _plain_inference(model, images):
+    """The functional graph itself (what ``call`` runs without the fast path)."""
+    return super(VisionTransformer, model).call(images, training=False)
+
+
+def _atomically(filepath, overwrite: bool, write) -> None:
+    """``write(temporary)`` to a temporary name beside ``filepath`` (same suffixes, as Keras checks
+    them), then rename it over ``filepath``; the temporary file is removed whatever happens."""
+    path = Path(filepath)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffixes = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    temporary = path.with_name(f".{path.name[:-len(suffixes)] if suffixes else path.name}.{os.getpid()}.tmp"
+                               f"{suffixes}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

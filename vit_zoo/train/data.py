@@ -1,0 +1,243 @@
+"""Where fine-tuning data comes from: an image-folder tree, TFRecords, arrays or a ``tf.data.Dataset``,
+checked up front so that bad data fails (or warns) before training starts, naming the files.
+
+A source is one split in a fixed order; ``vit_zoo.train.pipeline`` shuffles, decodes and augments it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# Formats tf.io.decode_image reads; others are skipped with a warning (convert them to JPEG or PNG).
+DECODABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+VAL_FOLDERS = ("val", "validation")
+FULL_CHECK_LIMIT = 20_000  # folders up to this many files are fully decoded once by the check
+TFRECORD_KEYS = ("image/encoded", "image/class/label")
+
+
+@dataclasses.dataclass
+class Source:
+    """One split. ``kind``: ``"files"`` (``items``: paths), ``"arrays"`` (``items``: (N, H, W, 3) uint8),
+    ``"tfrecord"`` (``items``: record file names) or ``"dataset"`` (``items``: an unbatched
+    ``tf.data.Dataset`` of (image (H, W, 3), label)). ``labels``: (N,) int64 for files and arrays."""
+    kind: str
+    items: object
+    labels: Optional[np.ndarray]
+    size: int
+    where: str
+    tfrecord_keys: Tuple[str, str] = TFRECORD_KEYS
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "where": self.where, "examples": self.size, "notes": self.notes}
+
+
+def resolve_data(data, val_data=None, *, num_classes: Optional[int] = None, val_fraction: float = 0.1,
+                 seed: int = 0, image_size: Optional[int] = None):
+    """``data`` (and ``val_data``) → (train Source, val Source or None, class names).
+
+    data: an image-folder root (``ROOT/CLASS/*.jpg``, or ``ROOT/train/CLASS`` with ``ROOT/val/CLASS``),
+        a ``.tfrecord`` file / glob / list of them (tf.train.Example with ``image/encoded`` bytes and
+        ``image/class/label`` int64), a ``(images, labels)`` pair of arrays ((N, H, W, 3) uint8 or float
+        in [0, 255], (N,) ints) or an unbatched ``tf.data.Dataset`` of ``(image, label)``.
+    A folder without a ``val/`` split gives up a stratified ``val_fraction`` of its files (seeded).
+    """
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        root = Path(data)
+        train_root = root / "train" if (root / "train").is_dir() else root
+        val_root = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
+        classes = class_folders(train_root)
+        train = scan_folder(train_root, classes, image_size)
+        if val_data is not None:
+            val = resolve_data(val_data, num_classes=len(classes), image_size=image_size)[0]
+        elif val_root is not None:
+            unknown = sorted(set(class_folders(val_root, minimum=1)) - set(classes))
+            if unknown:
+                raise ValueError(f"'{val_root}' has class folders that '{train_root}' lacks: {unknown}; the "
+                                 f"validation classes must be a subset of the training classes {classes}")
+            val = scan_folder(val_root, classes, image_size, allow_missing=True)
+        else:
+            train, val = split_off(train, val_fraction, seed)
+        return train, val, classes
+    train = _other_source(data, "data")
+    val = _other_source(val_data, "val_data") if val_data is not None else None
+    labels_known = num_classes or _count_classes(train)
+    return train, val, [str(i) for i in range(labels_known)]
+
+
+def class_folders(root: Path, minimum: int = 2) -> List[str]:
+    """Sorted class sub-folder names of ``root``; errors for a missing or empty folder and for fewer than
+    ``minimum`` classes."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: '{root}'")
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    classes = sorted(p.name for p in entries if p.is_dir() and p.name not in VAL_FOLDERS + ("train",))
+    if not entries:
+        raise ValueError(f"data folder '{root}' is empty; expected one sub-folder of images per class "
+                         f"('{root}/cat/1.jpg', '{root}/dog/2.jpg', ...)")
+    if not classes:
+        loose = sum(1 for p in entries if p.is_file())
+        raise ValueError(f"data folder '{root}' has {loose} file(s) but no class sub-folders; expected one "
+                         f"sub-folder of images per class ('{root}/CLASS/IMAGE.jpg')")
+    if len(classes) < minimum:
+        raise ValueError(f"data folder '{root}' has {len(classes)} class folder ({classes[0]!r}); "
+                         f"classification needs at least 2 classes: add a sub-folder per class")
+    return classes
+
+
+def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missing=False) -> Source:
+    """List and check the images of ``root/CLASS/``: unreadable or undecodable files and unsupported
+    formats are skipped with one warning that names them; a class left without images is an error
+    (or, in a validation split, ``allow_missing``, a note)."""
+    from PIL import Image
+
+    paths, labels, skipped, sizes, notes = [], [], [], [], []
+    full_check = sum(1 for _ in root.rglob("*")) <= FULL_CHECK_LIMIT
+    for label, name in enumerate(classes):
+        folder = root / name
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")) \
+            if folder.is_dir() else []
+        kept, skipped_before = 0, len(skipped)
+        for path in files:
+            if path.suffix.lower() not in DECODABLE_SUFFIXES:
+                skipped.append(f"{path} (format {path.suffix or 'unknown'} not supported: use JPEG/PNG/GIF/BMP)")
+                continue
+            try:
+                with Image.open(path) as image:
+                    sizes.append(image.size)
+                    if full_check:
+                        image.load()
+            except Exception as error:  # noqa: BLE001 — any decoder failure means the same to the user
+                skipped.append(f"{path} (cannot decode: {type(error).__name__}: {error})")
+                continue
+            paths.append(str(path))
+            labels.append(label)
+            kept += 1
+        if kept == 0:
+            if not allow_missing:
+                reason = f": {skipped[skipped_before]}" if len(skipped) > skipped_before else ""
+                raise ValueError(f"class folder '{folder}' has no usable images ({len(files)} file(s)"
+                                 f"{reason}); add images or remove the folder")
+            notes.append(f"class {name!r} has no images in '{root}'")
+    if skipped:
+        shown = "\n  ".join(skipped[:5]) + (f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"skipped {len(skipped)} file(s) in '{root}' that cannot be used:\n  {shown}",
+                      stacklevel=3)
+        notes.append(f"skipped {len(skipped)} unusable file(s)")
+    if not paths:
+        raise ValueError(f"no usable images in '{root}'")
+    notes.extend(_size_notes(sizes, image_size, root))
+    return Source("files", paths, np.asarray(labels, np.int64), len(paths), str(root), notes=notes)
+
+
+def _size_notes(sizes, image_size, root) -> List[str]:
+    """Mixed sizes are fine (every image is cropped and resized); say so, and warn about upscaling."""
+    if not sizes:
+        return []
+    widths, heights = zip(*sizes)
+    notes = []
+    if len(set(sizes)) > 1:
+        notes.append(f"image sizes vary from {min(widths)}x{min(heights)} to {max(widths)}x{max(heights)} "
+                     f"(w x h); each is cropped and resized to the training size")
+    if image_size:
+        small = sum(1 for w, h in sizes if min(w, h) < image_size / 2)
+        if small:
+            warnings.warn(f"{small} image(s) in '{root}' are smaller than half the training size "
+                          f"{image_size} px and will be upscaled more than 2x; consider a smaller "
+                          f"image_size", stacklevel=4)
+            notes.append(f"{small} image(s) upscaled more than 2x")
+    return notes
+
+
+def split_off(source: Source, fraction: float, seed: int):
+    """A stratified, seeded ``fraction`` of a file source as validation (at least 1 per class with 2+)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    val_index = []
+    for label in np.unique(source.labels):
+        members = np.flatnonzero(source.labels == label)
+        if len(members) >= 2:
+            count = max(1, int(round(fraction * len(members))))
+            val_index.extend(rng.choice(members, count, replace=False).tolist())
+    is_val = np.zeros(source.size, bool)
+    is_val[val_index] = True
+    pick = lambda mask: [p for p, m in zip(source.items, mask) if m]  # noqa: E731
+    note = f"no val/ folder: held out {is_val.sum()} of {source.size} images ({fraction:.0%}, stratified)"
+    train = dataclasses.replace(source, items=pick(~is_val), labels=source.labels[~is_val],
+                                size=int((~is_val).sum()), notes=source.notes + [note])
+    val = dataclasses.replace(source, items=pick(is_val), labels=source.labels[is_val],
+                              size=int(is_val.sum()), notes=[note])
+    return train, val
+
+
+def _other_source(data, argument: str) -> Source:
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise ValueError(f"{argument}: a tf.data.Dataset must yield (image, label) pairs, got {spec}")
+        if spec[0].shape.rank != 3:
+            raise ValueError(f"{argument}: the dataset yields images of shape {spec[0].shape}; expected "
+                             f"unbatched (H, W, 3) images — call .unbatch() (the batch size is finetune's)")
+        size = int(data.cardinality())
+        if size < 0:
+            size = int(data.reduce(np.int64(0), lambda count, _: count + 1))
+        return Source("dataset", data, None, size, f"a tf.data.Dataset ({argument})")
+    if isinstance(data, tuple) and len(data) == 2:
+        return _array_source(*data, argument)
+    if isinstance(data, (str, os.PathLike, list)):
+        files = sorted(tf.io.gfile.glob(str(data))) if not isinstance(data, list) else [str(f) for f in data]
+        if not files:
+            raise FileNotFoundError(f"{argument}: no such folder or TFRecord file(s): {data!r}; expected an "
+                                    f"image folder (one sub-folder per class) or .tfrecord files")
+        size = sum(1 for _ in tf.data.TFRecordDataset(files))
+        if size == 0:
+            raise ValueError(f"{argument}: the TFRecord file(s) {files[:3]} hold no records")
+        return Source("tfrecord", files, None, size, ", ".join(files[:3]) + (" ..." if len(files) > 3 else ""))
+    raise TypeError(f"{argument} must be an image folder, TFRecord file(s), an (images, labels) pair or a "
+                    f"tf.data.Dataset, got {type(data).__name__}")
+
+
+def _array_source(images, labels, argument: str) -> Source:
+    if isinstance(images, (list, tuple)):
+        shapes = sorted({np.shape(image) for image in images})
+        if len(shapes) > 1:
+            raise ValueError(f"{argument}: the images have different sizes {shapes[:4]}; arrays must share one "
+                             f"size — resize them, or pass a folder or a tf.data.Dataset (cropped per image)")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{argument}: images must be (N, H, W, 3), got shape {images.shape}")
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{argument}: labels must be (N,) integers with N = {images.shape[0]}, got "
+                         f"{labels.dtype} {labels.shape}")
+    if images.dtype != np.uint8:
+        if images.min() < 0 or images.max() > 255:
+            raise ValueError(f"{argument}: images must hold RGB values in [0, 255], found "
+                             f"{images.min():g}..{images.max():g}")
+        images = np.round(images).astype(np.uint8)
+    return Source("arrays", images, labels.astype(np.int64), len(labels), f"arrays ({argument})")
+
+
+def _count_classes(source: Source) -> int:
+    """Number of classes = largest label + 1 (one pass over a TFRecord / Dataset source)."""
+    import tensorflow as tf
+
+    if source.labels is not None:
+        largest = int(source.labels.max())
+    elif source.kind == "dataset":
+        largest = int(source.items.reduce(np.int64(-1), lambda m, e: tf.maximum(m, tf.cast(e[1], tf.int64))))
+    else:
+        label_key = source.tfrecord_keys[1]
+        parse = lambda r: tf.io.parse_single_example(r, {label_key: tf.io.FixedLenFeature([], tf.int64)})  # noqa
+        largest = int(tf.data.TFRecordDataset(source.items).map(parse).reduce(
+            np.int64(-1), lambda m, e: tf.maximum(m, e[label_key])))
+    if largest < 1:
+        raise ValueError(f"{source.where}: all labels are {largest}; classification needs at least 2 classes")
+    return largest + 1

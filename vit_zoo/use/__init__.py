@@ -1,0 +1,1 @@
+"""Using a model: images, preprocessing, labels, predict, features, attention maps, embed, evaluate."""

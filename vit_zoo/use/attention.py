@@ -1,0 +1,158 @@
+"""Attention probabilities of each encoder block, attention rollout, and the class token's map.
+
+The maps are computed from the model's own weights by each block's ``SelfAttention.attention_probabilities``
+applied to that block's ``norm1`` output, so they exist whatever fused attention kernel the model itself
+runs (``keras.ops.dot_product_attention`` never materialises them).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import keras
+import numpy as np
+
+from vit_zoo.use.features import has_class_token, resolve_block_indices
+from vit_zoo.model.builder import block_name
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def model_inputs(model: keras.Model, images) -> np.ndarray:
+    """``images`` as ``model``'s input batch: a float (B, H, W, 3) array or tensor is taken as it is
+    (already preprocessed); anything else (paths, PIL images, uint8 arrays, lists) goes through
+    ``vit_zoo.preprocess(images, weights=model)``."""
+    array = images.numpy() if hasattr(images, "numpy") and callable(images.numpy) else images
+    if isinstance(array, np.ndarray) and array.ndim == 4 and np.issubdtype(array.dtype, np.floating):
+        expected = tuple(model.input_shape[1:])
+        if array.shape[-1] != 3 or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):
+            raise ValueError(f"images have shape {array.shape} but model {model.name!r} takes (B, "
+                             f"{', '.join('any' if e is None else str(e) for e in expected)}); pass file paths "
+                             f"or uint8 images to have them preprocessed, or resize them first")
+        return array.astype(np.float32)
+    from vit_zoo.use.preprocessing import preprocess
+
+    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
+    return preprocess(images, weights=model, normalize=not has_preprocessing)
+
+
+def attention_maps(model: keras.Model, images, layers: Union[int, Sequence[int], None] = None,
+                   batch_size: int = 8) -> Dict[int, np.ndarray]:
+    """Attention probabilities softmax(Q Kᵀ / √Dh) of the chosen blocks.
+
+    Args:
+        model: a vit_zoo ViT (any head, pooling, preprocessing or dynamic size).
+        images: a preprocessed float batch (B, H, W, 3), or anything ``vit_zoo.preprocess`` accepts.
+        layers: block indices (negative from the end); None for every block. Each block's maps take
+            B·H·T²·4 bytes (ViT-B/16 at 384 px: 12 heads × 577² ≈ 16 MB per image and block), so pick the
+            blocks you need for large images.
+        batch_size: images run through the model this many at a time.
+
+    Returns:
+        {block index (0-based): (B, heads, T, T) float32 NumPy array}, in the order of ``layers``; row q
+        of head h holds token q's attention over all T tokens (class token first) and sums to 1.
+    """
+    indices = resolve_block_indices(model, layers)
+    pixels = model_inputs(model, images)
+    trunk = keras.Model(model.input, [model.get_layer(block_name(i, "norm1")).output for i in indices])
+    maps = {index: [] for index in indices}
+    for start in range(0, len(pixels), batch_size):
+        normed = trunk(pixels[start:start + batch_size], training=False)
+        normed = normed if isinstance(normed, (list, tuple)) else [normed]
+        for index, tokens in zip(indices, normed):
+            probabilities = model.get_layer(block_name(index, "attn")).attention_probabilities(tokens)
+            maps[index].append(keras.ops.convert_to_numpy(probabilities).astype(np.float32))
+    return {index: np.concatenate(parts) for index, parts in maps.items()}
+
+
+def attention_rollout(maps: Union[Mapping[int, np.ndarray], Sequence[np.ndarray]], head_fusion: str = "mean",
+                      discard_ratio: float = 0.0) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers").
+
+    Per block (in block order; a dict is taken in increasing block index): fuse the heads (mean, max or
+    min over heads); if ``discard_ratio`` > 0, zero that fraction of the smallest fused entries of each
+    image (never entry (0, 0)), as the widely used ``vit-explain`` does; add the identity for the residual
+    connection and renormalise each row to sum 1 (so A ← (A + I) / 2 when nothing was discarded);
+    then multiply through the blocks: R = Â_L ··· Â_1.
+
+    Args:
+        maps: (B, heads, T, T) attention probabilities per block, e.g. from ``attention_maps``.
+        head_fusion: ``"mean"``, ``"max"`` or ``"min"``.
+        discard_ratio: fraction in [0, 1) of the weakest attention entries to drop per block.
+
+    Returns:
+        (B, T, T) float32: row q is how much each token's input flows into token q's output.
+    """
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {list(HEAD_FUSIONS)}, got {head_fusion!r}")
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
+    ordered = [maps[key] for key in sorted(maps)] if isinstance(maps, Mapping) else list(maps)
+    if not ordered:
+        raise ValueError("no attention maps given")
+    rollout = None
+    for position, block_maps in enumerate(ordered):
+        block_maps = np.asarray(block_maps, dtype=np.float64)
+        if block_maps.ndim != 4 or block_maps.shape[-1] != block_maps.shape[-2]:
+            raise ValueError(f"attention maps must be (B, heads, T, T); entry {position} has shape "
+                             f"{block_maps.shape}")
+        fused = getattr(np, head_fusion)(block_maps, axis=1)
+        if discard_ratio > 0:
+            fused = _discard_weakest(fused, discard_ratio)
+        tokens = fused.shape[-1]
+        fused = fused + np.eye(tokens)
+        fused /= fused.sum(axis=-1, keepdims=True)
+        if rollout is not None and rollout.shape != fused.shape:
+            raise ValueError(f"attention maps of different shapes: {rollout.shape} and {fused.shape} "
+                             f"(entry {position}); give maps of the same images")
+        rollout = fused if rollout is None else fused @ rollout
+    return rollout.astype(np.float32)
+
+
+def _discard_weakest(fused: np.ndarray, discard_ratio: float) -> np.ndarray:
+    batch, tokens, _ = fused.shape
+    flat = fused.reshape(batch, -1).copy()
+    count = int(flat.shape[1] * discard_ratio)
+    weakest = np.argsort(flat, axis=1, kind="stable")[:, :count]
+    for row, indices in zip(flat, weakest):
+        row[indices[indices != 0]] = 0.0
+    return flat.reshape(batch, tokens, tokens)
+
+
+def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = None,
+                    num_prefix_tokens: int = 1, normalize: bool = True) -> np.ndarray:
+    """The class token's row over the patch tokens, on the patch grid: (B, T, T) → (B, h, w) float32.
+
+    ``rollout`` is ``attention_rollout``'s output or one block's head-fused map. ``grid_size`` (h, w)
+    defaults to a square grid. ``normalize`` scales each map to a maximum of 1.
+    """
+    rollout = np.asarray(rollout, dtype=np.float32)
+    if rollout.ndim != 3 or rollout.shape[1] != rollout.shape[2]:
+        raise ValueError(f"expected a (B, T, T) rollout, got shape {rollout.shape}")
+    if num_prefix_tokens < 1:
+        raise ValueError("the class token's map needs a class token (num_prefix_tokens ≥ 1)")
+    patches = rollout.shape[-1] - num_prefix_tokens
+    if grid_size is None:
+        side = math.isqrt(patches)
+        if side * side != patches:
+            raise ValueError(f"{patches} patch tokens do not form a square grid; pass grid_size=(h, w)")
+        grid_size = (side, side)
+    if grid_size[0] * grid_size[1] != patches:
+        raise ValueError(f"grid_size {tuple(grid_size)} holds {grid_size[0] * grid_size[1]} patches, but the "
+                         f"rollout has {patches} patch tokens")
+    mask = rollout[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
+    if normalize:
+        mask = mask / np.maximum(mask.max(axis=(1, 2), keepdims=True), np.finfo(np.float32).tiny)
+    return mask.astype(np.float32)
+
+
+def attention_mask(model: keras.Model, images, layers: Union[int, Sequence[int], None] = None,
+                   head_fusion: str = "mean", discard_ratio: float = 0.0, batch_size: int = 8) -> np.ndarray:
+    """The class token's rollout map for each image: (B, h, w) float32 in [0, 1] on the model's patch
+    grid (``images`` as for ``attention_maps``)."""
+    if not has_class_token(model):
+        raise ValueError(f"model {model.name!r} has no class token, so it has no class-token attention map")
+    pixels = model_inputs(model, images)
+    maps = attention_maps(model, pixels, layers=layers, batch_size=batch_size)
+    grid = tuple(model.get_layer("patch_embed").compute_output_shape((1, *pixels.shape[1:]))[1:3])
+    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid)

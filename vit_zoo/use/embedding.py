@@ -1,0 +1,183 @@
+"""Embeddings of many images into an HDF5 file, streamed through ``tf.data``, resumable
+(the library function behind ``vit-zoo embed DIR -o out.h5``).
+
+File layout (h5py):
+    embeddings   (N, D) float32, one row per image, chunked and growable
+    filenames    (N,) UTF-8 strings, row i names the image of embeddings[i]; relative to the folder
+                 when a folder was given, else the paths as given
+    skipped      UTF-8 strings: the files of the last run that could not be read
+    attributes   model (model name), tag, recipe, image_size (H, W), root (the folder, if any),
+                 complete (True once every file was processed)
+A run that stops (interrupt, crash) leaves every finished batch on disk; running the same command again
+skips the files already written and continues.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from vit_zoo.use.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageReadError, read_image_file
+from vit_zoo.use.preprocessing import apply_recipe, resolve_settings
+
+
+@dataclasses.dataclass
+class EmbedResult:
+    path: Path            # the HDF5 file
+    total: int            # rows in the file now
+    added: int            # rows written by this run
+    skipped: List[str]    # unreadable files of this run
+
+
+def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]):
+    """(root or None, [names]): every image file (by suffix, recursively, sorted) of a folder, relative to
+    it; or the given paths as strings (folders in the list are expanded)."""
+    if isinstance(paths_or_dir, (str, os.PathLike)) and Path(paths_or_dir).is_dir():
+        root = Path(paths_or_dir)
+        return root, sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+        if not Path(paths_or_dir).exists():
+            raise FileNotFoundError(f"no such folder or file: '{paths_or_dir}'")
+        paths_or_dir = [paths_or_dir]
+    names = []
+    for path in paths_or_dir:
+        path = Path(path)
+        if path.is_dir():
+            names += [str(p) for p in sorted(path.rglob("*"))
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            names.append(str(path))
+    return None, names
+
+
+def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5", batch_size: int = 32,
+          tag: Optional[str] = None, progress: bool = True, recipe: Optional[str] = None, image_size=None,
+          max_pixels: int = MAX_PIXELS) -> EmbedResult:
+    """Embed every image of a folder (or a list of files) with ``model`` and write them to ``output``.
+
+    Args:
+        model: a model with a 2-D output (B, D), e.g. ``vit_zoo.load(..., include_top=False,
+            pooling="token")``; its preprocessing settings come from the model (see ``vit_zoo.preprocess``).
+        paths_or_dir: a folder (searched recursively for image files), or a list of image paths.
+        output: the HDF5 file; if it exists (an interrupted or earlier run of the same model) the files
+            already in it are skipped and the new ones appended.
+        batch_size: images per forward pass and per write.
+        tag: stored as the ``tag`` attribute (e.g. the weights' manifest key).
+        progress: show a tqdm progress bar.
+        recipe, image_size: override the preprocessing recipe / input size.
+
+    Returns:
+        EmbedResult(path, total, added, skipped). Unreadable files are skipped with one warning listing them.
+    """
+    import h5py
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    width = model.output_shape[-1]
+    if len(model.output_shape) != 2:
+        raise ValueError(f"embed needs a model with one vector per image (B, D); model {model.name!r} outputs "
+                         f"{model.output_shape}: build it with include_top=False and pooling='token' or 'gap'")
+    settings = resolve_settings(model, recipe=recipe, image_size=image_size)
+    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
+    if not has_preprocessing and (settings.mean is None or settings.std is None):
+        raise ValueError("the model takes normalised inputs (include_preprocessing=False) and its mean/std are "
+                         "unknown; build it with include_preprocessing=True")
+    root, names = list_images(paths_or_dir)
+    output = Path(output)
+    with h5py.File(output, "a") as store:
+        done = _prepare_store(store, model, width, tag, settings, root)
+        pending = [name for name in names if name not in done]
+        failures = {}
+        lock = threading.Lock()
+
+        def load(name_tensor):
+            name = name_tensor.numpy().decode("utf-8")
+            try:
+                image = read_image_file(root / name if root else name, max_pixels)
+                pixels, ok = apply_recipe(image, settings.recipe, settings.image_size), True
+            except (OSError, ImageReadError) as error:
+                with lock:
+                    failures[name] = str(error)
+                pixels, ok = np.zeros((*settings.image_size, 3), np.float32), False
+            if not has_preprocessing:
+                pixels = (pixels / 255.0 - np.asarray(settings.mean)) / np.asarray(settings.std)
+            return pixels.astype(np.float32), ok
+
+        def load_graph(name):
+            pixels, ok = tf.py_function(load, [name], [tf.float32, tf.bool])
+            pixels.set_shape((*settings.image_size, 3))
+            return name, pixels, ok
+
+        added = 0
+        with tqdm(total=len(names), initial=len(names) - len(pending), disable=not progress, unit="img",
+                  desc=f"embed {output.name}") as bar:
+            if pending:
+                dataset = (tf.data.Dataset.from_tensor_slices(pending)
+                           .map(load_graph, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                           .batch(batch_size).prefetch(1))
+                for batch_names, pixels, ok in dataset:
+                    ok = ok.numpy()
+                    if ok.any():
+                        vectors = np.asarray(model.predict_on_batch(pixels.numpy()[ok]), dtype=np.float32)
+                        kept = [n.decode("utf-8") for n, good in zip(batch_names.numpy(), ok) if good]
+                        _append(store, vectors, kept)
+                        added += len(kept)
+                    bar.update(len(ok))
+        skipped = sorted(failures)
+        if "skipped" in store:
+            del store["skipped"]
+        store.create_dataset("skipped", data=skipped, dtype=h5py.string_dtype("utf-8"))
+        store.attrs["complete"] = True
+        total = store["embeddings"].shape[0]
+    if skipped:
+        listing = "; ".join(f"{name}: {failures[name]}" for name in skipped[:10])
+        more = f"; and {len(skipped) - 10} more (see the 'skipped' dataset)" if len(skipped) > 10 else ""
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): {listing}{more}", stacklevel=2)
+    return EmbedResult(output, total, added, skipped)
+
+
+def _prepare_store(store, model, width: int, tag, settings, root) -> set:
+    """Create the datasets, or check an existing file belongs to this model and repair a torn last write.
+    Returns the names already embedded."""
+    import h5py
+
+    if "embeddings" not in store:
+        store.create_dataset("embeddings", shape=(0, width), maxshape=(None, width), dtype="float32",
+                             chunks=(64, width))
+        store.create_dataset("filenames", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"),
+                             chunks=(256,))
+        store.attrs.update({"model": model.name, "tag": tag or "", "recipe": settings.recipe.name,
+                            "image_size": list(settings.image_size),
+                            "root": str(root.resolve()) if root else "",
+                            "complete": False})
+        return set()
+    recorded = (store.attrs.get("model"), store.attrs.get("tag"), store["embeddings"].shape[1])
+    if recorded != (model.name, tag or "", width):
+        raise ValueError(f"'{store.filename}' holds embeddings of model {recorded[0]!r} (tag {recorded[1]!r}, "
+                         f"width {recorded[2]}), not of {model.name!r} (tag {tag or ''!r}, width {width}); "
+                         f"write to another file, or delete it to start over")
+    names = [n.decode("utf-8") if isinstance(n, bytes) else n for n in store["filenames"][:]]
+    rows = min(len(names), store["embeddings"].shape[0])
+    while rows and not names[rows - 1]:  # a batch interrupted between its two writes
+        rows -= 1
+    store["embeddings"].resize(rows, axis=0)
+    store["filenames"].resize(rows, axis=0)
+    store.attrs["complete"] = False
+    return set(names[:rows])
+
+
+def _append(store, vectors: np.ndarray, names: List[str]):
+    """Append one batch: embeddings first, then their names, then flush (a crash between the two leaves
+    rows without names, which the next run drops)."""
+    start = store["embeddings"].shape[0]
+    store["embeddings"].resize(start + len(names), axis=0)
+    store["embeddings"][start:] = vectors
+    store["filenames"].resize(start + len(names), axis=0)
+    store["filenames"][start:] = names
+    store.flush()

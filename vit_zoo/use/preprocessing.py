@@ -1,0 +1,226 @@
+"""Evaluation preprocessing of each checkpoint family, as data: decode, resize, crop.
+
+Recipes (each reproduces its source's *evaluation* transform; all decode files with Pillow):
+    "google"  vit_jax ``input_pipeline.py`` (eval: ``tf.image.resize(im, [crop_size, crop_size])``) and
+              big_vision ``pp`` ``resize`` (``method="bilinear", antialias=False``): resize straight to the
+              input size (aspect ratio not kept), bilinear, half-pixel centres, no antialiasing.
+    "timm"    timm ``transforms_imagenet_eval`` (crop_mode "center"): resize the shorter side to
+              ``floor(size / crop_pct)`` with Pillow bicubic (torchvision ``Resize(int)``: the longer side
+              becomes ``int(short * long / short_in)``), then a centre crop of the input size
+              (torchvision ``CenterCrop``: offset ``int(round((in - out) / 2))``). crop_pct is per
+              checkpoint (0.9 for timm's ViTs at 224, 1.0 at 384; timm's global default is 0.875).
+    "hf"      transformers ``ViTImageProcessor`` (its Pillow backend, ``ViTImageProcessorPil``): resize
+              straight to the input size with Pillow bilinear (antialiased when shrinking).
+Every recipe then rescales to [0, 1] and normalises with the checkpoint's mean/std — which our models
+do inside (``include_preprocessing=True``), so ``preprocess`` returns [0, 255] unless ``normalize=True``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from vit_zoo.use.images import MAX_PIXELS, load_images
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One evaluation transform.
+
+    resize: ``"squash"`` (straight to (H, W)) or ``"shorter-side-crop"`` (keep the aspect ratio, resize to
+        cover (H, W) / crop_pct, centre-crop (H, W)).
+    resampler: ``"pil"`` (Pillow ``Image.resize``: antialiased, uint8 in → uint8 out) or ``"half-pixel"``
+        (``tf.image.resize`` semantics through ``keras.ops.image.resize``: float, no antialiasing).
+    """
+    name: str
+    resize: str
+    interpolation: str
+    resampler: str
+    crop_pct: float = 1.0
+    source: str = ""
+
+
+RECIPES = {
+    "google": Recipe("google", "squash", "bilinear", "half-pixel", 1.0,
+                     "vit_jax input_pipeline.py eval; "
+                     "big_vision pp resize(method='bilinear', antialias=False)"),
+    "timm": Recipe("timm", "shorter-side-crop", "bicubic", "pil", 0.9,
+                   "timm.data.transforms_factory.transforms_imagenet_eval (crop_mode='center')"),
+    "hf": Recipe("hf", "squash", "bilinear", "pil", 1.0,
+                 "transformers ViTImageProcessor / ViTImageProcessorPil (resample=BILINEAR)"),
+}
+# manifest / converter format name → recipe
+FORMAT_RECIPES = {"google-npz": "google", "google": "google", "timm": "timm", "hf": "hf", "keras": "google"}
+_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything ``preprocess`` needs: the recipe (with its crop_pct), the output size and mean/std."""
+    recipe: Recipe
+    image_size: Tuple[int, int]
+    mean: Optional[Tuple[float, float, float]] = None
+    std: Optional[Tuple[float, float, float]] = None
+
+
+def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size=None,
+               crop_pct: Optional[float] = None, normalize: bool = False, mean=None, std=None,
+               value_range=(0, 255), max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode, resize and crop images as a checkpoint's own evaluation does.
+
+    Args:
+        images: a path, PIL image, array or tensor ((H, W[, C]) one image, (B, H, W, C) a batch), or a list
+            of paths / PIL images / (H, W[, C]) arrays. Arrays: uint8, integers in 0..255, or floats in
+            ``value_range``. Grayscale becomes RGB; RGBA is composited over white (a warning says so).
+        weights: where the settings come from: a manifest key (``"vit-base-16"`` for its default weights,
+            ``"vit-base-16.TAG"``), a Keras model (its input size; mean/std of its
+            ``preprocessing`` layer; a manifest entry in its ``vit_zoo_weights`` attribute if present),
+            a manifest entry dict (``image_size``, ``mean``, ``std``, ``format``, optional ``crop_pct``
+            and ``recipe``) or a ``ViTConfig``.
+        recipe: ``"google"``, ``"timm"`` or ``"hf"``; default: from the entry's ``format``, else "google".
+        image_size: output (H, W) or int; overrides the one from ``weights``.
+        crop_pct: the "timm" recipe's crop fraction; default: the entry's, else as timm's ViT configs
+            (0.9 below 384 px, 1.0 at 384 px and above).
+        normalize: False: return [0, 255] pixels (for models built with ``include_preprocessing=True``);
+            True: return ``(x / 255 - mean) / std``.
+        mean, std: per-channel normalisation of [0, 1] pixels; default: from ``weights``.
+        value_range: (low, high) of float array inputs; ``(0, 1)`` for [0, 1] images.
+        max_pixels: files and PIL images with more pixels are refused before decoding.
+
+    Returns:
+        (B, H, W, 3) float32 NumPy array: RGB in [0, 255], or normalised when ``normalize=True``.
+
+    Example:
+        >>> import numpy as np
+        >>> preprocess(np.zeros((40, 60, 3), "uint8"), image_size=32, recipe="timm").shape
+        (1, 32, 32, 3)
+    """
+    settings = resolve_settings(weights, recipe=recipe, image_size=image_size, crop_pct=crop_pct,
+                                mean=mean, std=std)
+    pixels = np.stack([apply_recipe(image, settings.recipe, settings.image_size)
+                       for image in load_images(images, max_pixels=max_pixels, value_range=value_range)])
+    if not normalize:
+        return pixels
+    if settings.mean is None or settings.std is None:
+        raise ValueError("normalize=True needs the mean and std the weights were trained with: pass "
+                         "weights= (a model with a preprocessing layer, or a manifest entry) or mean= and std=")
+    mean, std = np.asarray(settings.mean, np.float32), np.asarray(settings.std, np.float32)
+    return ((pixels / np.float32(255.0) - mean) / std).astype(np.float32)
+
+
+def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=None, mean=None,
+                     std=None) -> Settings:
+    """The settings for ``weights`` (a model, manifest entry dict or ViTConfig, or None), explicit
+    arguments taking precedence."""
+    found = _settings_from(weights)
+    name = recipe or found.get("recipe") or FORMAT_RECIPES.get(found.get("format"), "google")
+    if name not in RECIPES:
+        raise ValueError(f"unknown preprocessing recipe {name!r}; known: {sorted(RECIPES)}")
+    chosen = RECIPES[name]
+    crop_pct = crop_pct if crop_pct is not None else found.get("crop_pct")
+    if crop_pct is not None:
+        if not (isinstance(crop_pct, (int, float)) and 0 < crop_pct <= 1):
+            raise ValueError(f"crop_pct must be a fraction in (0, 1], got {crop_pct!r}")
+        if chosen.resize != "shorter-side-crop" and crop_pct != 1:
+            raise ValueError(f"recipe {name!r} resizes straight to the input size and takes no crop_pct "
+                             f"(got {crop_pct}); use recipe='timm' for a centre crop")
+        chosen = dataclasses.replace(chosen, crop_pct=float(crop_pct))
+    size = image_size if image_size is not None else found.get("image_size")
+    if size is None:
+        raise ValueError("the output size is unknown: pass image_size= or weights= (a model with a fixed "
+                         "input size, or a manifest entry)")
+    size = _size_pair(size)
+    if crop_pct is None and chosen.resize == "shorter-side-crop":
+        # timm's ViT configs: crop_pct 0.9 at 224 px, 1.0 for the 384 px fine-tunes
+        chosen = dataclasses.replace(chosen, crop_pct=1.0 if max(size) >= 384 else 0.9)
+    mean = mean if mean is not None else found.get("mean")
+    std = std if std is not None else found.get("std")
+    return Settings(chosen, size, _triple("mean", mean), _triple("std", std))
+
+
+def _settings_from(weights) -> dict:
+    """Settings fields found on a model, manifest entry dict or ViTConfig (missing ones absent)."""
+    if weights is None:
+        return {}
+    if isinstance(weights, str):  # "vit-base-16" (its default weights) or "vit-base-16.TAG"
+        from vit_zoo.weights import manifest
+
+        model, _, tag = weights.partition(".")
+        return _settings_from(manifest.resolve(model, tag or True))
+    if isinstance(weights, dict):
+        return {key: weights[key] for key in ("image_size", "mean", "std", "format", "crop_pct", "recipe")
+                if weights.get(key) is not None}
+    if hasattr(weights, "input_shape") and hasattr(weights, "get_layer"):  # a Keras model
+        found = _settings_from(getattr(weights, "vit_zoo_weights", None))
+        height, width = weights.input_shape[1:3]
+        if height is not None and width is not None:
+            found["image_size"] = (height, width)
+        try:
+            layer = weights.get_layer("preprocessing")
+            found["mean"], found["std"] = layer.mean, layer.std
+        except ValueError:
+            pass  # built with include_preprocessing=False: mean/std must be given for normalize=True
+        return found
+    if all(hasattr(weights, field) for field in ("image_size", "mean", "std", "patch_size")):  # ViTConfig
+        return {"image_size": weights.image_size, "mean": weights.mean, "std": weights.std}
+    raise TypeError(f"weights must be a Keras model, a manifest entry dict or a ViTConfig, "
+                    f"got {type(weights).__name__}")
+
+
+def apply_recipe(image: np.ndarray, recipe: Recipe, size: Tuple[int, int]) -> np.ndarray:
+    """One (h, w, 3) image (uint8, or float32 in [0, 255]) → (H, W, 3) float32 in [0, 255]."""
+    if recipe.resize == "squash":
+        return _resize(image, size, recipe)
+    height, width = image.shape[:2]
+    resized = _resize(image, timm_resize_size(height, width, size, recipe.crop_pct), recipe)
+    top = int(round((resized.shape[0] - size[0]) / 2.0))
+    left = int(round((resized.shape[1] - size[1]) / 2.0))
+    return resized[top:top + size[0], left:left + size[1]]
+
+
+def timm_resize_size(height: int, width: int, size: Tuple[int, int], crop_pct: float) -> Tuple[int, int]:
+    """(height, width) timm resizes an image to before its centre crop of ``size``."""
+    scale = tuple(math.floor(s / crop_pct) for s in size)
+    if scale[0] == scale[1]:  # torchvision Resize(int): the shorter side becomes scale
+        short_target = scale[0]
+        if width <= height:
+            return int(short_target * height / width), short_target
+        return short_target, int(short_target * width / height)
+    ratio = min(height / scale[0], width / scale[1])  # timm ResizeKeepRatio(longest=0)
+    return round(height / ratio), round(width / ratio)
+
+
+def _resize(image: np.ndarray, size: Tuple[int, int], recipe: Recipe) -> np.ndarray:
+    height, width = size
+    if recipe.resampler == "half-pixel":
+        import keras  # only this recipe needs it; keeps `import vit_zoo.use.preprocessing` light
+
+        batch = image[None].astype(np.float32)
+        resized = keras.ops.image.resize(batch, (height, width), interpolation=recipe.interpolation,
+                                         antialias=False, data_format="channels_last")
+        return np.asarray(keras.ops.convert_to_numpy(resized)[0], dtype=np.float32)
+    resample = _PIL_FILTERS[recipe.interpolation]
+    if image.dtype == np.uint8:
+        return np.asarray(Image.fromarray(image).resize((width, height), resample), dtype=np.float32)
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
+                           .resize((width, height), resample)) for c in range(3)]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 255.0).astype(np.float32)
+
+
+def _size_pair(size) -> Tuple[int, int]:
+    pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in pair):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _triple(name: str, values: Optional[Sequence[float]]):
+    if values is None:
+        return None
+    triple = tuple(float(v) for v in values)
+    if len(triple) != 3:
+        raise ValueError(f"{name} must be three numbers (R, G, B), got {values!r}")
+    return triple

@@ -1,0 +1,90 @@
+"""Published weights: a manifest entry → a converted ``.weights.h5`` in the cache, converted once.
+
+The first load downloads the checkpoint (``vit_zoo.weights.download``) and converts it at its own size into
+``$VIT_ZOO_HOME/converted/<model>/<tag>/<H>x<W>-v<N>.weights.h5`` with a sidecar recording its sha256,
+source and config; later loads read that file (a vit_zoo "keras" checkpoint). A stale or corrupt entry
+fails ``cache.is_valid`` and is rebuilt. A file lock keeps concurrent processes from converting twice.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+from pathlib import Path
+
+from filelock import FileLock
+
+from vit_zoo.weights import cache
+from vit_zoo.weights import download
+from vit_zoo.weights import manifest
+from vit_zoo.weights.convert import load_checkpoint
+
+# Bump when the converted layout changes: older cache entries are then rebuilt.
+CONVERTED_FORMAT_VERSION = 1
+HF_HUB_PREFIX = "hf-hub:"
+
+
+def resolve_entry(name, pretrained) -> dict:
+    """The manifest entry for ``name`` and ``pretrained`` (True → default; or a tag / "model.tag")."""
+    if name is None:
+        if isinstance(pretrained, str) and "." in pretrained:
+            name = pretrained.split(".", 1)[0]
+        else:
+            raise ValueError("pretrained= needs a model name: load('vit-base-16', pretrained=True), or a full "
+                             "key such as pretrained='vit-base-16.augreg-in21k-ft-in1k-224'")
+    return manifest.resolve(name, pretrained)
+
+
+def entry_numerics(entry: dict) -> dict:
+    """Config fields a manifest entry states that a checkpoint's tensors cannot (normalisation)."""
+    return {key: tuple(entry[key]) for key in ("mean", "std") if entry.get(key) is not None}
+
+
+def converted_checkpoint(entry: dict, progress=None):
+    """Path and metadata of the converted weights of ``entry``, downloading and converting if needed."""
+    target = cache.converted_path(entry, entry["image_size"], CONVERTED_FORMAT_VERSION)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not cache.is_valid(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION):
+            cache.remove_entry(target)
+            source = download.fetch(entry, progress=progress)
+            _convert_to(target, source, entry)
+    record = cache.read_sidecar(target)
+    return target, {"vit_zoo_config": record["vit_zoo_config"]}
+
+
+def _convert_to(target: Path, source, entry: dict) -> None:
+    numerics = entry_numerics(entry)
+    try:
+        model, config, classes = load_checkpoint(source, source_overrides=numerics, include_top=True)
+    except ValueError as error:
+        if "no classification head" not in str(error):
+            raise
+        model, config, classes = load_checkpoint(source, source_overrides=numerics, include_top=False,
+                                                 pooling="token" if entry.get("pooling") == "token" else "gap")
+    temporary = target.with_name(f".{os.getpid()}.{target.name}")  # Keras needs the .weights.h5 suffix
+    try:
+        model.save_weights(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+        del model  # the caller loads the cached file next: do not hold two models
+        gc.collect()
+    cache.write_sidecar(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION,
+                        extra={"vit_zoo_config": config.to_dict(), "num_classes": classes})
+
+
+def hub_checkpoint(reference: str) -> Path:
+    """``"hf-hub:google/vit-base-patch16-224"`` → the local snapshot directory (config.json + weights)."""
+    repo = reference[len(HF_HUB_PREFIX):]
+    repo, _, revision = repo.partition("@")
+    entry = {"hf_repo": repo, "filename": "model.safetensors", "revision": revision or "main", "format": "hf",
+             "key": reference}
+    return download.fetch(entry)
+
+
+def warn_if_zero_head(entry: dict, include_top: bool, num_classes) -> None:
+    if entry.get("zero_head") and include_top and num_classes is None:
+        warnings.warn(f"{entry['key']} ships an all-zero classification head (the original ImageNet-21k "
+                      f"release): its logits are all zero. Use include_top=False for features, or "
+                      f"num_classes=N to fine-tune a new head", UserWarning, stacklevel=3)
