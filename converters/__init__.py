@@ -1,13 +1,22 @@
 """Checkpoint converters (installed as ``vit_zoo.converters``): one module per format.
 
-Each format module is data plus three small functions:
+Every format module is data plus the same four functions:
     NAME                      "google-npz" | "hf" | "timm" | "keras"
     TELLTALE                  the keys ``detect`` looks for, for the unknown-format error
     IGNORED                   {key regex: reason} for tensors deliberately not used
     detect(checkpoint)        True when the checkpoint's keys are this format's
-    config_fields(checkpoint) ViTConfig fields read off the checkpoint (shapes, config.json);
-                              "num_classes" is None when the checkpoint has no head
-    mapping(config)           rows (our variable ← source keys, transform) for the whole model
+    config_fields(checkpoint, hint)
+                              ViTConfig fields read off the checkpoint (shapes, config.json);
+                              "num_classes" is None when the checkpoint has no head; ``hint`` is the
+                              ViTConfig asked for (or None), for values the checkpoint cannot tell;
+                              "assumed": {field: value} lists the values not read from the checkpoint
+    identity_fields(checkpoint, config)
+                              {"preprocessing": Preprocessing, "labels": names | set | None
+                               (absent when the checkpoint cannot say: the loader then assumes the
+                               ImageNet set of the head's size, with a warning), optionally
+                               "provenance": Provenance, "assumed": {name: value}}
+    mapping(config, checkpoint)
+                              rows (our variable ← source keys, transform) for the whole model
 The registry below detects the format; ``apply.apply_rows`` applies a mapping strictly.
 """
 from __future__ import annotations

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import struct
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
@@ -33,7 +35,8 @@ class Checkpoint:
 
     Attributes:
         path: the file read.
-        metadata: format metadata (e.g. Hugging Face ``config.json`` as a dict), or {}.
+        metadata: format metadata (e.g. Hugging Face ``config.json`` as a dict), or {}. A vit_zoo
+            ``.weights.h5`` or ``.keras`` file puts its identity record under ``IDENTITY_KEY``.
     """
 
     def __init__(self, path, entries: Dict[str, Tuple[tuple, str, Callable[[], np.ndarray]]],
@@ -108,10 +111,12 @@ class Checkpoint:
 
 
 def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
-    """Open ``.npz``, ``.safetensors``, ``.h5`` / ``.weights.h5`` or PyTorch ``.bin`` / ``.pth``.
+    """Open ``.npz``, ``.safetensors``, ``.h5`` / ``.weights.h5``, a Keras ``.keras`` archive, or PyTorch
+    ``.bin`` / ``.pth``.
 
     A directory is searched for ``model.safetensors``, ``tf_model.h5``, ``pytorch_model.bin`` (in that
-    order), and a ``config.json`` beside the file is read into ``metadata``.
+    order), and a ``config.json`` beside the file is read into ``metadata`` (unless ``metadata`` is given);
+    ``preprocessor_config.json`` beside it goes to ``metadata["preprocessor_config"]``.
     """
     path = Path(path)
     if path.is_dir():
@@ -132,6 +137,8 @@ def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
 
 
 _DIRECTORY_FILES = ("model.safetensors", "tf_model.h5", "pytorch_model.bin")
+IDENTITY_KEY = "vit_zoo_identity"  # a vit_zoo model's identity record (see vit_zoo.model.identity)
+KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 
 
 def _pick_in_directory(directory: Path) -> Path:
@@ -144,19 +151,28 @@ def _pick_in_directory(directory: Path) -> Path:
 
 
 def _config_beside(path: Path) -> dict:
-    config = path.parent / "config.json"
-    if config.is_file():
-        try:
-            return json.loads(config.read_text())
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{str(config)!r} is not valid JSON: {error}") from error
-    return {}
+    metadata = _json_file(path.parent / "config.json") or {}
+    processor = _json_file(path.parent / "preprocessor_config.json")
+    if processor is not None:
+        metadata = {**metadata, "preprocessor_config": processor}
+    return metadata
+
+
+def _json_file(path: Path) -> Optional[dict]:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from error
 
 
 def _reader_for(path: Path):
     name = path.name.lower()
     with open(path, "rb") as f:
         magic = f.read(8)
+    if name.endswith(".keras") or magic[:4] == b"PK\x03\x04" and _is_keras_archive(path):
+        return _read_keras_archive
     if name.endswith(".npz") or magic[:4] == b"PK\x03\x04" and not name.endswith((".bin", ".pth", ".pt")):
         return _read_npz
     if name.endswith(".safetensors"):
@@ -166,7 +182,15 @@ def _reader_for(path: Path):
     if name.endswith((".bin", ".pth", ".pt")):
         return _read_torch
     raise CheckpointError(f"unknown checkpoint file type {path.name!r}: expected .npz (vit_jax), "
-                          f".safetensors (Hugging Face, timm), .h5 (tf_model.h5, .weights.h5) or .bin")
+                          f".safetensors (Hugging Face, timm), .h5 (tf_model.h5, .weights.h5), .keras or .bin")
+
+
+def _is_keras_archive(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return set(KERAS_ARCHIVE_MEMBERS) <= set(archive.namelist())
+    except zipfile.BadZipFile:  # e.g. a truncated .npz: the npz reader says what is wrong with it
+        return False
 
 
 def _read_npz(path: Path, metadata: dict) -> Checkpoint:
@@ -246,7 +270,37 @@ def _read_h5(path: Path, metadata: dict) -> Checkpoint:
             entries[key] = (tuple(node.shape), str(node.dtype), (lambda n=node: n[()]))
 
     handle.visititems(visit)
+    if IDENTITY_KEY in handle.attrs:  # written by VisionTransformer.save_weights
+        metadata = {**metadata, IDENTITY_KEY: json.loads(handle.attrs[IDENTITY_KEY])}
     return Checkpoint(path, entries, metadata, closer=handle.close)
+
+
+def _read_keras_archive(path: Path, metadata: dict) -> Checkpoint:
+    """A ``.keras`` archive (``model.save``): its ``model.weights.h5`` read as a ``.weights.h5`` (copied out
+    to a temporary file, removed on close), the identity record from its ``config.json``."""
+    with zipfile.ZipFile(path) as archive:
+        missing = [m for m in KERAS_ARCHIVE_MEMBERS if m not in archive.namelist()]
+        if missing:
+            raise CheckpointError(f"{path.name} is a zip file but no Keras model archive (no {missing})")
+        saved = json.loads(archive.read("config.json"))
+        weights = tempfile.NamedTemporaryFile(suffix=".weights.h5", delete=False)
+        with weights, archive.open("model.weights.h5") as member:
+            shutil.copyfileobj(member, weights, 16 * 2**20)
+    try:
+        checkpoint = _read_h5(Path(weights.name), {})
+    except BaseException:
+        os.unlink(weights.name)
+        raise
+    record = (saved.get("config") or {}).get(IDENTITY_KEY)
+    metadata = {"keras_class": saved.get("registered_name") or saved.get("class_name")}
+    if record is not None:
+        metadata[IDENTITY_KEY] = record
+    close_h5 = checkpoint._closer
+
+    def close():
+        close_h5()
+        os.unlink(weights.name)
+    return Checkpoint(path, checkpoint._entries, metadata, closer=close)
 
 
 def _keras_layer_names(handle) -> dict:

@@ -26,6 +26,7 @@ import math
 
 from vit_zoo.converters.apply import row
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
+from vit_zoo.model.identity import source_preprocessing
 
 NAME = "google-npz"
 TELLTALE = "'embedding/kernel' with 'Transformer/encoder_norm/scale' (vit_jax .npz)"
@@ -60,8 +61,9 @@ def detect(checkpoint: Checkpoint) -> bool:
     return any(key in checkpoint for key in _OTHER_LAYOUTS if key.endswith("embedding/kernel"))
 
 
-def config_fields(checkpoint: Checkpoint) -> dict:
-    """ViTConfig fields read off the tensor shapes; ``num_classes`` is None without a ``head``.
+def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
+    """ViTConfig fields read off the tensor shapes; ``num_classes`` is None without a ``head``. (Every
+    value is in the file or fixed by vit_jax, so ``hint`` is not needed.)
 
     Raises:
         CheckpointError for a related layout that is not converted (named), or inconsistent shapes.
@@ -106,7 +108,13 @@ def config_fields(checkpoint: Checkpoint) -> dict:
     return fields
 
 
-def mapping(config) -> list:
+def identity_fields(checkpoint: Checkpoint, config) -> dict:
+    """vit_jax evaluates by resizing straight to the input size, bilinearly. The file names no classes
+    (no "labels": the loader assumes the ImageNet set of the head's size, and says so)."""
+    return {"preprocessing": source_preprocessing(NAME, config.image_size)}
+
+
+def mapping(config, checkpoint: Checkpoint = None) -> list:
     """Rows ``our variable ← vit_jax key`` for the whole model (Flax shapes are Keras shapes)."""
     if config.pooling == "avg-fcnorm":
         raise CheckpointError("vit_jax checkpoints have no fc_norm; pooling 'avg-fcnorm' is timm's. Use "

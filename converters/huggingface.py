@@ -16,15 +16,15 @@ kind ``dense_kernel``); the layout turns each into the file's key and transform.
 """
 from __future__ import annotations
 
-import json
 import re
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from vit_zoo.converters.apply import Row, identity
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
 from vit_zoo.converters.transforms import (conv_to_keras, merge_heads_out, split_heads_bias, split_heads_in,
                                            to_shape, transpose)
 from vit_zoo.model.builder import block_name
+from vit_zoo.model.identity import Preprocessing
 
 NAME = "hf"
 TELLTALE = ("'vit.embeddings.patch_embeddings.projection.weight' (bare ViTModel: without 'vit.'), "
@@ -41,6 +41,9 @@ GELU_FLAVOURS = {"gelu": "exact", "gelu_python": "exact",
 HF_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
                "hidden_act": "gelu", "layer_norm_eps": 1e-12, "image_size": 224, "patch_size": 16,
                "num_channels": 3, "qkv_bias": True, "pooler_act": "tanh"}
+
+# PIL resampling filters of ViTImageProcessor's ``resample`` (PIL.Image.Resampling values).
+_PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
 _TF_CLASS_TOKEN = re.compile(r"vit/([^/]+)/vit/embeddings/cls_token:0")
 
@@ -141,9 +144,11 @@ def mapping(config, checkpoint: Optional[Checkpoint] = None) -> List[Row]:
 
 
 # ------------------------------------------------------------------------------------------------------
-def config_fields(checkpoint: Checkpoint) -> Dict[str, object]:
+def config_fields(checkpoint: Checkpoint, hint=None) -> Dict[str, object]:
     """ViTConfig fields from ``config.json`` (and ``preprocessor_config.json``) beside the checkpoint,
-    cross-checked against the tensors; ``num_classes`` is None when the checkpoint has no classifier."""
+    cross-checked against the tensors; ``num_classes`` is None when the checkpoint has no classifier.
+    Without a preprocessor_config.json, mean/std are assumed 0.5 (every google/vit-* repo's), listed
+    under ``"assumed"``. (config.json states everything else, so ``hint`` is not needed.)"""
     where = layout(checkpoint)
     if where is None:
         raise CheckpointError(f"{checkpoint.path.name!r} is not a Hugging Face ViT checkpoint: "
@@ -185,7 +190,8 @@ def config_fields(checkpoint: Checkpoint) -> Dict[str, object]:
                               f"layer is Dense + tanh")
     classifier = stored("classifier", "weight" if where.kind == "torch" else "kernel")
     mean, std = _normalisation(checkpoint)
-    return {
+    assumed = {} if _processor(checkpoint) is not None else {"mean": mean, "std": std}
+    return {"assumed": assumed,
         "image_size": image, "patch_size": patch, "hidden_size": hidden,
         "mlp_size": hf["intermediate_size"], "num_heads": heads, "num_layers": layers,
         "class_token": True, "pooling": "token",
@@ -197,31 +203,55 @@ def config_fields(checkpoint: Checkpoint) -> Dict[str, object]:
     }
 
 
-def class_names(checkpoint: Checkpoint) -> Optional[List[str]]:
-    """The classifier's labels from config.json ``id2label``, in index order, or None."""
+def identity_fields(checkpoint: Checkpoint, config) -> dict:
+    """The image processor's transform (``preprocessor_config.json``: ``ViTImageProcessor`` resizes
+    straight to the input size with Pillow, ``resample`` 2 = bilinear, 3 = bicubic) and the class names
+    (``config.json`` ``id2label``, unless transformers' placeholders ``LABEL_0``…)."""
+    processor = _processor(checkpoint)
+    assumed = {}
+    if processor is None:
+        assumed["preprocessing"] = "transformers ViTImageProcessor: resize to the input size, bilinear"
+        interpolation = "bilinear"
+    else:
+        resample = processor.get("resample", 2)
+        if resample not in _PIL_RESAMPLE:
+            raise CheckpointError(f"{_config_path(checkpoint, 'preprocessor_config.json')}: resample "
+                                  f"{resample!r}; vit_zoo resizes with 2 (bilinear) or 3 (bicubic)")
+        interpolation = _PIL_RESAMPLE[resample]
+    names = class_names(checkpoint)
+    return {"preprocessing": Preprocessing("hf", 1.0, interpolation), "assumed": assumed,
+            **({"labels": names} if names is not None else {})}
+
+
+def class_names(checkpoint: Checkpoint) -> Optional[Tuple[str, ...]]:
+    """The classifier's labels from config.json ``id2label``, in index order, or None (absent, or only
+    transformers' ``LABEL_{i}`` placeholders)."""
     labels = _hf_config(checkpoint).get("id2label") or {}
     try:
-        names = [labels[key] for key in sorted(labels, key=int)]
+        names = tuple(str(labels[key]) for key in sorted(labels, key=int))
     except ValueError:
         return None
-    return names or None
+    if not names or names == tuple(f"LABEL_{i}" for i in range(len(names))):
+        return None
+    return names
 
 
 def _out_width(shape, where: Layout) -> int:
     return int(shape[0] if where.kind == "torch" else shape[-1])
 
 
-def _config_path(checkpoint: Checkpoint) -> str:
-    return repr(str(checkpoint.path.parent / "config.json"))
+def _config_path(checkpoint: Checkpoint, name: str = "config.json") -> str:
+    return repr(str(checkpoint.path.parent / name))
 
 
 def _hf_config(checkpoint: Checkpoint) -> dict:
-    if not checkpoint.metadata:
+    config = {key: value for key, value in checkpoint.metadata.items() if key != "preprocessor_config"}
+    if not config:
         raise CheckpointError(
             f"{str(checkpoint.path)!r} is a Hugging Face checkpoint without its config.json: the number of "
             f"attention heads, the LayerNorm epsilon and the GELU flavour cannot be inferred from tensor "
             f"shapes. Put the repo's config.json in {str(checkpoint.path.parent)!r} beside the weights file")
-    return {**HF_DEFAULTS, **checkpoint.metadata}
+    return {**HF_DEFAULTS, **config}
 
 
 def _square_patch(patch, checkpoint) -> int:
@@ -240,15 +270,16 @@ def _agree(checkpoint, field, declared, what, found):
                               f"are from different models")
 
 
+def _processor(checkpoint: Checkpoint) -> Optional[dict]:
+    """preprocessor_config.json beside the weights (read by ``open_checkpoint``), or None."""
+    return checkpoint.metadata.get("preprocessor_config")
+
+
 def _normalisation(checkpoint: Checkpoint):
     """(mean, std) of [0, 1] pixels from preprocessor_config.json; 0.5/0.5 (every google/vit-*) without it."""
-    path = checkpoint.path.parent / "preprocessor_config.json"
-    if not path.is_file():
+    processor = _processor(checkpoint)
+    if processor is None:
         return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    try:
-        processor = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{str(path)!r} is not valid JSON: {error}") from error
     if not processor.get("do_normalize", True):
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 

@@ -1,20 +1,29 @@
-"""Format "keras": a Keras 3 ``.weights.h5`` file saved from a vit_zoo model (``model.save_weights``).
+"""Format "keras": a vit_zoo model's own weights, from ``model.save_weights`` (``.weights.h5``) or
+``model.save`` (``.keras``).
 
 Keras stores each layer's variables by position (``head/vars/0`` = kernel, after ``checkpoint.py``
-restores the layer names), so the mapping is our layer's variable order. Shapes give the architecture;
-numerics that weights cannot show (GELU flavour, LayerNorm epsilon, mean/std) come from the name or
-config passed to ``load``, or from a ``vit_zoo_config`` entry in a ``config.json`` beside the file.
+restores the layer names), so the mapping is our layer's variable order. A vit_zoo file carries the
+model's identity record (``VisionTransformer.save_weights`` writes it as an HDF5 attribute; a ``.keras``
+archive has it in its config), which states every config field, the preprocessing, the class names and
+the provenance. Without it (a ``.weights.h5`` written by plain Keras or an older vit_zoo) the shapes give
+the architecture, and the numerics weights cannot show (GELU flavour, LayerNorm epsilon, mean/std,
+pooling) come from the config asked for: ``config=`` states them, ``name=`` assumes vit_zoo's defaults
+(with a warning), and with neither the file is refused.
 """
 from __future__ import annotations
 
-from vit_zoo.model.config import ViTConfig
 from vit_zoo.converters.apply import row
-from vit_zoo.converters.checkpoint import CheckpointError
+from vit_zoo.converters.checkpoint import IDENTITY_KEY, CheckpointError
 from vit_zoo.model.builder import block_name
+from vit_zoo.model.config import ViTConfig
+from vit_zoo.model.identity import Identity, source_preprocessing
 
 NAME = "keras"
 TELLTALE = "'patch_embed/vars/0' and 'pos_embed/vars/0' (a vit_zoo .weights.h5)"
-IGNORED = {}
+IGNORED = {r"optimizer/.*": "the optimizer state of a model saved after compile (not a weight)",
+           r"(compile_)?metrics/.*|loss/.*": "metric and loss trackers of a compiled model (not weights)"}
+# Config fields the tensors of a vit_zoo model cannot show.
+NUMERICS = ("gelu", "layer_norm_epsilon", "mean", "std", "pooling", "position_embedding_resampling")
 
 _KERNEL_BIAS = ("kernel", "bias")
 _NORM = ("gamma", "beta")
@@ -31,27 +40,60 @@ def _attention_variables(qkv_bias: bool):
     return tuple(parts + ["output_kernel", "output_bias"])
 
 
-def config_fields(checkpoint) -> dict:
+def config_fields(checkpoint, hint=None) -> dict:
+    """The identity record's config, checked against the shapes; without a record, the shapes plus
+    ``hint``'s numerics (listed under ``"assumed"``), or a CheckpointError when there is no hint."""
+    fields = _shape_fields(checkpoint)
+    record = checkpoint.metadata.get(IDENTITY_KEY)
+    if record is not None:
+        saved = Identity.from_dict(record).config
+        differing = {k: (getattr(saved, k), v) for k, v in fields.items()
+                     if k != "num_classes" and v is not None and getattr(saved, k) != v}
+        if differing:
+            raise CheckpointError(f"{checkpoint.path.name}: its identity record and its weights disagree on "
+                                  + ", ".join(f"{k} (record {a}, weights {b})" for k, (a, b) in differing.items())
+                                  + "; the file was edited after it was written")
+        return {**saved.to_dict(), "num_classes": fields["num_classes"]}
+    if hint is None:
+        raise CheckpointError(
+            f"{checkpoint.path.name!r} holds vit_zoo weights without their identity record (written by plain "
+            f"Keras save_weights or an older vit_zoo): its numerics ({', '.join(NUMERICS)}) cannot be read "
+            f"off the weights. Pass config=ViTConfig(...) with the values it was trained with, or name= to "
+            f"assume vit_zoo's defaults for that variant")
+    if fields["image_size"] is None:
+        fields["image_size"] = hint.image_size
+    assumed = {key: getattr(hint, key) for key in NUMERICS if key not in fields}
+    return {**assumed, **fields, "assumed": assumed}
+
+
+def identity_fields(checkpoint, config) -> dict:
+    """Preprocessing, class names and provenance from the identity record; without one, vit_zoo's own
+    evaluation transform (assumed) and no class names."""
+    record = checkpoint.metadata.get(IDENTITY_KEY)
+    if record is None:
+        preprocessing = source_preprocessing(NAME, config.image_size)
+        return {"preprocessing": preprocessing, "labels": None,
+                "assumed": {"preprocessing": f"{preprocessing.recipe} recipe, {preprocessing.interpolation}"}}
+    saved = Identity.from_dict(record)
+    return {"preprocessing": saved.preprocessing, "labels": saved.labels, "provenance": saved.provenance}
+
+
+def _shape_fields(checkpoint) -> dict:
+    """Config fields the tensors show; ``image_size`` None when the grid is not square."""
     shape = checkpoint.shape
     patch, _, _, width = shape("patch_embed/vars/0")
-    num_layers = sum(1 for key in checkpoint.keys() if key.endswith("_norm1/vars/0"))
-    _, heads, _ = shape(f"{block_name(0, 'attn')}/vars/0")
     class_token = "class_token/vars/0" in checkpoint
     tokens = shape("pos_embed/vars/0")[1] - int(class_token)
     side = int(round(tokens ** 0.5))
-    saved = dict(checkpoint.metadata.get("vit_zoo_config", {}))
-    image_size = tuple(saved.get("image_size", (side * patch, side * patch)))
-    if (image_size[0] // patch) * (image_size[1] // patch) != tokens:
-        raise CheckpointError(f"{checkpoint.path.name}: {tokens} position embeddings form no square grid; "
-                              f"put its ViTConfig as 'vit_zoo_config' in a config.json beside it")
-    has_head = "head/vars/0" in checkpoint
-    fields = dict(saved, image_size=image_size, patch_size=patch, hidden_size=width,
-                  mlp_size=shape(f"{block_name(0, 'mlp_fc1')}/vars/0")[1], num_heads=heads,
-                  num_layers=num_layers, class_token=class_token,
-                  qkv_bias=f"{block_name(0, 'attn')}/vars/7" in checkpoint,
+    fields = dict(image_size=(side * patch, side * patch) if side * side == tokens else None,
+                  patch_size=patch, hidden_size=width,
+                  mlp_size=shape(f"{block_name(0, 'mlp_fc1')}/vars/0")[1],
+                  num_heads=shape(f"{block_name(0, 'attn')}/vars/0")[1],
+                  num_layers=sum(1 for key in checkpoint.keys() if key.endswith("_norm1/vars/0")),
+                  class_token=class_token, qkv_bias=f"{block_name(0, 'attn')}/vars/7" in checkpoint,
                   representation_size=shape("pre_logits/vars/0")[1] if "pre_logits/vars/0" in checkpoint
                   else None,
-                  num_classes=shape("head/vars/0")[1] if has_head else None)
+                  num_classes=shape("head/vars/0")[1] if "head/vars/0" in checkpoint else None)
     if "fc_norm/vars/0" in checkpoint:
         fields["pooling"] = "avg-fcnorm"
     elif not class_token:
@@ -59,7 +101,7 @@ def config_fields(checkpoint) -> dict:
     return fields
 
 
-def mapping(config: ViTConfig):
+def mapping(config: ViTConfig, checkpoint=None):
     layers = [("patch_embed", _KERNEL_BIAS)]
     if config.class_token:
         layers.append(("class_token", ("token",)))

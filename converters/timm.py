@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 
 from vit_zoo.model import variants
 from vit_zoo.converters import transforms as T
 from vit_zoo.converters.apply import row
 from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
+from vit_zoo.model.identity import Preprocessing, source_preprocessing
 
 NAME = "timm"
 TELLTALE = "'patch_embed.proj.weight' with 'blocks.0.attn.qkv.weight' (timm state dict)"
@@ -80,12 +80,16 @@ def unsupported_tensors(checkpoint: Checkpoint) -> dict:
     return found
 
 
-def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
+def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     """ViTConfig fields from the tensor shapes and timm's ``config.json`` (``checkpoint.metadata``).
+    Without a config.json the head count comes from ``hint`` (the config asked for) or the width's named
+    size, the pooling of class-token models is taken as "token" and mean/std as timm's default 0.5: each
+    listed under ``"assumed"``.
 
     Args:
-        num_heads: the head count, for a checkpoint whose width is no named size and that has no
-            timm config.json; otherwise it must agree with them.
+        hint: the ViTConfig asked for (``name=`` / ``config=``) or None; its head count settles a
+            checkpoint whose width is no named size and that has no timm config.json, and must agree
+            with the config.json otherwise.
     Raises:
         CheckpointError naming unsupported tensors (and their timm feature), an architecture whose
         numerics are not reproduced, or a head count that cannot be known.
@@ -123,7 +127,7 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
     fields = dict(
         image_size=grid[0] * patch_h if grid[0] == grid[1] else (grid[0] * patch_h, grid[1] * patch_h),
         patch_size=patch_h, hidden_size=width,
-        mlp_size=mlp, num_heads=_heads(meta, width, num_heads, where), num_layers=depth,
+        mlp_size=mlp, num_heads=_heads(meta, width, hint.num_heads if hint else None, where), num_layers=depth,
         class_token=class_token, pooling=_pooling(checkpoint, meta, class_token, where),
         representation_size=(checkpoint.required_shape("pre_logits.fc.weight", 2, "timm")[0]
                              if "pre_logits.fc.weight" in checkpoint else None),
@@ -135,6 +139,12 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
     )
     mean, std = _normalisation(meta, where)
     fields.update(mean=mean, std=std)
+    if not meta:
+        fields["assumed"] = {"mean": mean, "std": std}
+        if hint is None:
+            fields["assumed"]["num_heads"] = fields["num_heads"]
+        if class_token and fields["pooling"] == "token":
+            fields["assumed"]["pooling"] = "token"
     if fields["num_classes"] is not None and meta.get("num_classes") not in (None, fields["num_classes"]):
         raise CheckpointError(f"{where}: config.json says num_classes={meta['num_classes']} but "
                               f"'head.weight' has {fields['num_classes']} rows; the config.json belongs to "
@@ -142,7 +152,46 @@ def config_fields(checkpoint: Checkpoint, num_heads: int | None = None) -> dict:
     return fields
 
 
-def mapping(config) -> list:
+def identity_fields(checkpoint: Checkpoint, config) -> dict:
+    """timm's evaluation transform (``pretrained_cfg`` crop_pct, interpolation) and class names
+    (``label_names``, shown through ``label_descriptions`` where given) from config.json; without one,
+    timm's ViT defaults, assumed."""
+    meta = _timm_config(checkpoint)
+    default = source_preprocessing(NAME, config.image_size)
+    cfg = meta.get("pretrained_cfg") or {}
+    if not meta:
+        return {"preprocessing": default,
+                "assumed": {"preprocessing": f"timm centre crop {default.crop_pct}, {default.interpolation}"}}
+    where = f"timm checkpoint {checkpoint.path.name!r}"
+    mode = cfg.get("crop_mode", "center")
+    if mode != "center":
+        raise CheckpointError(f"{where}: config.json pretrained_cfg crop_mode={mode!r}; vit_zoo reproduces "
+                              f"timm's 'center' crop only")
+    interpolation = cfg.get("interpolation", default.interpolation)
+    if interpolation not in ("bilinear", "bicubic"):
+        raise CheckpointError(f"{where}: config.json pretrained_cfg interpolation={interpolation!r}; "
+                              f"vit_zoo resizes with 'bilinear' or 'bicubic'")
+    preprocessing = Preprocessing("timm", float(cfg.get("crop_pct", default.crop_pct)), interpolation)
+    names = _label_names(meta, config.num_classes, where)
+    return {"preprocessing": preprocessing, **({"labels": names} if names is not None else {})}
+
+
+def _label_names(meta: dict, num_classes: int, where: str):
+    """config.json ``label_names`` (a list, or {index: name}) in class order, each shown through
+    ``label_descriptions`` where it has one (ImageNet synsets → their WordNet lemmas); None without."""
+    names = meta.get("label_names")
+    if not names:
+        return None
+    if isinstance(names, dict):
+        names = [names[key] for key in sorted(names, key=int)]
+    if len(names) != num_classes:
+        raise CheckpointError(f"{where}: config.json lists {len(names)} label_names for a head of "
+                              f"{num_classes} classes")
+    descriptions = meta.get("label_descriptions") or {}
+    return tuple(str(descriptions.get(name, name)) for name in names)
+
+
+def mapping(config, checkpoint: Checkpoint = None) -> list:
     """Rows ``our variable ← timm key, transform`` for the whole model."""
     heads = config.num_heads
     rows = [row("patch_embed/kernel", "patch_embed.proj.weight", transform=T.conv_to_keras),
@@ -216,9 +265,6 @@ def _heads(meta: dict, width: int, given, where: str) -> int:
     if heads is None:
         by_width = {s.hidden_size: s.num_heads for s in variants.SIZES.values()}
         heads = by_width.get(width)
-        if heads is not None and given is None:
-            warnings.warn(f"{where} has no timm config.json; assuming {heads} heads (the named size of width "
-                          f"{width}), class-token pooling and mean = std = 0.5", stacklevel=3)
     if given is not None:
         if heads is not None and int(given) != heads and meta:
             raise CheckpointError(f"{where}: num_heads={given} given, but its config.json says {heads}")

@@ -25,3 +25,12 @@ def rng():
 def random_images(rng, batch, height, width=None):
     """(B, H, W, 3) float32 RGB in [0, 255]."""
     return rng.uniform(0, 255, (batch, height, width or height, 3)).astype("float32")
+
+
+def load_converted(path, **options):
+    """A checkpoint through the loader (detect, config, build, strict apply), with inputs already
+    normalised (no preprocessing layer): returns (model, the checkpoint's config)."""
+    from vit_zoo.weights.convert import load_checkpoint
+
+    model, source, _ = load_checkpoint(path, include_preprocessing=False, **options)
+    return model, source

@@ -163,11 +163,12 @@ def write_safetensors(path, tensors: dict, dtype="F32", metadata=None) -> Path:
 
 
 def timm_config_json(architecture, config, global_pool=None, mean=(0.5, 0.5, 0.5),
-                     std=(0.5, 0.5, 0.5)) -> dict:
-    """timm's ``config.json`` as ``save_config_for_hf`` writes it (fields vit_zoo reads, and a few more)."""
+                     std=(0.5, 0.5, 0.5), pretrained_cfg=None, **top_level) -> dict:
+    """timm's ``config.json`` as ``save_config_for_hf`` writes it (fields vit_zoo reads, and a few more);
+    ``pretrained_cfg`` entries and ``top_level`` fields (``label_names``, ``label_descriptions``) are added."""
     if global_pool is None:
         global_pool = "token" if config.pooling == "token" else "avg"
-    return {
+    written = {
         "architecture": architecture,
         "num_classes": config.num_classes,
         "num_features": config.hidden_size,
@@ -179,7 +180,10 @@ def timm_config_json(architecture, config, global_pool=None, mean=(0.5, 0.5, 0.5
             "num_classes": config.num_classes, "pool_size": None, "first_conv": "patch_embed.proj",
             "classifier": "head",
         },
+        **top_level,
     }
+    written["pretrained_cfg"].update(pretrained_cfg or {})
+    return written
 
 
 def write_timm(directory, config, architecture=None, seed=0, dtype="F32", tensors=None,

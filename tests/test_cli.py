@@ -59,28 +59,28 @@ def test_convert_writes_a_keras_model(tmp_path):
 
     model = vit_zoo.build(tiny_config())
     source = tmp_path / "tiny.weights.h5"
-    model.save_weights(source)
-    # a .weights.h5 has no numerics of its own; config.json beside it supplies them
-    (tmp_path / "config.json").write_text(json.dumps({"vit_zoo_config": tiny_config().to_dict()}))
+    model.save_weights(source)  # its identity record travels inside the file
     output = tmp_path / "tiny.keras"
     code, out, err = run("convert", str(source), "-o", str(output))
     assert code == 0, err
     assert f"→ {output}" in out
     images = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
-    np.testing.assert_array_equal(keras.models.load_model(output)(images), model(images))
+    converted = keras.models.load_model(output)
+    np.testing.assert_array_equal(converted(images), model(images))
+    assert converted.identity == model.identity
 
 
 @pytest.fixture(scope="module")
 def local_weights(tmp_path_factory):
-    """A tiny 1000-class model saved as .weights.h5 with its config.json, and its sample inputs."""
+    """A tiny model with ImageNet-1k class names, saved as .weights.h5 (its identity inside)."""
     import vit_zoo
     from conftest import tiny_config
+    from vit_zoo.model.identity import Identity
 
     folder = tmp_path_factory.mktemp("weights")
     config = tiny_config(num_classes=1000)
-    model = vit_zoo.build(config)
+    model = vit_zoo.build(config, identity=Identity(config, labels="imagenet1k"))
     model.save_weights(folder / "tiny.weights.h5")
-    (folder / "config.json").write_text(json.dumps({"vit_zoo_config": config.to_dict()}))
     return folder / "tiny.weights.h5", model
 
 

@@ -13,6 +13,7 @@ from vit_zoo import converters
 from vit_zoo.converters import google_npz
 from vit_zoo.model.variants import variant_fields
 
+from conftest import load_converted
 from reference_numpy import vit_jax_forward
 from synth_checkpoints import images, npz_tensors, relative_error, write_npz, write_safetensors
 
@@ -22,17 +23,10 @@ SMALL = dict(image_size=32, patch_size=8, hidden_size=32, mlp_size=64, num_heads
 
 
 def convert(path, include_top=True, pooling=None):
-    """Open → detect → config_fields → build → apply_rows; returns (model, config)."""
+    """Through the loader; returns (model, config). The format must be detected as vit_jax."""
     with converters.open_checkpoint(path) as checkpoint:
-        module = converters.detect_format(checkpoint)
-        assert module is google_npz
-        config = vit_zoo.ViTConfig(**google_npz.config_fields(checkpoint))
-        model = vit_zoo.build(config, include_top=include_top, pooling=pooling, include_preprocessing=False)
-        present = {v.path.split("/")[0] for v in model.weights}
-        absent = {"head", "pre_logits", "fc_norm"} - present
-        converters.apply_rows(model, google_npz.mapping(config), checkpoint, ignored=google_npz.IGNORED,
-                              absent_layers=absent)
-    return model, config
+        assert converters.detect_format(checkpoint) is google_npz
+    return load_converted(path, include_top=include_top, pooling=pooling)
 
 
 # name: (ViTConfig fields of the synthesized checkpoint, batch)

@@ -1,6 +1,7 @@
 """Hugging Face converter: random transformers models, saved the way the Hub holds them, converted and
 held to the torch outputs at max|a − b| / max|b| ≤ 1e-4 (fp32)."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from vit_zoo.converters.apply import ConversionError, apply_rows  # noqa: E402
 from vit_zoo.converters.checkpoint import CheckpointError, open_checkpoint  # noqa: E402
 
 import synth_hf  # noqa: E402
+from conftest import load_converted  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -28,18 +30,12 @@ def relative_error(ours, reference) -> float:
 
 
 def convert(path, include_top=True, pooling=None):
-    """Our model from a HF checkpoint, through config_fields + mapping + apply_rows only. Returns
-    (model, a view of it that outputs {"tokens": after the final norm, "output": the model output})."""
+    """Our model from a HF checkpoint, through the loader (with a head where the checkpoint has one).
+    Returns (model, a view of it that outputs {"tokens": after the final norm, "output": the model
+    output})."""
     with open_checkpoint(path) as checkpoint:
-        fields = hf.config_fields(checkpoint)
-        classes = fields.pop("num_classes")
-        config = vit_zoo.ViTConfig(**fields, num_classes=classes or 1)
-        model = vit_zoo.build(config, include_top=include_top and classes is not None, pooling=pooling,
-                              include_preprocessing=False)
-        rows = hf.mapping(config, checkpoint)
-        present = {variable.path.split("/")[0] for variable in model.weights}
-        absent = {r.target.split("/")[0] for r in rows} - present
-        apply_rows(model, rows, checkpoint, ignored=hf.IGNORED, absent_layers=absent)
+        has_head = hf.config_fields(checkpoint)["num_classes"] is not None
+    model, _ = load_converted(path, include_top=include_top and has_head, pooling=pooling)
     both = keras.Model(model.input, {"tokens": model.get_layer("encoder_norm").output, "output": model.output})
     return model, both
 
@@ -110,6 +106,7 @@ def test_vit_base_16_full_size(tmp_path):
     path = synth_hf.save(reference, tmp_path)
     with open_checkpoint(path) as checkpoint:
         fields = hf.config_fields(checkpoint)
+    fields.pop("assumed")
     assert vit_zoo.ViTConfig(**{**fields, "num_classes": 1000}).variant == "vit-base-16"
     assert_parity(path, reference, "safetensors ViT-B/16 (batch 1)", batch=1)
 
@@ -158,11 +155,12 @@ def test_config_fields_follow_config_json(tmp_path):
                                                          layer_norm_eps=1e-6, image_size=48))
     with open_checkpoint(synth_hf.save(reference, tmp_path)) as checkpoint:
         fields = hf.config_fields(checkpoint)
-        assert hf.class_names(checkpoint) == [f"LABEL_{i}" for i in range(7)]
+        assert hf.class_names(checkpoint) is None  # transformers' LABEL_0… placeholders name nothing
     assert fields == dict(image_size=(48, 48), patch_size=8, hidden_size=32, mlp_size=64, num_heads=4,
                           num_layers=2, class_token=True, pooling="token", representation_size=None,
                           gelu="tanh", layer_norm_epsilon=1e-6, qkv_bias=True, mean=(0.5, 0.5, 0.5),
-                          std=(0.5, 0.5, 0.5), num_classes=7, position_embedding_resampling="bicubic")
+                          std=(0.5, 0.5, 0.5), num_classes=7, position_embedding_resampling="bicubic",
+                          assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
 
 
 def test_hugging_face_defaults_eps_and_gelu(tmp_path):
@@ -236,7 +234,8 @@ def test_missing_tensor_is_listed_and_nothing_assigned(tmp_path):
     save_file(state, path / "model.safetensors")
     with open_checkpoint(path) as checkpoint:
         fields = hf.config_fields(checkpoint)
-        config = vit_zoo.ViTConfig(**{**fields, "num_classes": fields["num_classes"]})
+        fields.pop("assumed")
+        config = vit_zoo.ViTConfig(**fields)
         model = vit_zoo.build(config, include_preprocessing=False)
         before = [np.array(v) for v in model.weights]
         with pytest.raises(ConversionError, match=r"missing in checkpoint \(1\): block_01_attn/key_kernel "
@@ -288,6 +287,7 @@ def test_wrong_numerics_fail_the_tolerance(tmp_path, wrong):
     reference = synth_hf.random_model(synth_hf.hf_config(hidden_act="gelu_new"))
     with open_checkpoint(synth_hf.save(reference, tmp_path)) as checkpoint:
         fields = {**hf.config_fields(checkpoint), **wrong}
+        fields.pop("assumed")
         config = vit_zoo.ViTConfig(**fields)
         model = vit_zoo.build(config, include_preprocessing=False)
         apply_rows(model, hf.mapping(config, checkpoint), checkpoint, ignored=hf.IGNORED)
@@ -308,3 +308,18 @@ def test_mask_token_is_ignored_with_its_reason(tmp_path):
     model, _ = convert(path, include_top=False, pooling=None)
     nhwc, nchw = images_for(reference.config)
     assert relative_error(model.predict(nhwc, verbose=0), torch_outputs(reference, nchw)["tokens"]) <= TOLERANCE
+
+
+def test_identity_from_config_json_and_preprocessor_config(tmp_path):
+    reference = synth_hf.random_model(synth_hf.hf_config(num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"},
+                                                         label2id={"cat": 0, "dog": 1, "fox": 2}))
+    path = synth_hf.save(reference, tmp_path, preprocessor={"resample": 3, "image_mean": [0.4, 0.5, 0.6],
+                                                            "image_std": [0.2, 0.3, 0.4]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # config.json and preprocessor_config.json state everything
+        model = vit_zoo.load(weights=str(path))
+    identity = model.identity
+    assert identity.labels == ("cat", "dog", "fox")
+    assert (identity.preprocessing.recipe, identity.preprocessing.interpolation) == ("hf", "bicubic")
+    assert (identity.config.mean, identity.config.std) == ((0.4, 0.5, 0.6), (0.2, 0.3, 0.4))
+    assert identity.provenance.format == "hf" and identity.provenance.assumed == ()

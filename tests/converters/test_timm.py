@@ -13,6 +13,7 @@ from vit_zoo import converters
 from vit_zoo.converters import timm
 from vit_zoo.model.variants import variant_fields
 
+from conftest import load_converted
 from reference_numpy import timm_forward
 from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,
                                write_safetensors, write_timm)
@@ -22,16 +23,11 @@ SMALL = dict(image_size=32, patch_size=8, hidden_size=32, mlp_size=64, num_heads
              num_classes=7)
 
 
-def convert(path, include_top=True, pooling=None, num_heads=None):
-    """Open → detect → config_fields → build → apply_rows; returns (model, config)."""
+def convert(path, include_top=True, pooling=None, requested=None):
+    """Through the loader; returns (model, config). The format must be detected as timm."""
     with converters.open_checkpoint(path) as checkpoint:
         assert converters.detect_format(checkpoint) is timm
-        config = vit_zoo.ViTConfig(**timm.config_fields(checkpoint, num_heads=num_heads))
-        model = vit_zoo.build(config, include_top=include_top, pooling=pooling, include_preprocessing=False)
-        present = {v.path.split("/")[0] for v in model.weights}
-        converters.apply_rows(model, timm.mapping(config), checkpoint, ignored=timm.IGNORED,
-                              absent_layers={"head", "pre_logits", "fc_norm"} - present)
-    return model, config
+    return load_converted(path, include_top=include_top, pooling=pooling, requested=requested)
 
 
 def _pool(config):
@@ -74,8 +70,13 @@ def test_parity_with_timm_reference(case, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, config = convert(path)
-    announced = any("no timm config.json" in str(w.message) for w in caught)
-    assert announced == (architecture is None)  # assumptions without config.json are announced
+    # Without timm's config.json, what the file cannot tell is assumed: one warning lists every value,
+    # and the identity records their names; with it, nothing is assumed but the class names.
+    announced = [str(w.message) for w in caught if "assumed:" in str(w.message)]
+    without_config = {"labels", "mean", "num_heads", "pooling", "preprocessing", "std"}
+    expected = without_config if architecture is None else {"labels"}
+    assert set(model.identity.provenance.assumed) == expected
+    assert len(announced) == 1 and all(f"{name} = " in announced[0] for name in expected)
     for name in ("image_size", "patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers",
                  "class_token", "pooling", "qkv_bias", "num_classes"):
         assert getattr(config, name) == getattr(spec, name), name
@@ -103,7 +104,7 @@ def test_half_precision_checkpoint_loads_into_float32(tmp_path, dtype):
     path = write_timm(tmp_path, spec, dtype=dtype, tensors=tensors)
     rounded = {k: (from_bfloat16_bits(to_bfloat16_bits(v)) if dtype == "BF16" else v.astype(np.float16))
                for k, v in tensors.items()}
-    model, _ = convert(path, num_heads=4)
+    model, _ = convert(path, requested=vit_zoo.ViTConfig(**SMALL))
     assert all(v.dtype == "float32" for v in model.weights)
     assert np.array_equal(model.get_layer("pos_embed").embeddings.numpy(),
                           rounded["pos_embed"].astype(np.float32))
@@ -126,7 +127,7 @@ def test_without_head(tmp_path):
     spec = vit_zoo.ViTConfig(**SMALL)
     tensors = {k: v for k, v in timm_tensors(spec).items() if not k.startswith("head.")}
     with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
-        assert timm.config_fields(checkpoint, num_heads=4)["num_classes"] is None
+        assert timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))["num_classes"] is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_unsupported_tensors_are_named(tmp_path, extra, feature):
     with converters.open_checkpoint(path) as checkpoint:
         assert converters.detect_format(checkpoint) is timm
         with pytest.raises(converters.CheckpointError, match=feature) as error:
-            timm.config_fields(checkpoint, num_heads=4)
+            timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
     for key in extra:
         assert key in str(error.value)
     assert "model.safetensors" in str(error.value)
@@ -163,7 +164,7 @@ def test_position_embedding_without_class_entry_is_refused(tmp_path):
     tensors["pos_embed"] = tensors["pos_embed"][:, 1:]  # no_embed_class=True
     with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
         with pytest.raises(converters.CheckpointError, match="no_embed_class"):
-            timm.config_fields(checkpoint, num_heads=4)
+            timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
 
 
 @pytest.mark.parametrize("architecture", ["vit_base_patch16_rpn_224", "vit_base_patch16_clip_224",
@@ -181,7 +182,7 @@ def test_heads_of_an_unnamed_width(tmp_path):
     with converters.open_checkpoint(path) as checkpoint:
         with pytest.raises(converters.CheckpointError, match="head count.*config.json.*num_heads"):
             timm.config_fields(checkpoint)
-        assert timm.config_fields(checkpoint, num_heads=4)["num_heads"] == 4
+        assert timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))["num_heads"] == 4
     # a config.json with model_args gives them too
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "vit_base_patch16_224",
                                                       "model_args": {"num_heads": 4}}))
@@ -198,7 +199,7 @@ def test_missing_structural_tensors_are_explained(tmp_path, drop, says):
     tensors = {k: v for k, v in timm_tensors(spec).items() if k not in drop}
     with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
         with pytest.raises(converters.CheckpointError, match=says):
-            timm.config_fields(checkpoint, num_heads=4)
+            timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
 
 
 def test_fc_norm_with_token_pooling_is_refused(tmp_path):
@@ -281,3 +282,19 @@ def test_load_through_public_api(tmp_path):
     assert relative_error(features(pixels), reference["features"]) <= TOLERANCE
     pooled = vit_zoo.load(weights=tmp_path, include_top=False, pooling="gap")  # mean, then fc_norm
     assert relative_error(pooled(pixels), reference["pooled"]) <= TOLERANCE
+
+
+def test_identity_from_timm_config_json(tmp_path):
+    spec = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=3)
+    path = write_timm(tmp_path, spec, "vit_tiny_patch16_224", pretrained_cfg={"crop_pct": 0.95,
+                                                                              "interpolation": "bilinear"},
+                      label_names=["n01440764", "n01443537", "x"],
+                      label_descriptions={"n01440764": "tench, Tinca tinca", "n01443537": "goldfish"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # config.json states everything: nothing is assumed
+        model = vit_zoo.load(config=spec, weights=str(path))
+    identity = model.identity
+    assert identity.labels == ("tench, Tinca tinca", "goldfish", "x")
+    assert (identity.preprocessing.recipe, identity.preprocessing.crop_pct,
+            identity.preprocessing.interpolation) == ("timm", 0.95, "bilinear")
+    assert (identity.provenance.format, identity.provenance.source) == ("timm", str(path))

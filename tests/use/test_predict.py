@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
+from vit_zoo.model.identity import Identity
 from conftest import tiny_config
 from vit_zoo.use.labels import decode_predictions
 from vit_zoo.use.prediction import model_labels, predict
@@ -28,12 +29,13 @@ def test_predict_equals_decoding_the_model_outputs():
             np.testing.assert_allclose([p for *_, p in mine], [p for *_, p in theirs], rtol=1e-5)
 
 
-def test_label_set_from_the_head_size_and_errors():
-    model_1k = vit_zoo.build(tiny_config(num_layers=2, num_classes=1000))
+def test_class_names_come_from_the_identity_never_from_the_head_size():
+    config = tiny_config(num_layers=2, num_classes=1000)
+    model_1k = vit_zoo.build(config, identity=Identity(config, labels="imagenet1k"))
     assert model_labels(model_1k) == "imagenet1k"
     assert predict(model_1k, SAMPLES / "chelsea.png", top=1)[0][0][1] in vit_zoo.use.labels.imagenet1k_labels()
-    with pytest.raises(ValueError, match="has 10 classes, which match no known label set"):
-        predict(vit_zoo.build(tiny_config(num_layers=2)), SAMPLES / "chelsea.png")
+    with pytest.raises(ValueError, match="has 1000 classes and no class names in its identity"):
+        predict(vit_zoo.build(config), SAMPLES / "chelsea.png")
     headless = vit_zoo.build(tiny_config(num_layers=2), include_top=False, pooling="token")
     with pytest.raises(ValueError, match="has no classification head"):
         predict(headless, SAMPLES / "chelsea.png")

@@ -20,12 +20,12 @@ from vit_zoo.weights import pretrained
 
 GCS = "https://storage.googleapis.com"
 # vit-tiny-16 on 32 px images (a 2x2 patch grid): a real variant, small enough to convert in a second.
-TINY = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=10, gelu="tanh")
+TINY = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=1000, gelu="tanh")
 
 
 def _entry(tag, **changes):
     fields = dict(tag=tag, model="vit-tiny-16", format="google-npz", url=f"{GCS}/vit_models/test/{tag}.npz",
-                  sha256=None, size=None, image_size=32, num_classes=10, labels="imagenet1k", default=False,
+                  sha256=None, size=None, image_size=32, num_classes=1000, labels="imagenet1k", default=False,
                   mean=[0.5] * 3, std=[0.5] * 3, pooling="token", license="apache-2.0", source="tests")
     fields.update(changes)
     return fields
@@ -63,7 +63,12 @@ def test_first_load_downloads_and_converts_then_the_cache_serves(server, checkpo
     expected = vit_zoo.load(weights=source)(_images())
     model = vit_zoo.load("vit-tiny-16", pretrained=True)
     np.testing.assert_array_equal(model(_images()), expected)
-    assert model.vit_zoo_weights["key"] == "vit-tiny-16.tiny"
+    identity = model.identity  # the manifest entry's facts travel with the model
+    assert (identity.labels, identity.preprocessing.recipe, identity.config.mean) == ("imagenet1k", "google",
+                                                                                      (0.5, 0.5, 0.5))
+    assert (identity.provenance.format, identity.provenance.manifest_key) == ("google-npz", "vit-tiny-16.tiny")
+    assert identity.provenance.sha256 == hashlib.sha256(checkpoint_bytes[1]).hexdigest()
+    assert identity.provenance.assumed == ()
     assert len(server.gets("/vit_models/test/tiny.npz")) == 1
     converted = cache.converted_path(pretrained.resolve_entry("vit-tiny-16", "tiny"), 32,
                                      pretrained.CONVERTED_FORMAT_VERSION)
@@ -154,7 +159,7 @@ def test_hugging_face_repo_through_a_fake_hub(server, tmp_path, monkeypatch):
     from synth_hf import hf_config, random_model, save
 
     use_fake_hub(monkeypatch, tmp_path / "hf", server.url)
-    config = hf_config(num_labels=10, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+    config = hf_config(num_labels=1000, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
                        intermediate_size=768, image_size=32, patch_size=16)
     folder = save(random_model(config, seed=4), tmp_path / "repo")
     for name in ("config.json", "model.safetensors"):
@@ -169,3 +174,7 @@ def test_hugging_face_repo_through_a_fake_hub(server, tmp_path, monkeypatch):
     np.testing.assert_array_equal(model(_images()), vit_zoo.load(weights=folder)(_images()))
     through_hub = vit_zoo.load(weights="hf-hub:google/vit-tiny-test")
     np.testing.assert_array_equal(through_hub(_images()), model(_images()))
+    assert (model.identity.provenance.manifest_key, model.identity.preprocessing.recipe) == (
+        "vit-tiny-16.hf-test", "hf")
+    assert (through_hub.identity.provenance.source, through_hub.identity.provenance.revision) == (
+        "hf-hub:google/vit-tiny-test", "main")

@@ -13,7 +13,7 @@ def _command_download(args):
 
     name, _, tag = args.model.partition(":")
     entry = pretrained.resolve_entry(name, tag or True)
-    path, _ = pretrained.converted_checkpoint(entry, progress=not args.quiet and None)
+    path = pretrained.converted_checkpoint(entry, progress=not args.quiet and None)
     print(f"{entry['key']}: converted weights at {path}")
 
 

@@ -94,6 +94,19 @@ class Provenance:
 Labels = Union[str, Tuple[str, ...], None]
 
 
+def source_preprocessing(format: str, image_size) -> Preprocessing:
+    """The evaluation transform a source family uses where a checkpoint does not state its own: vit_jax /
+    big_vision squash-resize bilinearly ("google"); transformers' ViTImageProcessor squash-resizes with
+    Pillow bilinear ("hf"); timm's ViT configs centre-crop with crop_pct 0.9 below 384 px and 1.0 at 384 px
+    and above, bicubic ("timm"). vit_zoo's own training evaluates like vit_jax ("google").
+    ``image_size``: (height, width) in pixels."""
+    if format == "timm":
+        return Preprocessing("timm", 1.0 if max(image_size) >= 384 else 0.9, "bicubic")
+    if format == "hf":
+        return Preprocessing("hf", 1.0, "bilinear")
+    return Preprocessing("google", 1.0, "bilinear")
+
+
 @dataclasses.dataclass(frozen=True)
 class Identity:
     """Everything that must travel with a model's weights (see the module docstring)."""

@@ -6,24 +6,22 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from vit_zoo.use.labels import LABEL_SETS, decode_predictions
+from vit_zoo.model.identity import identity_of
+from vit_zoo.use.labels import decode_predictions
 from vit_zoo.use.preprocessing import preprocess
 
 
 def model_labels(model, labels: Union[str, Sequence[str], None] = None) -> Union[str, Sequence[str]]:
-    """The label set for ``model``'s head: ``labels`` if given, else its manifest entry's ``labels``
-    (``model.vit_zoo_weights``), else the ImageNet set with as many classes as the head has."""
+    """The class names for ``model``'s head: ``labels`` if given, else its identity's
+    (``model.identity.labels``); an error saying what to pass when neither knows them."""
     if labels is not None:
         return labels
-    entry = getattr(model, "vit_zoo_weights", None) or {}
-    if entry.get("labels"):
-        return entry["labels"]
+    identity = identity_of(model)
+    if identity is not None and identity.labels is not None:
+        return identity.labels
     num_classes = model.output_shape[-1]
-    for name, (_, count) in LABEL_SETS.items():
-        if count == num_classes:
-            return name
-    raise ValueError(f"model {model.name!r} has {num_classes} classes, which match no known label set "
-                     f"({', '.join(f'{n}: {c}' for n, (_, c) in LABEL_SETS.items())}); pass labels= a list of "
+    raise ValueError(f"model {model.name!r} has {num_classes} classes and no class names in its identity "
+                     f"(model.identity.labels); pass labels= 'imagenet1k', 'imagenet21k' or a list of "
                      f"{num_classes} class names")
 
 

@@ -23,6 +23,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import MAX_PIXELS, load_images
 
 
@@ -77,7 +78,7 @@ def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size
             ``value_range``. Grayscale becomes RGB; RGBA is composited over white (a warning says so).
         weights: where the settings come from: a manifest key (``"vit-base-16"`` for its default weights,
             ``"vit-base-16.TAG"``), a Keras model (its input size; mean/std of its
-            ``preprocessing`` layer; a manifest entry in its ``vit_zoo_weights`` attribute if present),
+            ``preprocessing`` layer; the recipe and crop of its ``identity``),
             a manifest entry dict (``image_size``, ``mean``, ``std``, ``format``, optional ``crop_pct``
             and ``recipe``) or a ``ViTConfig``.
         recipe: ``"google"``, ``"timm"`` or ``"hf"``; default: from the entry's ``format``, else "google".
@@ -154,7 +155,10 @@ def _settings_from(weights) -> dict:
         return {key: weights[key] for key in ("image_size", "mean", "std", "format", "crop_pct", "recipe")
                 if weights.get(key) is not None}
     if hasattr(weights, "input_shape") and hasattr(weights, "get_layer"):  # a Keras model
-        found = _settings_from(getattr(weights, "vit_zoo_weights", None))
+        identity = identity_of(weights)
+        found = {} if identity is None else {
+            "recipe": identity.preprocessing.recipe, "crop_pct": identity.preprocessing.crop_pct,
+            "image_size": identity.config.image_size, "mean": identity.config.mean, "std": identity.config.std}
         height, width = weights.input_shape[1:3]
         if height is not None and width is not None:
             found["image_size"] = (height, width)

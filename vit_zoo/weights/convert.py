@@ -1,15 +1,25 @@
-"""A checkpoint file in, a Keras model with its weights out: detect the format, read the config off the
-checkpoint, build, and apply the format's mapping strictly (all or nothing)."""
+"""A checkpoint file in, a Keras model with its weights and its identity out: detect the format, read the
+config and what the weights were trained with off the checkpoint, build, and apply the format's mapping
+strictly (all or nothing).
+
+Every format module has the same functions (see ``vit_zoo.converters``): ``detect(checkpoint)``,
+``config_fields(checkpoint, hint)``, ``identity_fields(checkpoint, config)``, ``mapping(config, checkpoint)``.
+Values a checkpoint cannot tell (its ``"assumed"`` entries) are assumed with one warning that lists each
+of them, and recorded in ``identity.provenance.assumed``; what the caller knows (``known``: a manifest
+entry's facts, a ``config=``) takes their place.
+"""
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import warnings
 from typing import Optional
 
 import numpy as np
 
 from vit_zoo import converters
-from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.builder import build
+from vit_zoo.model.config import ViTConfig
+from vit_zoo.model.identity import LABEL_SET_SIZES, Identity, Provenance
 from vit_zoo.model.resample import resample_position_embeddings
 from vit_zoo.model.variants import Size
 
@@ -19,47 +29,58 @@ ARCHITECTURE_FIELDS = ("patch_size",) + Size._fields
 
 
 def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Optional[str] = None,
-                    image_size=None, num_classes: Optional[int] = None, config_overrides: Optional[dict] = None,
-                    source_overrides: Optional[dict] = None, metadata: Optional[dict] = None,
-                    **build_options):
+                    explicit_config: bool = False, image_size=None, num_classes: Optional[int] = None,
+                    config_overrides: Optional[dict] = None, known: Optional[dict] = None, **build_options):
     """Build the model a checkpoint describes and load its weights.
 
     Args:
         path: checkpoint file or directory (see ``converters.open_checkpoint``).
-        requested: the config asked for (from name= / config=); its architecture must match the checkpoint.
+        requested: the config asked for (from name= / config=); its architecture must match the checkpoint,
+            and formats that cannot read a value off the checkpoint (timm's head count without its
+            config.json, a ``.weights.h5`` without its identity record) take it from here.
         name: the name asked for, for error messages.
+        explicit_config: ``requested`` is a ``config=`` the caller wrote out (its numerics are given, not
+            assumed); False for one derived from a name.
         image_size: resample the position embeddings to this size; None keeps the checkpoint's.
-        num_classes: a new zero head of this size; None keeps the checkpoint's head.
+        num_classes: a new zero head of this size (no class names); None keeps the checkpoint's head.
         config_overrides: ViTConfig fields for the built model (dropout rates, resampling mode).
-        source_overrides: ViTConfig fields the checkpoint cannot show (mean/std from a manifest entry).
-        metadata: replaces the metadata read beside the file (e.g. a cached file's config).
+        known: facts about the checkpoint from outside the file, as parts of an identity record:
+            ``{"config": {field: value}, "preprocessing": Preprocessing, "labels": ..., "provenance":
+            {field: value}}`` (each optional), e.g. from a manifest entry.
         build_options: keyword arguments of ``vit_zoo.build``.
     Returns:
-        (model, source_config, source_num_classes or None when the checkpoint has no head)
+        (model, source_config, source_num_classes or None when the checkpoint has no head); the model's
+        ``identity`` holds its config, preprocessing, class names and provenance.
     """
-    with converters.open_checkpoint(path, metadata=metadata) as checkpoint:
+    known = known or {}
+    with converters.open_checkpoint(path) as checkpoint:
         source_format = converters.detect_format(checkpoint)
-        fields = dict(_config_fields(source_format, checkpoint, requested), **(source_overrides or {}))
+        fields = dict(source_format.config_fields(checkpoint, requested))
+        assumed = dict(fields.pop("assumed", {}))
+        fields.update(known.get("config", {}))
         source_classes = fields.pop("num_classes", None)
         base = requested if requested is not None else ViTConfig()
         source = base.replace(**fields, num_classes=source_classes or base.num_classes)
         if requested is not None:
             _check_same_architecture(checkpoint, source, requested, name)
         if build_options.get("include_top", True) and source_classes is None and num_classes is None:
-            raise ValueError(f"checkpoint {checkpoint.path.name!r} has no classification head; pass "
-                             f"num_classes=N for a new head, or include_top=False for features")
+            raise converters.CheckpointError(
+                f"checkpoint {checkpoint.path.name!r} has no classification head; pass num_classes=N for "
+                f"a new head, or include_top=False for features")
         changes = dict(config_overrides or {})
         changes.update({k: v for k, v in (("image_size", image_size), ("num_classes", num_classes))
                         if v is not None})
         target = source.replace(**changes)
-        model = build(target, **build_options)
-        rows = _mapping(source_format, source, checkpoint)
+        new_head = source_classes is None or (num_classes is not None and num_classes != source_classes)
+        identity = _identity(source_format, checkpoint, source, target, new_head, known, assumed,
+                             explicit_config)
+        model = build(target, identity=identity, **build_options)
+        rows = source_format.mapping(source, checkpoint)
         if source_classes is None:
             rows = [r for r in rows if not r.target.startswith("head/")]
         rows = [_resampled(r, source, target) if r.target == "pos_embed/embeddings" else r for r in rows]
         model_paths = {variable.path for variable in model.weights}
         absent = {r.target.split("/")[0] for r in rows} - {p.split("/")[0] for p in model_paths}
-        new_head = source_classes is None or (num_classes is not None and num_classes != source_classes)
         fresh_head = {"head/kernel", "head/bias"} & model_paths if new_head else set()
         converters.apply_rows(model, rows, checkpoint, ignored=source_format.IGNORED, absent_layers=absent,
                               keep_initialised=fresh_head, snapshot=False,  # a failure discards the model
@@ -70,18 +91,45 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
     return model, source, source_classes
 
 
-def _config_fields(source_format, checkpoint, requested):
-    """Formats that cannot read the head count off the tensors (timm without config.json) take the
-    requested config's."""
-    if requested is not None and "num_heads" in inspect.signature(source_format.config_fields).parameters:
-        return source_format.config_fields(checkpoint, num_heads=requested.num_heads)
-    return source_format.config_fields(checkpoint)
+def _identity(source_format, checkpoint, source: ViTConfig, target: ViTConfig, new_head: bool, known: dict,
+              assumed: dict, explicit_config: bool) -> Identity:
+    """The built model's identity: the format's reading of the checkpoint, what ``known`` adds, and one
+    warning for every value that had to be assumed."""
+    described = dict(source_format.identity_fields(checkpoint, source))
+    assumed.update(described.pop("assumed", {}))
+    preprocessing = known.get("preprocessing") or described["preprocessing"]
+    if known.get("preprocessing"):
+        assumed.pop("preprocessing", None)
+    if new_head:
+        labels = None
+    elif "labels" in known:
+        labels = known["labels"]
+    elif "labels" in described:  # the format states them (None: it knows nobody named the classes)
+        labels = described["labels"]
+    else:
+        labels = _label_set_by_size(source.num_classes)
+        if labels is not None:
+            assumed["labels"] = labels
+    for field in set(known.get("config", {})) | (set(ViTConfig.__dataclass_fields__) if explicit_config else set()):
+        assumed.pop(field, None)
+    if "labels" in known or new_head:
+        assumed.pop("labels", None)
+    provenance = described.get("provenance") or Provenance(format=source_format.NAME, source=str(checkpoint.path))
+    provenance = dataclasses.replace(provenance, **known.get("provenance", {}), assumed=sorted(assumed))
+    if assumed:
+        listed = "; ".join(f"{key} = {value}" for key, value in sorted(assumed.items()))
+        warnings.warn(f"{source_format.NAME} checkpoint {checkpoint.path.name!r} does not state every value its "
+                      f"model needs; assumed: {listed} (model.identity.provenance.assumed lists them). To "
+                      f"state them: keep the source's own files beside the weights (timm's config.json, "
+                      f"Hugging Face's preprocessor_config.json), load published weights with pretrained=, "
+                      f"or pass config= for the numerics", UserWarning, stacklevel=4)
+    return Identity(target, preprocessing, labels, provenance)
 
 
-def _mapping(source_format, config, checkpoint):
-    if len(inspect.signature(source_format.mapping).parameters) >= 2:
-        return source_format.mapping(config, checkpoint)
-    return source_format.mapping(config)
+def _label_set_by_size(num_classes: int):
+    """The named label set a head of this size most likely is (an assumption, warned about)."""
+    matches = [name for name, size in LABEL_SET_SIZES.items() if size == num_classes]
+    return matches[0] if matches else None
 
 
 def _resampled(position_row, source: ViTConfig, target: ViTConfig):
@@ -107,5 +155,6 @@ def _check_same_architecture(checkpoint, source: ViTConfig, requested: ViTConfig
     differing = [f for f in ARCHITECTURE_FIELDS if getattr(source, f) != getattr(requested, f)]
     if differing:
         suggestion = f"pass {source.variant!r}" if source.variant else "pass a matching config"
-        raise ValueError(f"checkpoint {checkpoint.path.name!r} is {describe_architecture(source)}, not "
-                         f"{describe_architecture(requested)}; drop name= or {suggestion}")
+        raise converters.ConversionError(
+            f"checkpoint {checkpoint.path.name!r} is {describe_architecture(source)}, not "
+            f"{describe_architecture(requested)}; drop name= or {suggestion}")

@@ -27,15 +27,18 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
         dropout_rate, attention_dropout_rate, drop_path_rate: regularisation for fine-tuning.
         dtype: dtype or mixed-precision policy (``"mixed_bfloat16"``); outputs stay float32.
         weights: a checkpoint path: a vit_jax ``.npz``, a Hugging Face directory / ``model.safetensors``
-            / ``tf_model.h5`` / ``pytorch_model.bin``, a timm ``model.safetensors``, or a vit_zoo
-            ``.weights.h5``; or ``"hf-hub:REPO[@REVISION]"`` for a Hugging Face repo.
+            / ``tf_model.h5`` / ``pytorch_model.bin``, a timm ``model.safetensors``, a vit_zoo
+            ``.weights.h5`` or ``.keras`` file; or ``"hf-hub:REPO[@REVISION]"`` for a Hugging Face repo.
         pretrained: True (the manifest's default for ``name``) or a tag, for published weights: downloaded
             once, converted once, cached under ``VIT_ZOO_HOME`` (see ``vit_zoo.list_weights``).
         dynamic_size: input (None, None, 3); position embeddings resampled in the graph per input size.
         resampling: ``"bicubic"``, ``"bilinear"`` or ``"bilinear-corners"``; default: the source's.
 
     Returns:
-        keras.Model taking (B, H, W, 3) images (RGB in [0, 255] with include_preprocessing).
+        A ``VisionTransformer`` (a functional keras.Model) taking (B, H, W, 3) images (RGB in [0, 255]
+        with include_preprocessing); ``model.identity`` says what its weights are: config, preprocessing,
+        class names and provenance. Values a checkpoint cannot tell are assumed with one warning that lists
+        them (``model.identity.provenance.assumed``), or the load is refused with the argument to pass.
     """
     if name is not None and config is not None:
         raise ValueError("pass name= or config=, not both (config already fixes the architecture)")
@@ -52,21 +55,19 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
                              "see vit_zoo.list_models()")
         target = requested.replace(**overrides, **_overrides(image_size=image_size, num_classes=num_classes))
         return build(target, **build_options)
-    metadata = None
+    known = None
     if pretrained:
         entry = published.resolve_entry(name, pretrained)
         published.warn_if_zero_head(entry, include_top, num_classes)
-        weights, metadata = published.converted_checkpoint(entry)
+        weights = published.converted_checkpoint(entry)
         if name is None and config is None:
             name = entry["model"]
             requested = ViTConfig.from_name(name)
     elif isinstance(weights, str) and weights.startswith(published.HF_HUB_PREFIX):
-        weights = published.hub_checkpoint(weights)
-    model, _, _ = load_checkpoint(weights, requested=requested, name=name, image_size=image_size,
-                                  num_classes=num_classes, config_overrides=overrides, metadata=metadata,
-                                  **build_options)
-    if pretrained:  # preprocessing recipe and label set of these weights, for predict / preprocess
-        model.vit_zoo_weights = entry
+        weights, known = published.hub_checkpoint(weights)
+    model, _, _ = load_checkpoint(weights, requested=requested, name=name, explicit_config=config is not None,
+                                  image_size=image_size, num_classes=num_classes, config_overrides=overrides,
+                                  known=known, **build_options)
     return model
 
 

@@ -17,10 +17,13 @@ from filelock import FileLock
 from vit_zoo.weights import cache
 from vit_zoo.weights import download
 from vit_zoo.weights import manifest
+from vit_zoo.model.config import ViTConfig
+from vit_zoo.model.identity import source_preprocessing
 from vit_zoo.weights.convert import load_checkpoint
 
 # Bump when the converted layout changes: older cache entries are then rebuilt.
-CONVERTED_FORMAT_VERSION = 1
+# 2: the converted file carries the identity record (the sidecar no longer holds the config).
+CONVERTED_FORMAT_VERSION = 2
 HF_HUB_PREFIX = "hf-hub:"
 
 
@@ -35,13 +38,19 @@ def resolve_entry(name, pretrained) -> dict:
     return manifest.resolve(name, pretrained)
 
 
-def entry_numerics(entry: dict) -> dict:
-    """Config fields a manifest entry states that a checkpoint's tensors cannot (normalisation)."""
-    return {key: tuple(entry[key]) for key in ("mean", "std") if entry.get(key) is not None}
+def entry_facts(entry: dict) -> dict:
+    """What a manifest entry states about its checkpoint that the file may not: normalisation, pooling,
+    the evaluation transform, the class names and where it comes from (``known`` of ``load_checkpoint``)."""
+    source = entry.get("url") or f"{HF_HUB_PREFIX}{entry['hf_repo']}/{entry['filename']}"
+    return {"config": {"mean": tuple(entry["mean"]), "std": tuple(entry["std"]), "pooling": entry["pooling"]},
+            "preprocessing": source_preprocessing(entry["format"], (entry["image_size"],) * 2),
+            "labels": entry["labels"] if entry["num_classes"] else None,
+            "provenance": {"manifest_key": entry["key"], "source": source, "revision": entry.get("revision"),
+                           "sha256": entry.get("sha256")}}
 
 
-def converted_checkpoint(entry: dict, progress=None):
-    """Path and metadata of the converted weights of ``entry``, downloading and converting if needed."""
+def converted_checkpoint(entry: dict, progress=None) -> Path:
+    """Path of the converted weights of ``entry``, downloading and converting if needed."""
     target = cache.converted_path(entry, entry["image_size"], CONVERTED_FORMAT_VERSION)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
@@ -49,19 +58,14 @@ def converted_checkpoint(entry: dict, progress=None):
             cache.remove_entry(target)
             source = download.fetch(entry, progress=progress)
             _convert_to(target, source, entry)
-    record = cache.read_sidecar(target)
-    return target, {"vit_zoo_config": record["vit_zoo_config"]}
+    return target
 
 
 def _convert_to(target: Path, source, entry: dict) -> None:
-    numerics = entry_numerics(entry)
-    try:
-        model, config, classes = load_checkpoint(source, source_overrides=numerics, include_top=True)
-    except ValueError as error:
-        if "no classification head" not in str(error):
-            raise
-        model, config, classes = load_checkpoint(source, source_overrides=numerics, include_top=False,
-                                                 pooling="token" if entry.get("pooling") == "token" else "gap")
+    headless = not entry["num_classes"]
+    model, _, _ = load_checkpoint(source, requested=ViTConfig.from_name(entry["model"]), name=entry["model"],
+                                  known=entry_facts(entry), include_top=not headless,
+                                  pooling=("token" if entry["pooling"] == "token" else "gap") if headless else None)
     temporary = target.with_name(f".{os.getpid()}.{target.name}")  # Keras needs the .weights.h5 suffix
     try:
         model.save_weights(temporary)
@@ -70,17 +74,18 @@ def _convert_to(target: Path, source, entry: dict) -> None:
         temporary.unlink(missing_ok=True)
         del model  # the caller loads the cached file next: do not hold two models
         gc.collect()
-    cache.write_sidecar(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION,
-                        extra={"vit_zoo_config": config.to_dict(), "num_classes": classes})
+    cache.write_sidecar(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION)
 
 
-def hub_checkpoint(reference: str) -> Path:
-    """``"hf-hub:google/vit-base-patch16-224"`` → the local snapshot directory (config.json + weights)."""
+def hub_checkpoint(reference: str):
+    """``"hf-hub:google/vit-base-patch16-224[@REVISION]"`` → (the local snapshot directory with config.json
+    and the weights, the facts for ``load_checkpoint``: where the weights came from)."""
     repo = reference[len(HF_HUB_PREFIX):]
     repo, _, revision = repo.partition("@")
     entry = {"hf_repo": repo, "filename": "model.safetensors", "revision": revision or "main", "format": "hf",
              "key": reference}
-    return download.fetch(entry)
+    return download.fetch(entry), {"provenance": {"source": f"{HF_HUB_PREFIX}{repo}",
+                                                  "revision": revision or "main"}}
 
 
 def warn_if_zero_head(entry: dict, include_top: bool, num_classes) -> None:
