@@ -94,14 +94,6 @@ def test_list_weights_filters_by_model_and_returns_copies():
     assert len(manifest.list_weights()) == len(ENTRIES)
 
 
-def test_table_has_a_row_per_entry_and_marks_default():
-    table = manifest.weights_table("vit-huge-14")
-    lines = table.splitlines()
-    assert lines[0].split()[:3] == ["weights", "format", "res"]
-    assert len(lines) == 2 + len(manifest.list_weights("vit-huge-14"))
-    assert "vit-huge-14.orig-in21k* (zero head)" in table
-
-
 def test_extra_manifests_merge_in_order_and_override(tmp_path, monkeypatch):
     first = _extra(tmp_path, [_user_entry(default=True)], "first.json")
     second = _extra(tmp_path, [_user_entry(image_size=384, default=False),

@@ -22,6 +22,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from vit_zoo.model.config import POOLINGS
 from vit_zoo.model.variants import list_models, resolve_name
 
 MANIFEST_FILENAME = "weights_manifest.json"
@@ -30,7 +31,6 @@ SCHEMA_VERSION = 1
 
 FORMATS = ("google-npz", "hf", "timm")
 LABEL_SETS = ("imagenet1k", "imagenet21k")
-POOLINGS = ("token", "gap", "avg-fcnorm")
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -284,33 +284,3 @@ def resolve(model, tag=True) -> dict:
     raise ManifestError(f"unknown weights tag {tag!r} for {name}; known tags: "
                         f"{', '.join(e['tag'] + (' (default)' if e['default'] else '') for e in entries)}. "
                         f"See `vit-zoo weights {name}`")
-
-
-def _source_text(entry) -> str:
-    if entry.get("hf_repo"):
-        rev = entry.get("revision")
-        return f"hf:{entry['hf_repo']}" + (f"@{rev}" if rev and rev != "main" else "")
-    url = entry["url"]
-    return url.replace("https://storage.googleapis.com/", "gs://")
-
-
-def format_weights_table(entries) -> str:
-    """A plain-text table of entries for ``vit-zoo weights [MODEL]``: key, format, size, classes, top-1, source."""
-    columns = ("weights", "format", "res", "classes", "top1", "size", "source")
-    rows = []
-    for e in entries:
-        flags = ("*" if e["default"] else "") + (" (zero head)" if e.get("zero_head") else "")
-        classes = f"{e['num_classes']}" if e["num_classes"] else "none"
-        size = f"{e['size'] / 2**20:.0f} MiB" if e.get("size") else (e.get("approx_size") or "?")
-        rows.append((e["key"] + flags, e["format"], str(e["image_size"]), classes,
-                     f"{e['top1']:.2f}" if e.get("top1") is not None else "-", size, _source_text(e)))
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"{len(rows)} checkpoint(s); * marks the default of its model (pretrained=True)")
-    return "\n".join(lines)
-
-
-def weights_table(model=None) -> str:
-    """The table of ``list_weights(model)``: what ``vit-zoo weights [MODEL]`` prints."""
-    return format_weights_table(list_weights(model))

@@ -35,6 +35,18 @@ def resolve_entry(name, pretrained) -> dict:
     return manifest.resolve(name, pretrained)
 
 
+def download_weights(weights: str, *, progress=None) -> Path:
+    """Download and convert published weights into the cache now, so that later loads (also offline) find
+    them: ``"vit-base-16"`` (its default weights) or ``"vit-base-16:TAG"`` (see ``vit_zoo.list_weights``).
+    ``progress``: True/False, or None for a bar only on a terminal. Returns the converted ``.weights.h5``.
+
+    Example: ``vit_zoo.download_weights("vit-base-16:augreg-in21k-ft-in1k-224")``
+    """
+    name, _, tag = weights.partition(":")
+    path, _ = converted_checkpoint(resolve_entry(name, tag or True), progress=progress)
+    return path
+
+
 def entry_numerics(entry: dict) -> dict:
     """Config fields a manifest entry states that a checkpoint's tensors cannot (normalisation)."""
     return {key: tuple(entry[key]) for key in ("mean", "std") if entry.get(key) is not None}
