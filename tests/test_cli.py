@@ -229,3 +229,32 @@ def test_finetune_then_export_through_the_command_line(tmp_path, capsys):
     assert code == 0, err
     with h5py.File(tmp_path / "e.h5") as store:
         assert store["embeddings"].shape == (6, 32)
+
+
+def test_download_converts_published_weights_into_the_cache_once(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    import vit_zoo
+    from fixtures_http import FaultServer, use_loopback_cache
+    from synth_checkpoints import npz_tensors, write_npz
+    from vit_zoo.weights import cache, pretrained
+
+    config = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=10)
+    data = write_npz(tmp_path / "tiny.npz", npz_tensors(config, seed=1)).read_bytes()
+    entry = dict(tag="tiny", model="vit-tiny-16", format="google-npz", sha256=hashlib.sha256(data).hexdigest(),
+                 url="https://storage.googleapis.com/vit_models/test/tiny.npz", size=len(data), image_size=32,
+                 num_classes=10, labels="imagenet1k", default=True, mean=[0.5] * 3, std=[0.5] * 3,
+                 pooling="token", license="apache-2.0", source="tests")
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
+    monkeypatch.setenv("VIT_ZOO_MANIFEST", str(tmp_path / "manifest.json"))
+    with FaultServer() as server:
+        use_loopback_cache(monkeypatch, tmp_path / "home", server.url)
+        server.add("/vit_models/test/tiny.npz", data)
+        for _ in range(2):
+            code, out, err = run(capsys, "download", "vit-tiny-16:tiny", "--quiet")
+            assert code == 0, err
+        assert len(server.gets("/vit_models/test/tiny.npz")) == 1
+    path = tmp_path / "home" / "converted" / "vit-tiny-16" / "tiny" / \
+        f"32x32-v{pretrained.CONVERTED_FORMAT_VERSION}.weights.h5"
+    assert out == f"vit-tiny-16:tiny: converted weights at {path}\n"
+    assert cache.is_valid(path, source="vit-tiny-16.tiny")
