@@ -53,9 +53,3 @@ def detect_format(checkpoint: Checkpoint):
                           f"(first {len(sample)} of {len(checkpoint)}: {sample}) match no known layout. "
                           f"Looked for {looked}")
 
-
-def format_by_name(name: str):
-    for module in formats():
-        if module.NAME == name:
-            return module
-    raise ValueError(f"unknown checkpoint format {name!r}; known: {[m.NAME for m in formats()]}")

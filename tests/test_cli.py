@@ -1,20 +1,28 @@
-"""The command line through its entry point, as a user runs it."""
+"""The command line, called in-process as ``cli.main([...])``; one test runs the installed ``vit-zoo``
+entry point in a fresh process (TensorFlow's start-up notes are only visible there)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from vit_zoo import cli
+from vit_zoo.cli import models
 
 
-def run(*args):
-    """(exit code, stdout, stderr) of ``vit-zoo ARGS`` in a fresh process."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "vit_zoo.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-    return done.returncode, done.stdout, done.stderr
+def run(capsys, *args):
+    """(exit code, stdout, stderr) of ``vit-zoo ARGS``, in this process."""
+    code = cli.main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def entry_point():
+    """The ``vit-zoo`` console script beside this Python (``python -m vit_zoo.cli`` where none is installed)."""
+    script = shutil.which("vit-zoo", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "vit_zoo.cli"]
 
 
 def test_list_shows_every_variant_with_parameters(capsys):
@@ -35,8 +43,8 @@ def test_info_prints_config_parameters_and_flops(capsys):
     assert info["config"]["num_heads"] == 12
 
 
-def test_unknown_model_is_one_line_and_exit_1():
-    code, out, err = run("info", "vit-bas-16")
+def test_unknown_model_is_one_line_and_exit_1(capsys):
+    code, out, err = run(capsys, "info", "vit-bas-16")
     assert code == 1
     assert err.strip().splitlines() == [
         "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, vit-base-8. Aliases such as "
@@ -44,13 +52,61 @@ def test_unknown_model_is_one_line_and_exit_1():
     assert "Traceback" not in err
 
 
-def test_usage_error_exits_2():
-    code, _, err = run("info")
-    assert code == 2
-    assert "the following arguments are required: name" in err
+def test_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["info"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: name" in capsys.readouterr().err
 
 
-def test_convert_writes_a_keras_model(tmp_path):
+@pytest.mark.parametrize("argv", [["--debug", "info", "vit-bas-16"], ["info", "vit-bas-16", "--debug"],
+                                  ["info", "--debug", "vit-bas-16"]])
+def test_debug_anywhere_shows_the_traceback(argv):
+    with pytest.raises(ValueError, match="unknown model name 'vit-bas-16'"):
+        cli.main(argv)
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(models, "_command_list", interrupted)
+    assert run(capsys, "list") == (130, "", "vit-zoo list: interrupted\n")
+
+
+def test_weights_table_has_a_row_per_entry_and_marks_default(capsys):
+    import vit_zoo
+
+    code, out, _ = run(capsys, "weights", "vit-huge-14")
+    lines = out.splitlines()
+    entries = vit_zoo.list_weights("vit-huge-14")
+    assert code == 0
+    assert lines[0].split() == ["weights", "format", "res", "classes", "top1", "size", "source"]
+    assert set(lines[1]) == {"-", " "}
+    assert len(lines) == 3 + len(entries)
+    assert lines[-1] == f"{len(entries)} checkpoint(s); * marks the default of its model (pretrained=True)"
+    row = next(line for line in lines if line.startswith("vit-huge-14.orig-in21k* (zero head)"))
+    assert row.split()[3:7] == ["google-npz", "224", "21843", "-"]  # format, res, classes, top-1
+    assert row.endswith("  gs://vit_models/imagenet21k/ViT-H_14.npz")
+
+
+def test_cache_lists_and_clears(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VIT_ZOO_HOME", str(tmp_path))
+    assert run(capsys, "cache") == (0, f"nothing cached under {tmp_path}\n", "")
+    for relative, size in (("downloads/gcs/vit_models/x/B_16.npz", 3 * 2**20 // 2),
+                           ("downloads/gcs/vit_models/x/L_16.npz.partial", 10)):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"x" * size)
+    code, out, _ = run(capsys, "cache")
+    assert code == 0
+    assert out.splitlines()[2:] == ["1.5 MiB  download  downloads/gcs/vit_models/x/B_16.npz",
+                                    "10 B     partial   downloads/gcs/vit_models/x/L_16.npz.partial",
+                                    f"1.5 MiB in 2 item(s) under {tmp_path}"]
+    assert run(capsys, "cache", "--clear", "L_16") == (0, f"removed 1 item(s), 10 B, from {tmp_path}\n", "")
+    assert run(capsys, "cache", "--clear")[1] == f"removed 1 item(s), 1.5 MiB, from {tmp_path}\n"
+    assert not (tmp_path / "downloads").exists()
+
+
+def test_convert_writes_a_keras_model(tmp_path, capsys):
     import keras
     import numpy as np
 
@@ -61,7 +117,7 @@ def test_convert_writes_a_keras_model(tmp_path):
     source = tmp_path / "tiny.weights.h5"
     model.save_weights(source)  # its identity record travels inside the file
     output = tmp_path / "tiny.keras"
-    code, out, err = run("convert", str(source), "-o", str(output))
+    code, out, err = run(capsys, "convert", source, "-o", output)
     assert code == 0, err
     assert f"→ {output}" in out
     images = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
@@ -87,14 +143,18 @@ def local_weights(tmp_path_factory):
 SAMPLE = os.path.join(os.path.dirname(__file__), "..", "samples", "grace_hopper.jpg")
 
 
-def test_predict_prints_the_top_classes_of_a_sample_image(local_weights):
+def test_predict_through_the_entry_point_prints_the_top_classes_and_no_start_up_noise(local_weights):
     import numpy as np
 
     import vit_zoo
 
     path, model = local_weights
-    code, out, err = run("predict", SAMPLE, "--weights", str(path), "--top", "3", "--json")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([*entry_point(), "predict", SAMPLE, "--weights", str(path), "--top", "3", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 0, err
+    assert err == ""  # TensorFlow's start-up notes stay out of the output
     (result,) = json.loads(out)
     pixels = vit_zoo.preprocess([SAMPLE], weights=model)
     logits = np.asarray(model(pixels))[0]
@@ -103,23 +163,23 @@ def test_predict_prints_the_top_classes_of_a_sample_image(local_weights):
     assert [entry["label"] for entry in result["top"]] == [labels[i] for i in np.argsort(-logits)[:3]]
 
 
-def test_predict_of_a_missing_image_is_one_line_and_exit_1(local_weights):
+def test_predict_of_a_missing_image_is_one_line_and_exit_1(local_weights, capsys):
     path, _ = local_weights
-    code, _, err = run("predict", "no_such.jpg", "--weights", str(path))
+    code, _, err = run(capsys, "predict", "no_such.jpg", "--weights", path)
     assert code == 1
     assert err.strip().startswith("vit-zoo predict: error:") and "no_such.jpg" in err
     assert "Traceback" not in err
 
 
-def test_attention_writes_an_overlay_picture(local_weights, tmp_path):
+def test_attention_writes_an_overlay_picture(local_weights, tmp_path, capsys):
     path, _ = local_weights
     output = tmp_path / "overlay.png"
-    code, out, err = run("attention", SAMPLE, "--weights", str(path), "-o", str(output))
+    code, out, err = run(capsys, "attention", SAMPLE, "--weights", path, "-o", output)
     assert code == 0, err
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path):
+def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path, capsys):
     import shutil
 
     import h5py
@@ -130,13 +190,13 @@ def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path):
     shutil.copy(SAMPLE, images / "a.jpg")
     shutil.copy(os.path.join(os.path.dirname(SAMPLE), "chelsea.png"), images / "b.png")
     output = tmp_path / "out.h5"
-    code, out, err = run("embed", str(images), "--weights", str(path), "-o", str(output), "--quiet")
+    code, out, err = run(capsys, "embed", images, "--weights", path, "-o", output, "--quiet")
     assert code == 0, err
     with h5py.File(output) as store:
         assert store["embeddings"].shape == (2, 32)
 
 
-def test_finetune_then_export_through_the_command_line(tmp_path):
+def test_finetune_then_export_through_the_command_line(tmp_path, capsys):
     import keras
     import numpy as np
 
@@ -147,25 +207,54 @@ def test_finetune_then_export_through_the_command_line(tmp_path):
     data = write_folder(tmp_path / "data", counts=(6, 6))
     start = tmp_path / "start.keras"
     vit_zoo.build(tiny_config(num_classes=2)).save(start)
-    code, out, err = run("finetune", str(data), "--model", str(start), "--steps", "2", "--batch-size", "4",
-                         "--output-dir", str(tmp_path / "run"), "--quiet")
+    code, out, err = run(capsys, "finetune", data, "--model", start, "--steps", "2", "--batch-size", "4",
+                         "--output-dir", tmp_path / "run", "--quiet")
     assert code == 0, err
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_json["steps"] == 2
     assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
     exported = tmp_path / "model.tflite"
-    code, out, err = run("export", str(tmp_path / "run" / "model.keras"), "--format", "tflite",
-                         "-o", str(exported))
+    code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite",
+                         "-o", exported)
     assert code == 0, err
     result = json.loads(out)
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
-    code, _, err = run("finetune")
+    code, _, err = run(capsys, "finetune")
     assert code == 1 and "finetune needs DATA" in err
     # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
     import h5py
 
-    code, _, err = run("embed", str(data / "class_0"), "--weights", str(tmp_path / "run" / "model.keras"),
-                       "-o", str(tmp_path / "e.h5"), "--quiet")
+    code, _, err = run(capsys, "embed", data / "class_0", "--weights", tmp_path / "run" / "model.keras",
+                       "-o", tmp_path / "e.h5", "--quiet")
     assert code == 0, err
     with h5py.File(tmp_path / "e.h5") as store:
         assert store["embeddings"].shape == (6, 32)
+
+
+def test_download_converts_published_weights_into_the_cache_once(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    import vit_zoo
+    from fixtures_http import FaultServer, use_loopback_cache
+    from synth_checkpoints import npz_tensors, write_npz
+    from vit_zoo.weights import cache, pretrained
+
+    config = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=1000)
+    data = write_npz(tmp_path / "tiny.npz", npz_tensors(config, seed=1)).read_bytes()
+    entry = dict(tag="tiny", model="vit-tiny-16", format="google-npz", sha256=hashlib.sha256(data).hexdigest(),
+                 url="https://storage.googleapis.com/vit_models/test/tiny.npz", size=len(data), image_size=32,
+                 num_classes=1000, labels="imagenet1k", default=True, mean=[0.5] * 3, std=[0.5] * 3,
+                 pooling="token", license="apache-2.0", source="tests")
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
+    monkeypatch.setenv("VIT_ZOO_MANIFEST", str(tmp_path / "manifest.json"))
+    with FaultServer() as server:
+        use_loopback_cache(monkeypatch, tmp_path / "home", server.url)
+        server.add("/vit_models/test/tiny.npz", data)
+        for _ in range(2):
+            code, out, err = run(capsys, "download", "vit-tiny-16:tiny", "--quiet")
+            assert code == 0, err
+        assert len(server.gets("/vit_models/test/tiny.npz")) == 1
+    path = tmp_path / "home" / "converted" / "vit-tiny-16" / "tiny" / \
+        f"32x32-v{pretrained.CONVERTED_FORMAT_VERSION}.weights.h5"
+    assert out == f"vit-tiny-16:tiny: converted weights at {path}\n"
+    assert cache.is_valid(path, source="vit-tiny-16.tiny")

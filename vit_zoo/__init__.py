@@ -22,6 +22,7 @@ _PUBLIC = {
     "build": "vit_zoo.model.builder",
     "load": "vit_zoo.weights.loading",
     "list_weights": "vit_zoo.weights.manifest",
+    "download_weights": "vit_zoo.weights.pretrained",
     "resample_position_embeddings": "vit_zoo.model.resample",
     "layers": "vit_zoo.model.layers",
     "preprocess": "vit_zoo.use.preprocessing",

@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from vit_zoo.model.builder import has_preprocessing
+
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
 QUANTIZATIONS = (None, "dynamic-int8")
 _SUFFIX = {"keras": ".keras", "saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
@@ -67,8 +69,7 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     if height is None or width is None:
         raise ValueError("export needs a model with a fixed input size; this one has dynamic_size=True — "
                          "load it again with image_size=(H, W)")
-    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
-    input_dtype = input_dtype or ("uint8" if has_preprocessing else "float32")
+    input_dtype = input_dtype or ("uint8" if has_preprocessing(model) else "float32")
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
     path = Path(output) if output is not None else Path(model.name + _SUFFIX[format])

@@ -74,11 +74,13 @@ def test_dropped_connection_resumes_with_range(server):
     assert _cache_files() == ["drop.npz"]
 
 
-def test_partial_left_by_an_earlier_process_is_resumed(server):
+def test_partial_left_by_an_earlier_process_is_resumed(server, monkeypatch):
     path = _serve(server, "drop", faults=["drop:500000", "status:503"])
     entry = manifest.resolve("vit-tiny-16", "drop")
-    with pytest.raises(download.DownloadError, match="kept for resume"):
-        download.fetch(entry, retries=1)
+    monkeypatch.setenv("VIT_ZOO_RETRIES", "1")
+    with pytest.raises(download.DownloadError, match="failed after 2 attempt.*500000 bytes kept for resume"):
+        download.fetch(entry)
+    monkeypatch.delenv("VIT_ZOO_RETRIES")
     assert _cache_files() == ["drop.npz.partial", "drop.npz.partial.meta"]
     got = download.fetch(entry)  # a later run: adopts the partial and asks for the rest only
     assert got.read_bytes() == PAYLOAD
@@ -120,12 +122,15 @@ def test_server_md5_header_is_checked(server):
     assert download.fetch(f"{GCS}/vit_models/test/googhash.npz").read_bytes() == PAYLOAD
 
 
-def test_stalled_server_times_out(server):
-    _serve(server, "stall", faults=["stall", "stall"])
+def test_stalled_server_times_out(server, monkeypatch):
+    path = _serve(server, "stall", faults=["stall", "stall"])
+    monkeypatch.setenv("VIT_ZOO_READ_TIMEOUT", "0.3")
+    monkeypatch.setenv("VIT_ZOO_RETRIES", "1")
     start = time.monotonic()
     with pytest.raises(download.DownloadError, match="ReadTimeout|timed out"):
-        download.fetch(manifest.resolve("vit-tiny-16", "stall"), read_timeout=0.3, retries=1)
+        download.fetch(manifest.resolve("vit-tiny-16", "stall"))
     assert time.monotonic() - start < 5
+    assert len(server.gets(path)) == 2
     assert _cache_files() == []
 
 
@@ -202,3 +207,14 @@ def test_hugging_face_repo_through_fake_endpoint(server, tmp_path, monkeypatch):
     assert len(server.log) == before
     with pytest.raises(download.OfflineError, match="google/vit-other"):
         download.fetch(dict(entry, hf_repo="google/vit-other"))
+
+
+def test_download_code_imports_neither_keras_nor_tensorflow():
+    script = ("import sys\n"
+              "import vit_zoo.weights.download, vit_zoo.weights.http, vit_zoo.weights.hub\n"
+              "import vit_zoo.weights.cache, vit_zoo.weights.manifest\n"
+              "print(sorted(name for name in ('keras', 'tensorflow') if name in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -24,7 +24,7 @@ def _extra(tmp_path, entries, name="extra.json", **top):
 
 def _user_entry(**changes):
     fields = dict(tag="my-finetune", model="vit-base-16", format="google-npz", url="https://example.org/ft.npz",
-                  image_size=224, num_classes=10, labels="imagenet1k", mean=[0.5] * 3, std=[0.5] * 3,
+                  image_size=224, num_classes=3, labels=["cat", "dog", "fox"], mean=[0.5] * 3, std=[0.5] * 3,
                   pooling="token", license="cc-by-4.0", default=False, source="my lab")
     fields.update(changes)
     return fields
@@ -94,14 +94,6 @@ def test_list_weights_filters_by_model_and_returns_copies():
     assert len(manifest.list_weights()) == len(ENTRIES)
 
 
-def test_table_has_a_row_per_entry_and_marks_default():
-    table = manifest.weights_table("vit-huge-14")
-    lines = table.splitlines()
-    assert lines[0].split()[:3] == ["weights", "format", "res"]
-    assert len(lines) == 2 + len(manifest.list_weights("vit-huge-14"))
-    assert "vit-huge-14.orig-in21k* (zero head)" in table
-
-
 def test_extra_manifests_merge_in_order_and_override(tmp_path, monkeypatch):
     first = _extra(tmp_path, [_user_entry(default=True)], "first.json")
     second = _extra(tmp_path, [_user_entry(image_size=384, default=False),
@@ -132,6 +124,8 @@ def test_extra_manifest_default_replaces_packaged_default(tmp_path, monkeypatch)
     (dict(hf_repo="google/x", filename="model.safetensors"), "exactly one of 'url' or 'hf_repo' (got both)"),
     (dict(imagesize=224), "unknown field 'imagesize'; did you mean 'image_size'?"),
     (dict(mean=None), "field 'mean' is None"),
+    (dict(num_classes=10, labels="imagenet1k"), "'labels' 'imagenet1k' has 1000 classes but 'num_classes' is 10"),
+    (dict(num_classes=2), "'labels' (a list) has 3 classes but 'num_classes' is 2"),
 ])
 def test_bad_entries_get_clear_messages(tmp_path, monkeypatch, change, expected):
     path = _extra(tmp_path, [_user_entry(**change)])

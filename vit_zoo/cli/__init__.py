@@ -1,8 +1,8 @@
 """The ``vit-zoo`` command line: each command parses its arguments and calls one library function.
 TensorFlow's start-up notes are kept out of the output (``--debug`` shows them).
 
-Exit codes: 0 success, 1 a failure (one readable line on stderr; ``--debug`` shows the traceback),
-2 a usage error.
+Exit codes: 0 success, 1 a failure (one readable line on stderr; ``--debug``, anywhere on the command
+line, shows the traceback), 2 a usage error, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -15,12 +15,18 @@ from vit_zoo.cli import models, train, use, weights
 COMMAND_GROUPS = (models, use, train, weights)
 
 
+_DEBUG_HELP = "show tracebacks on errors, and TensorFlow's start-up notes"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vit-zoo", description="Vision Transformers for Keras 3.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         group.add_commands(commands)
+    # --debug after the command too; SUPPRESS keeps a command's parser from resetting one given before it
+    for sub in {id(sub): sub for sub in commands.choices.values()}.values():
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parser
 
 
@@ -48,16 +54,16 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.model_given = any(a == "--model" or a.startswith("--model=") for a in argv)
-    if not args.debug and args.command not in _KERAS_FREE_COMMANDS:
-        _import_keras_quietly()
     try:
+        if not args.debug and args.command not in _KERAS_FREE_COMMANDS:
+            _import_keras_quietly()
         args.run(args)
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
     except KeyboardInterrupt:
-        print("vit-zoo: interrupted", file=sys.stderr)
-        return 1
+        print(f"vit-zoo {args.command}: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     except Exception as error:  # one readable line unless --debug
         if args.debug:
             raise

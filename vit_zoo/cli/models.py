@@ -7,8 +7,7 @@ from vit_zoo.cli.tables import print_table
 
 
 def _command_list(args):
-    from vit_zoo import ViTConfig, list_models
-    from vit_zoo.model.stats import count_parameters, flops_per_image
+    from vit_zoo import ViTConfig, count_parameters, flops_per_image, list_models
 
     rows = []
     for name in list_models():
@@ -18,8 +17,7 @@ def _command_list(args):
 
 
 def _command_info(args):
-    from vit_zoo import ViTConfig
-    from vit_zoo.model.stats import count_parameters, flops_per_image
+    from vit_zoo import ViTConfig, count_parameters, flops_per_image
 
     config = ViTConfig.from_name(args.name, **({"image_size": args.image_size} if args.image_size else {}))
     info = {"model": config.variant, "config": config.to_dict(),

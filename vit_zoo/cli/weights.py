@@ -1,31 +1,31 @@
 """``vit-zoo weights``, ``download``, ``cache``: published weights and the cache."""
 from __future__ import annotations
 
+from vit_zoo.cli.tables import format_cache_table, format_weights_table, human_size
+
 
 def _command_weights(args):
-    from vit_zoo.weights import manifest
+    import vit_zoo
 
-    print(manifest.weights_table(args.model))
+    print(format_weights_table(vit_zoo.list_weights(args.model)))
 
 
 def _command_download(args):
-    from vit_zoo.weights import pretrained
+    import vit_zoo
 
-    name, _, tag = args.model.partition(":")
-    entry = pretrained.resolve_entry(name, tag or True)
-    path = pretrained.converted_checkpoint(entry, progress=not args.quiet and None)
-    print(f"{entry['key']}: converted weights at {path}")
+    path = vit_zoo.download_weights(args.model, progress=False if args.quiet else None)
+    print(f"{args.model}: converted weights at {path}")
 
 
 def _command_cache(args):
-    from vit_zoo.weights import cache
+    from vit_zoo.weights.cache import cache_root, clear_cache, list_cache
 
     if args.clear is not None:
-        removed = cache.clear_cache(args.clear or None)
-        print(f"removed {len(removed)} item(s), {sum(item.size for item in removed):,} bytes, "
-              f"from {cache.cache_root()}")
+        removed = clear_cache(args.clear or None)
+        print(f"removed {len(removed)} item(s), {human_size(sum(item.size for item in removed))}, "
+              f"from {cache_root()}")
         return
-    print(cache.format_cache_table())
+    print(format_cache_table(list_cache(), cache_root()))
 
 
 def add_commands(commands) -> None:

@@ -35,6 +35,13 @@ from vit_zoo.model.identity import Identity
 from vit_zoo.model.vision_transformer import VisionTransformer
 
 OUTPUT_POOLINGS = (None, "token", "gap")
+PREPROCESSING_LAYER = "preprocessing"
+
+
+def has_preprocessing(model: keras.Model) -> bool:
+    """True when ``model`` normalises its own inputs (built with ``include_preprocessing=True``): it takes
+    RGB in [0, 255] rather than normalised pixels."""
+    return any(layer.name == PREPROCESSING_LAYER for layer in model.layers)
 
 
 def block_name(index: int, part: str) -> str:
@@ -100,7 +107,7 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
 
     x = images
     if include_preprocessing:
-        x = vit_layers.Normalize(config.mean, config.std, name="preprocessing", **d)(x)
+        x = vit_layers.Normalize(config.mean, config.std, name=PREPROCESSING_LAYER, **d)(x)
     grid = keras.layers.Conv2D(config.hidden_size, config.patch_size, strides=config.patch_size,
                                padding="valid", name="patch_embed", **d)(x)
     x = keras.layers.Reshape((-1, config.hidden_size), name="patch_flatten", **d)(grid)

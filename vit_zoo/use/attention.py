@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from vit_zoo.use.features import has_class_token, resolve_block_indices
-from vit_zoo.model.builder import block_name
+from vit_zoo.model.builder import block_name, has_preprocessing
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -32,8 +32,7 @@ def model_inputs(model: keras.Model, images) -> np.ndarray:
         return array.astype(np.float32)
     from vit_zoo.use.preprocessing import preprocess
 
-    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
-    return preprocess(images, weights=model, normalize=not has_preprocessing)
+    return preprocess(images, weights=model, normalize=not has_preprocessing(model))
 
 
 def attention_maps(model: keras.Model, images, layers: Union[int, Sequence[int], None] = None,

@@ -79,13 +79,15 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from vit_zoo.model.builder import has_preprocessing
+
     width = model.output_shape[-1]
     if len(model.output_shape) != 2:
         raise ValueError(f"embed needs a model with one vector per image (B, D); model {model.name!r} outputs "
                          f"{model.output_shape}: build it with include_top=False and pooling='token' or 'gap'")
     settings = resolve_settings(model, recipe=recipe, image_size=image_size)
-    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
-    if not has_preprocessing and (settings.mean is None or settings.std is None):
+    normalized_inside = has_preprocessing(model)
+    if not normalized_inside and (settings.mean is None or settings.std is None):
         raise ValueError("the model takes normalised inputs (include_preprocessing=False) and its mean/std are "
                          "unknown; build it with include_preprocessing=True")
     root, names = list_images(paths_or_dir)
@@ -105,7 +107,7 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
                 with lock:
                     failures[name] = str(error)
                 pixels, ok = np.zeros((*settings.image_size, 3), np.float32), False
-            if not has_preprocessing:
+            if not normalized_inside:
                 pixels = (pixels / 255.0 - np.asarray(settings.mean)) / np.asarray(settings.std)
             return pixels.astype(np.float32), ok
 

@@ -44,8 +44,9 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         raise ValueError(f"model {model.name!r} has no classification head (built with include_top=False); "
                          f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.use.embedding")
     names = model_labels(model, labels)
-    has_preprocessing = any(layer.name == "preprocessing" for layer in model.layers)
-    pixels = preprocess(images, weights=model, recipe=recipe, normalize=not has_preprocessing)
+    from vit_zoo.model.builder import has_preprocessing
+
+    pixels = preprocess(images, weights=model, recipe=recipe, normalize=not has_preprocessing(model))
     outputs = np.concatenate([np.asarray(model.predict_on_batch(pixels[start:start + batch_size]))
                               for start in range(0, len(pixels), batch_size)])
     activation = getattr(model.get_layer("predictions"), "activation", None)

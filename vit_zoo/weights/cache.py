@@ -73,13 +73,21 @@ def sidecar_path(path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a file, read in 8 MiB chunks."""
-    digest = hashlib.sha256()
+def file_digests(path, *algorithms: str) -> dict[str, bytes]:
+    """Digests of a file read once, in 8 MiB chunks: ``{name: digest bytes}`` for each hashlib name
+    in ``algorithms`` (default ``"sha256"``)."""
+    # integrity checks, not security: FIPS builds allow md5 for this
+    hashes = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms or ("sha256",)}
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in hashes.values():
+                digest.update(chunk)
+    return {name: digest.digest() for name, digest in hashes.items()}
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file."""
+    return file_digests(path, "sha256")["sha256"].hex()
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
@@ -169,22 +177,6 @@ def list_cache() -> list[CacheItem]:
             if kind:
                 items.append(CacheItem(path, relative, kind, path.stat().st_size))
     return items
-
-
-def format_cache_table(items=None) -> str:
-    """A plain-text listing for ``vit-zoo cache``: size, kind and path of each item, then the total."""
-    items = list_cache() if items is None else items
-    lines = [f"{_human(i.size):>10}  {i.kind:<9}  {i.relative}" for i in items]
-    lines.append(f"{_human(sum(i.size for i in items)):>10}  total in {cache_root()}")
-    return "\n".join(lines)
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def clear_cache(pattern=None) -> list[CacheItem]:

@@ -22,6 +22,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from vit_zoo.model.config import POOLINGS
+from vit_zoo.model.identity import LABEL_SET_SIZES
 from vit_zoo.model.variants import list_models, resolve_name
 
 MANIFEST_FILENAME = "weights_manifest.json"
@@ -29,8 +31,7 @@ MANIFEST_ENV = "VIT_ZOO_MANIFEST"
 SCHEMA_VERSION = 1
 
 FORMATS = ("google-npz", "hf", "timm")
-LABEL_SETS = ("imagenet1k", "imagenet21k")
-POOLINGS = ("token", "gap", "avg-fcnorm")
+LABEL_SETS = tuple(LABEL_SET_SIZES)
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -70,7 +71,8 @@ ENTRY_SCHEMA = {
     "approx_size": (False, lambda v: isinstance(v, str), "a human-readable size as the publisher lists it"),
     "image_size": (True, lambda v: _is_int(v) and v > 0, "the training resolution in pixels (int)"),
     "num_classes": (True, lambda v: _is_int(v) and v >= 0, "number of head outputs; 0 for a headless checkpoint"),
-    "labels": (True, lambda v: v in LABEL_SETS, f"one of {', '.join(LABEL_SETS)} (null only when num_classes is 0)"),
+    "labels": (True, lambda v: v in LABEL_SETS or (isinstance(v, list) and all(isinstance(n, str) for n in v)),
+               f"one of {', '.join(LABEL_SETS)} or a list of the class names (null only when num_classes is 0)"),
     "mean": (True, _triple, "three per-channel means of [0, 1] pixels"),
     "std": (True, _triple, "three per-channel standard deviations of [0, 1] pixels"),
     "pooling": (True, lambda v: v in POOLINGS, f"one of {', '.join(POOLINGS)}"),
@@ -152,6 +154,11 @@ def _cross_field_problems(e, label) -> list[str]:
         problems.append(f"{label}: 'top1' needs 'top1_source' (where the accuracy was published)")
     if e.get("labels") is None and e.get("num_classes"):
         problems.append(f"{label}: 'labels' may be null only for a headless checkpoint (num_classes 0)")
+    labels, classes = e.get("labels"), e.get("num_classes")
+    count = LABEL_SET_SIZES.get(labels) if isinstance(labels, str) else len(labels) if isinstance(labels, list) else None
+    if count is not None and classes and count != classes:
+        named = repr(labels) if isinstance(labels, str) else "(a list)"
+        problems.append(f"{label}: 'labels' {named} has {count} classes but 'num_classes' is {classes}")
     return problems
 
 
@@ -284,33 +291,3 @@ def resolve(model, tag=True) -> dict:
     raise ManifestError(f"unknown weights tag {tag!r} for {name}; known tags: "
                         f"{', '.join(e['tag'] + (' (default)' if e['default'] else '') for e in entries)}. "
                         f"See `vit-zoo weights {name}`")
-
-
-def _source_text(entry) -> str:
-    if entry.get("hf_repo"):
-        rev = entry.get("revision")
-        return f"hf:{entry['hf_repo']}" + (f"@{rev}" if rev and rev != "main" else "")
-    url = entry["url"]
-    return url.replace("https://storage.googleapis.com/", "gs://")
-
-
-def format_weights_table(entries) -> str:
-    """A plain-text table of entries for ``vit-zoo weights [MODEL]``: key, format, size, classes, top-1, source."""
-    columns = ("weights", "format", "res", "classes", "top1", "size", "source")
-    rows = []
-    for e in entries:
-        flags = ("*" if e["default"] else "") + (" (zero head)" if e.get("zero_head") else "")
-        classes = f"{e['num_classes']}" if e["num_classes"] else "none"
-        size = f"{e['size'] / 2**20:.0f} MiB" if e.get("size") else (e.get("approx_size") or "?")
-        rows.append((e["key"] + flags, e["format"], str(e["image_size"]), classes,
-                     f"{e['top1']:.2f}" if e.get("top1") is not None else "-", size, _source_text(e)))
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"{len(rows)} checkpoint(s); * marks the default of its model (pretrained=True)")
-    return "\n".join(lines)
-
-
-def weights_table(model=None) -> str:
-    """The table of ``list_weights(model)``: what ``vit-zoo weights [MODEL]`` prints."""
-    return format_weights_table(list_weights(model))

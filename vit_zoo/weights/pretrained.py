@@ -38,13 +38,25 @@ def resolve_entry(name, pretrained) -> dict:
     return manifest.resolve(name, pretrained)
 
 
+def download_weights(weights: str, *, progress=None) -> Path:
+    """Download and convert published weights into the cache now, so that later loads (also offline) find
+    them: ``"vit-base-16"`` (its default weights) or ``"vit-base-16:TAG"`` (see ``vit_zoo.list_weights``).
+    ``progress``: True/False, or None for a bar only on a terminal. Returns the converted ``.weights.h5``.
+
+    Example: ``vit_zoo.download_weights("vit-base-16:augreg-in21k-ft-in1k-224")``
+    """
+    name, _, tag = weights.partition(":")
+    return converted_checkpoint(resolve_entry(name, tag or True), progress=progress)
+
+
 def entry_facts(entry: dict) -> dict:
     """What a manifest entry states about its checkpoint that the file may not: normalisation, pooling,
     the evaluation transform, the class names and where it comes from (``known`` of ``load_checkpoint``)."""
     source = entry.get("url") or f"{HF_HUB_PREFIX}{entry['hf_repo']}/{entry['filename']}"
     return {"config": {"mean": tuple(entry["mean"]), "std": tuple(entry["std"]), "pooling": entry["pooling"]},
             "preprocessing": source_preprocessing(entry["format"], (entry["image_size"],) * 2),
-            "labels": entry["labels"] if entry["num_classes"] else None,
+            "labels": (tuple(entry["labels"]) if isinstance(entry["labels"], list) else entry["labels"])
+            if entry["num_classes"] else None,
             "provenance": {"manifest_key": entry["key"], "source": source, "revision": entry.get("revision"),
                            "sha256": entry.get("sha256")}}
 
