@@ -90,8 +90,9 @@ class FaultServer:
             self.log.append(("HEAD" if head else "GET", path, rng))
             route = self.routes.get(path)
             fault = route.faults.pop(0) if route and route.faults and not head else "ok"
-        if route is None:
-            return self._send_status(handler, 404, "Not Found")
+        if route is None:  # the Hub says which thing is missing, as huggingface.co does
+            missing = {"X-Error-Code": "EntryNotFound"} if "/resolve/" in path else None
+            return self._send_status(handler, 404, "Not Found", missing)
         if fault.startswith("status:"):
             code = int(fault.split(":")[1])
             return self._send_status(handler, code, "Injected")

@@ -178,3 +178,17 @@ def test_hugging_face_repo_through_a_fake_hub(server, tmp_path, monkeypatch):
         "vit-tiny-16.hf-test", "hf")
     assert (through_hub.identity.provenance.source, through_hub.identity.provenance.revision) == (
         "hf-hub:google/vit-tiny-test", "main")
+
+
+def test_hub_reference_fetches_the_image_processor(server, tmp_path, monkeypatch):
+    from synth_hf import hf_config, random_model, save
+
+    use_fake_hub(monkeypatch, tmp_path / "hf", server.url)
+    folder = save(random_model(hf_config(num_labels=2, id2label={0: "no", 1: "yes"}, label2id={"no": 0, "yes": 1}),
+                               seed=5), tmp_path / "repo",
+                  preprocessor={"resample": 3, "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.3, 0.4]})
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        server.add_hf_file("someone/vit-yes-no", name, (folder / name).read_bytes())
+    identity = vit_zoo.load(weights="hf-hub:someone/vit-yes-no").identity
+    assert (identity.labels, identity.preprocessing.interpolation) == (("no", "yes"), "bicubic")
+    assert (identity.config.mean, identity.provenance.assumed) == ((0.4, 0.5, 0.6), ())

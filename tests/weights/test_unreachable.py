@@ -40,7 +40,7 @@ def nowhere(request, tmp_path, monkeypatch):
 
 def _entry(tag="tiny", **changes):
     fields = dict(tag=tag, model="vit-tiny-16", format="google-npz", url=f"{GCS}/vit_models/test/{tag}.npz",
-                  sha256=None, size=None, image_size=32, num_classes=10, labels="imagenet1k", default=True,
+                  sha256=None, size=None, image_size=32, num_classes=1000, labels="imagenet1k", default=True,
                   mean=[0.5] * 3, std=[0.5] * 3, pooling="token", license="apache-2.0", source="tests",
                   key=f"vit-tiny-16.{tag}")
     fields.update(changes)

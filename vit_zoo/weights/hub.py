@@ -16,9 +16,16 @@ from vit_zoo.weights import download
 from vit_zoo.weights.download import DownloadError, OfflineError, UnreachableError, VerificationError
 
 
+# Files beside the weights that say what the weights were trained with, fetched when the repo has them:
+# the image processor of a transformers repo, timm's config.json (pretrained_cfg, label names).
+OPTIONAL_FILES = {"hf": ("preprocessor_config.json",), "timm": ("config.json",)}
+
+
 def fetch_repo_file(entry: dict) -> Path:
-    """For an ``hf`` entry: the snapshot directory holding ``config.json`` and the weights file ``filename``;
-    for a ``timm`` entry: the weights file. Checked against the entry's ``size`` (bytes) and ``sha256``."""
+    """For an ``hf`` entry: the snapshot directory holding ``config.json``, the weights file ``filename`` and
+    ``preprocessor_config.json`` where the repo has one; for a ``timm`` entry: the weights file (with timm's
+    ``config.json`` beside it where the repo has one). Checked against the entry's ``size`` (bytes) and
+    ``sha256``."""
     repo, filename = entry["hf_repo"], entry["filename"]
     revision = entry.get("revision") or "main"
     label = download.label(entry)
@@ -28,6 +35,8 @@ def fetch_repo_file(entry: dict) -> Path:
                                                                                          endpoint)
     names = [filename] + (["config.json"] if entry.get("format") == "hf" else [])
     weights = [_file(repo, name, revision, endpoint, where, reason) for name in names][0]
+    for name in OPTIONAL_FILES.get(entry.get("format"), ()):
+        _file(repo, name, revision, endpoint, where, reason, optional=True)
     problems = download.verification_problems(weights, sizes=(("size", entry.get("size")),),
                                               sha256=entry.get("sha256"))
     if problems:
@@ -50,8 +59,9 @@ def _unreachable_reason(repo, filename, revision, endpoint):
     return None
 
 
-def _file(repo, name, revision, endpoint, where, cache_only_reason) -> Path:
-    """One file of the repo; from the cache only when ``cache_only_reason`` (offline, unreachable) is set."""
+def _file(repo, name, revision, endpoint, where, cache_only_reason, optional=False):
+    """One file of the repo; from the cache only when ``cache_only_reason`` (offline, unreachable) is set.
+    An ``optional`` file the repo (or the cache) lacks gives None."""
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
@@ -60,6 +70,8 @@ def _file(repo, name, revision, endpoint, where, cache_only_reason) -> Path:
         return Path(hf_hub_download(repo, name, revision=revision, endpoint=endpoint,
                                     local_files_only=cache_only_reason is not None))
     except LocalEntryNotFoundError as error:
+        if optional and cache_only_reason is not None:
+            return None
         if cache_only_reason is None:  # huggingface_hub gave up after its own retries
             raise DownloadError(f"cannot download {name} of {where}: {error}") from error
         message = download.not_available_message(
@@ -69,6 +81,8 @@ def _file(repo, name, revision, endpoint, where, cache_only_reason) -> Path:
             mirror="HF_ENDPOINT")
         raise (OfflineError if download.is_offline() else UnreachableError)(message) from None
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
+        if optional and isinstance(error, EntryNotFoundError):
+            return None
         raise DownloadError(f"{where}: {type(error).__name__}: the Hub has no {name} there; check the manifest "
                             f"entry (repo, filename, revision) or HF_ENDPOINT") from None
     except Exception as error:  # the Hub client's own network and HTTP errors
