@@ -135,6 +135,31 @@ def model_parallel(model_devices=None):
     return keras.distribution.ModelParallel(layout_map=vit_layout_map(mesh), batch_dim_name="batch")
 
 
+@contextlib.contextmanager
+def multiworker_fit(model, plan: Plan, batch_shapes):
+    """Works around two failures of Keras 3's TensorFlow ``fit`` under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585), for this model while the context lasts; nothing changes under other
+    strategies:
+    - before training, ``fit`` reduces a first (x, y) batch across the replicas to build the model
+      symbolically, which the collective strategy cannot do for a structure: the model is built here from
+      ``batch_shapes`` ((images, targets) shapes) and ``fit`` skips that step;
+    - after each step it averages the logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails for
+      scalars: the train step returns each log as a vector of one value, whose mean over the replicas is
+      the scalar Keras reports on one device."""
+    if type(plan.strategy).__name__ not in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy"):
+        yield
+        return
+    with plan.scope():
+        model._symbolic_build(data_batch=tuple(keras.KerasTensor(shape, "float32") for shape in batch_shapes))
+    train_step = model.train_step
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    model.train_step = lambda data: {k: keras.ops.expand_dims(v, 0) for k, v in train_step(data).items()}
+    try:
+        yield
+    finally:
+        del model._maybe_symbolic_build, model.train_step
+
+
 def split_cpu(count: int) -> None:
     """Make ``count`` devices of the CPU, to try multi-device training without accelerators: logical
     devices on TensorFlow (before TensorFlow initialises its devices), ``XLA_FLAGS``'s host device count on

@@ -40,7 +40,7 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
              crop_area=(0.08, 1.0), checkpoint_every: int = 500, eval_every: Optional[int] = None,
              output_dir="vit-finetune", resume: bool = True, strategy="none", seed: int = 0,
              val_fraction: float = 0.1, log_every: int = 10, progress: bool = True, workers: Optional[int] = None,
-             on_step: Optional[Callable[[int, dict], None]] = None) -> dict:
+             jit_compile="auto", on_step: Optional[Callable[[int, dict], None]] = None) -> dict:
     """Fine-tune (or train) a ViT classifier; returns what ``run.json`` holds, and the model.
 
     Args:
@@ -69,7 +69,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
         resume: continue from the newest checkpoint in ``output_dir`` (exactly: same data, same RNG).
         strategy: see ``vit_zoo.train.distribute`` (``"mirrored"`` ... on TensorFlow, ``"data-parallel"``
             ... on JAX), a ``tf.distribute.Strategy`` or a ``keras.distribution`` distribution.
-        workers: image-decoding threads. on_step: called as ``on_step(step, scalars)`` after every step.
+        workers: image-decoding threads. jit_compile: ``model.compile``'s (vit_zoo models resolve "auto" to
+            XLA on TensorFlow; False skips the compilation, which pays off only for long runs).
+        on_step: called as ``on_step(step, scalars)`` after every step.
 
     Returns:
         dict with ``config``, ``classes`` (names, or None), ``num_classes``, ``identity``, ``data``,
@@ -104,7 +106,8 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
                                         clip_norm=grad_clip_norm, accumulation=grad_accumulation,
                                         layer_decay=layer_decay, loss_scaling=precision == "mixed_float16")
         net.compile(optimizer=opt, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                    loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing))
+                    loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
+                    jit_compile=jit_compile)
         opt.build(net.trainable_variables)  # so that a checkpoint can be restored into it
     identity = start.finetuned_identity(net, splits.class_names, output_dir / "model.keras")
     if identity is not None:
@@ -122,8 +125,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
         raise ValueError(f"the checkpoint '{latest}' is at step {first}, past the {total} steps asked for")
 
     interpolation = identity.preprocessing.interpolation if identity is not None else "bilinear"
+    micro_batch = batch_size // grad_accumulation
     batches = pipeline.TrainingBatches(train, num_classes=splits.num_classes, image_size=size, seed=seed,
-                                       batch_size=batch_size // grad_accumulation, first_batch=first * grad_accumulation,
+                                       batch_size=micro_batch, first_batch=first * grad_accumulation,
                                        crop_area=crop_area, interpolation=interpolation, mixup=mixup, cutmix=cutmix,
                                        workers=workers)
     log = TrainLog(output_dir if plan.chief else None, first_step=first, total_steps=total, batch_size=batch_size,
@@ -145,8 +149,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
         log.note(f"data: {note}")
     with plan.scope(), _alpha_warnings_once():
         if first < total:
-            net.fit(batches, epochs=1, steps_per_epoch=(total - first) * grad_accumulation, shuffle=False, verbose=0,
-                    callbacks=callbacks)
+            with distribute.multiworker_fit(net, plan, [(micro_batch, *size, 3), (micro_batch, splits.num_classes)]):
+                net.fit(batches, epochs=1, steps_per_epoch=(total - first) * grad_accumulation, shuffle=False,
+                        verbose=0, callbacks=callbacks)
         metrics = {"train_loss": log.history[-1]["loss"] if log.history else None}
         if val is not None:
             result = evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch, workers=workers)
