@@ -136,31 +136,34 @@ def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path):
         assert store["embeddings"].shape == (2, 32)
 
 
-def test_finetune_then_export_through_the_command_line(tmp_path):
-    import keras
-    import numpy as np
-
-    import vit_zoo
+def test_finetune_from_a_checkpoint_evaluate_and_export_through_the_command_line(tmp_path, capsys):
+    """vit-zoo finetune DATA --model PATH (a vit_jax .npz of 10 classes; a new 2-class head), then evaluate
+    the saved model on the validation split it held out (the top-1 fine-tuning printed), then export."""
     from conftest import tiny_config
     from finetune_helpers import write_folder
+    from synth_checkpoints import npz_tensors, write_npz
 
     data = write_folder(tmp_path / "data", counts=(6, 6))
-    start = tmp_path / "start.keras"
-    vit_zoo.build(tiny_config(num_classes=2)).save(start)
-    code, out, err = run("finetune", str(data), "--model", str(start), "--steps", "2", "--batch-size", "4",
-                         "--output-dir", str(tmp_path / "run"), "--quiet")
-    assert code == 0, err
+    write_folder(tmp_path / "data" / "val", counts=(3, 3), seed=1)
+    start = write_npz(tmp_path / "start.npz", npz_tensors(tiny_config(num_classes=10)))
+    assert cli.main(["finetune", str(data), "--model", str(start), "--steps", "2", "--batch-size", "4",
+                     "--output-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    out = capsys.readouterr().out
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run_json["steps"] == 2
-    assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
+    assert run_json["steps"] == 2 and run_json["classes"] == ["class_0", "class_1"]
+    top1 = run_json["metrics"]["val_top1"]
+    assert f"saved {tmp_path / 'run' / 'model.keras'} val_top1 {top1:.4f}" in out
+    results = tmp_path / "results.csv"
+    assert cli.main(["evaluate", str(data / "val"), "--weights", str(tmp_path / "run" / "model.keras"),
+                     "--quiet", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images" in out
+    assert results.read_text().splitlines()[1].split(",")[3] == f"{100 * top1:.3f}"
     exported = tmp_path / "model.tflite"
-    code, out, err = run("export", str(tmp_path / "run" / "model.keras"), "--format", "tflite",
-                         "-o", str(exported))
-    assert code == 0, err
-    result = json.loads(out)
+    assert cli.main(["export", str(tmp_path / "run" / "model.keras"), "--format", "tflite", "-o", str(exported)]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
-    code, _, err = run("finetune")
-    assert code == 1 and "finetune needs DATA" in err
+    assert cli.main(["finetune"]) == 1 and "finetune needs DATA" in capsys.readouterr().err
     # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
     import h5py
 

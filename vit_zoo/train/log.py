@@ -127,6 +127,12 @@ def _scalar_writers(output_dir: Path) -> dict:
     import tensorflow as tf
     from tensorflow.core.framework import summary_pb2
 
+    if keras.backend.backend() != "tensorflow":  # TensorFlow only writes files here: leave the GPUs to JAX/torch
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:  # TensorFlow's devices were set up already (by the user)
+            pass
+
     # TensorBoard's scalar plugin reads summaries with this metadata (what tf.summary.scalar writes,
     # without needing the tensorboard package).
     metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),

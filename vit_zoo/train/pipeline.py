@@ -38,7 +38,8 @@ class TrainingBatches(keras.utils.PyDataset):
         source: the training split. num_classes: the width of the targets.
         image_size: (H, W) of the crops. crop_area: (min, max) area fraction of the random crop.
         flip: random horizontal flips. interpolation: "bilinear" or "bicubic" (Pillow).
-        mixup, cutmix: Beta alphas (0: off). workers: decoding threads (default ``vit_zoo.use.images.decoding_threads()``).
+        mixup, cutmix: Beta alphas (0: off).
+        workers: decoding threads (default ``vit_zoo.use.images.decoding_threads()``).
     """
 
     def __init__(self, source: Source, *, num_classes: int, image_size: Tuple[int, int], batch_size: int,
