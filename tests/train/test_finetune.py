@@ -22,11 +22,13 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
 
     images, labels = toy_arrays()
     result = finetune((images, labels), tiny_config(num_classes=4), val_data=toy_arrays(32, seed=1), steps=12,
-                      class_names=NAMES, output_dir=tmp_path, **{**RUN, "log_every": 1, "jit_compile": "auto"})
+                      class_names=NAMES, eval_every=6, output_dir=tmp_path,
+                      **{**RUN, "log_every": 1, "jit_compile": "auto"})
     assert result["model"].jit_compile is True  # vit_zoo's default on TensorFlow
     losses = [h["loss"] for h in result["history"] if "loss" in h]
     assert len(losses) == 12 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert result["metrics"]["val_top1"] > 0.5
+    assert [h["step"] for h in result["history"] if "val_top1" in h] == [6, 12]
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["metrics"]["val_top5"] == 1.0  # 4 classes: top-5 is top-4
     assert saved["config"]["optimizer"] == "sgd" and saved["steps"] == 12 and saved["classes"] == list(NAMES)

@@ -109,7 +109,7 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
                     loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
                     jit_compile=jit_compile)
         opt.build(net.trainable_variables)  # so that a checkpoint can be restored into it
-    identity = start.finetuned_identity(net, splits.class_names, output_dir / "model.keras")
+    identity = start.finetuned_identity(net, splits.class_names, output_dir.resolve() / "model.keras")
     if identity is not None:
         net.identity = identity
     size = tuple(net.input_shape[1:3])
@@ -136,8 +136,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
     evaluation_batch = math.ceil(BATCH_SIZE / plan.replicas) * plan.replicas
 
     def evaluation(step):
-        log.evaluation(step, evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch,
-                                               workers=workers))
+        if step < total:  # the final evaluation follows the training
+            log.evaluation(step, evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch,
+                                                   workers=workers))
     timing = dict(first_step=first, total_steps=total, accumulation=grad_accumulation)
     callbacks = [log] + ([state.EverySteps(lambda step: state.save_checkpoint(checkpoint_dir, step, net, opt),
                                            every=checkpoint_every, at_end=True, **timing)] if plan.chief else [])
@@ -152,7 +153,7 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
             with distribute.multiworker_fit(net, plan, [(micro_batch, *size, 3), (micro_batch, splits.num_classes)]):
                 net.fit(batches, epochs=1, steps_per_epoch=(total - first) * grad_accumulation, shuffle=False,
                         verbose=0, callbacks=callbacks)
-        metrics = {"train_loss": log.history[-1]["loss"] if log.history else None}
+        metrics = {"train_loss": next((h["loss"] for h in reversed(log.history) if "loss" in h), None)}
         if val is not None:
             result = evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch, workers=workers)
             log.evaluation(total, result)
