@@ -170,6 +170,26 @@ def test_training_batches_are_a_function_of_the_step():
         assert 0.08 * 1500 * 0.9 <= height * width <= 1500
 
 
+def test_a_dataset_source_is_read_in_order_and_resumed_by_skipping():
+    """A tf.data.Dataset can only be read in order: batch k from a stream started at batch k equals batch k
+    of a stream started at 0, and a batch asked for again after it was dropped is read anew."""
+    import tensorflow as tf
+
+    from vit_zoo.train.data import resolve_data
+    from vit_zoo.train.pipeline import TrainingBatches
+
+    images, labels = toy_arrays(24, size=20)
+    source = resolve_data(tf.data.Dataset.from_tensor_slices((images, labels)), class_names=NAMES).train
+    assert source.kind == "dataset" and source.size == 24
+    batches = lambda first: TrainingBatches(source, num_classes=4, image_size=(16, 16), batch_size=8,  # noqa
+                                            seed=1, first_batch=first)
+    from_zero = batches(0)
+    later = [from_zero[k] for k in range(7)]  # spans the repeat at batch 3
+    np.testing.assert_array_equal(batches(5)[0][0], later[5][0])
+    np.testing.assert_array_equal(from_zero[0][1], later[0][1])  # dropped (more than 4 back), read again
+    np.testing.assert_array_equal(from_zero[0][0], later[0][0])
+
+
 def test_image_folder_classes_val_split_alpha_and_mixed_sizes(tmp_path):
     from PIL import Image
 

@@ -127,19 +127,28 @@ class EpochOrder:
 
 class _InOrder:
     """A ``tf.data.Dataset`` source read in order by whichever thread asks: batch k is the k-th group of
-    ``batch_size`` examples of the seeded shuffle, whatever order the batches are asked for in."""
+    ``batch_size`` examples of the seeded shuffle, whatever order the batches are asked for in. A batch
+    asked for again after it was dropped (Keras re-reads the first batches under ``tf.distribute``) is
+    read anew from a stream restarted at it."""
 
     def __init__(self, source: Source, seed: int, start: int, batch_size: int, shuffle_buffer: int):
-        dataset = source.items.shuffle(min(shuffle_buffer, source.size), seed=seed, reshuffle_each_iteration=True)
-        self.examples = dataset.repeat().skip(start).as_numpy_iterator()
-        self.batch_size, self.next_batch = batch_size, start // batch_size
-        self.batches, self.lock = {}, threading.Lock()
+        self.source, self.seed, self.buffer = source, seed, min(shuffle_buffer, source.size)
+        self.batch_size, self.lock = batch_size, threading.Lock()
+        self._restart(start // batch_size)
+
+    def _restart(self, batch: int):
+        # a new dataset each time: a second iterator over the same one would draw other shuffles
+        stream = self.source.items.shuffle(self.buffer, seed=self.seed, reshuffle_each_iteration=True).repeat()
+        self.examples = stream.skip(batch * self.batch_size).as_numpy_iterator()
+        self.next_batch, self.batches = batch, {}
 
     def batch(self, index: int) -> list:
         with self.lock:
+            if index < self.next_batch and index not in self.batches:
+                self._restart(index)
             while self.next_batch <= index:
                 self.batches[self.next_batch] = [(image, int(label)) for image, label in
                                                  (next(self.examples) for _ in range(self.batch_size))]
                 self.next_batch += 1
-            self.batches = {k: v for k, v in self.batches.items() if k >= index - 4}  # asked for again at most
+            self.batches = {k: v for k, v in self.batches.items() if k >= index - 4}
             return self.batches[index]
