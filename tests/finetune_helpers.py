@@ -28,3 +28,24 @@ def write_folder(root, counts=(6, 6), size=(40, 36), seed=0):
 
 def max_weight_difference(model_a, model_b) -> float:
     return max(float(np.max(np.abs(a - b))) for a, b in zip(model_a.get_weights(), model_b.get_weights()))
+
+
+def write_tfrecord(path, images, labels, names=None, image_key="image/encoded", label_key="image/class/label"):
+    """A TFRecord file of tf.train.Example records (PNG-encoded images, int64 labels, and the class name
+    in ``image/class/text`` when ``names`` is given), written by TensorFlow's own writer."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image, label in zip(images, labels):
+            encoded = io.BytesIO()
+            Image.fromarray(image).save(encoded, format="PNG")
+            feature = {image_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded.getvalue()])),
+                       label_key: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}
+            if names is not None:
+                feature["image/class/text"] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[names[int(label)].encode()]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return path

@@ -196,26 +196,31 @@ def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path, capsys):
         assert store["embeddings"].shape == (2, 32)
 
 
-def test_finetune_then_export_through_the_command_line(tmp_path, capsys):
-    import keras
-    import numpy as np
-
-    import vit_zoo
+def test_finetune_from_a_checkpoint_evaluate_and_export_through_the_command_line(tmp_path, capsys):
+    """vit-zoo finetune DATA --model PATH (a vit_jax .npz of 10 classes; a new 2-class head), then evaluate
+    the saved model on the validation split it held out (the top-1 fine-tuning printed), then export."""
     from conftest import tiny_config
     from finetune_helpers import write_folder
+    from synth_checkpoints import npz_tensors, write_npz
 
     data = write_folder(tmp_path / "data", counts=(6, 6))
-    start = tmp_path / "start.keras"
-    vit_zoo.build(tiny_config(num_classes=2)).save(start)
+    write_folder(tmp_path / "data" / "val", counts=(3, 3), seed=1)
+    start = write_npz(tmp_path / "start.npz", npz_tensors(tiny_config(num_classes=10)))
     code, out, err = run(capsys, "finetune", data, "--model", start, "--steps", "2", "--batch-size", "4",
                          "--output-dir", tmp_path / "run", "--quiet")
     assert code == 0, err
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run_json["steps"] == 2
-    assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
+    assert run_json["steps"] == 2 and run_json["classes"] == ["class_0", "class_1"]
+    top1 = run_json["metrics"]["val_top1"]
+    assert f"saved {tmp_path / 'run' / 'model.keras'} val_top1 {top1:.4f}" in out
+    results = tmp_path / "results.csv"
+    code, out, err = run(capsys, "evaluate", data / "val", "--weights", tmp_path / "run" / "model.keras",
+                         "--quiet", "--results", results)
+    assert code == 0, err
+    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images" in out
+    assert results.read_text().splitlines()[1].split(",")[3] == f"{100 * top1:.3f}"
     exported = tmp_path / "model.tflite"
-    code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite",
-                         "-o", exported)
+    code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite", "-o", exported)
     assert code == 0, err
     result = json.loads(out)
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0

@@ -35,6 +35,7 @@ _PUBLIC = {
     "plot_attention": "vit_zoo.use.attention_plot",
     "embed": "vit_zoo.use.embedding",
     "predict": "vit_zoo.use.prediction",
+    "evaluate": "vit_zoo.use.evaluation",
     "finetune": "vit_zoo.train.finetuning",
     "export": "vit_zoo.exporting",
 }

@@ -16,6 +16,8 @@ def _command_finetune(args):
     else:
         if not args.data:
             raise ValueError("finetune needs DATA (an image-folder tree, TFRecords) or --demo")
+        if args.class_names:
+            args.class_names = [line.strip() for line in open(args.class_names, encoding="utf-8") if line.strip()]
         from vit_zoo.train.finetuning import finetune
 
         options = {key: getattr(args, key) for key in _FINETUNE_OPTIONS if getattr(args, key) is not None}
@@ -29,7 +31,8 @@ def _command_finetune(args):
 _FINETUNE_OPTIONS = ("val_data", "image_size", "batch_size", "steps", "epochs", "optimizer", "learning_rate",
                      "warmup_steps", "momentum", "grad_clip_norm", "weight_decay", "label_smoothing", "mixup",
                      "cutmix", "layer_decay", "freeze_backbone", "drop_path_rate", "precision",
-                     "grad_accumulation", "checkpoint_every", "eval_every", "strategy", "seed")
+                     "grad_accumulation", "checkpoint_every", "eval_every", "strategy", "seed", "workers",
+                     "class_names")
 
 
 def _command_export(args):
@@ -50,7 +53,9 @@ def add_commands(commands) -> None:
     sub.add_argument("data", nargs="?", default=None, help="image folder (class per sub-folder; optional "
                      "train/ and val/), or TFRecord files")
     sub.add_argument("--demo", action="store_true", help="train vit-tiny-16 on generated shapes, offline")
-    sub.add_argument("--model", default="vit-tiny-16", help="NAME[:TAG] or a .keras file (default vit-tiny-16)")
+    sub.add_argument("--model", default="vit-tiny-16", help="NAME[:TAG], or a checkpoint to start from (.npz, Hugging "
+                     "Face folder or file, timm .safetensors, .weights.h5, .keras, hf-hub:REPO); a new head is "
+                     "sized to the data's classes (default vit-tiny-16, from scratch)")
     sub.add_argument("--output-dir", default=None, help="where checkpoints, logs, model.keras and run.json go")
     sub.add_argument("--val-data", default=None, help="validation folder (default: DATA/val or a split)")
     for flag, kind in (("--image-size", int), ("--batch-size", int), ("--steps", int), ("--epochs", float),
@@ -58,11 +63,15 @@ def add_commands(commands) -> None:
                        ("--grad-clip-norm", float), ("--weight-decay", float), ("--label-smoothing", float),
                        ("--mixup", float), ("--cutmix", float), ("--layer-decay", float),
                        ("--drop-path-rate", float), ("--grad-accumulation", int), ("--checkpoint-every", int),
-                       ("--eval-every", int), ("--seed", int), ("--cpu-devices", int)):
+                       ("--eval-every", int), ("--seed", int), ("--cpu-devices", int), ("--workers", int)):
         sub.add_argument(flag, type=kind, default=None)
     sub.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="default sgd (the ViT recipe)")
     sub.add_argument("--precision", choices=("mixed_bfloat16", "mixed_float16"), default=None)
-    sub.add_argument("--strategy", choices=("none", "mirrored", "multiworker", "tpu"), default=None)
+    sub.add_argument("--strategy", default=None, metavar="STRATEGY",
+                     help="none; mirrored, multiworker, tpu (TensorFlow backend); data-parallel, "
+                          "model-parallel[:K] (JAX backend)")
+    sub.add_argument("--class-names", default=None, metavar="FILE",
+                     help="class names, one per line in class-index order (TFRecords without image/class/text)")
     sub.add_argument("--freeze-backbone", action="store_true", default=None, help="linear probe")
     sub.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     sub.add_argument("--quiet", action="store_true", help="no progress output")

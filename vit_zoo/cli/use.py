@@ -1,4 +1,4 @@
-"""``vit-zoo predict``, ``embed``, ``attention``: using a model on images."""
+"""``vit-zoo predict``, ``embed``, ``attention``, ``evaluate``: using a model on images."""
 from __future__ import annotations
 
 import json
@@ -60,6 +60,40 @@ def _command_attention(args):
     print(f"attention rollout overlay of {args.image} → {args.output}")
 
 
+def _command_evaluate(args):
+    from vit_zoo.use.evaluation import evaluate, format_report
+
+    options = {"batch_size": args.batch_size} if args.batch_size else {}
+    result = evaluate(_load_model(args), args.data, ground_truth=args.ground_truth, workers=args.workers,
+                      progress=not args.quiet, results=args.results, **options)
+    print("\n".join(format_report(result)))
+    if args.results:
+        print(f"appended to {args.results}")
+
+
+def _add_evaluate(commands) -> None:
+    sub = commands.add_parser("evaluate", help="top-1/top-5 accuracy, loss and images/s on labelled images")
+    sub.add_argument("data", help="a folder of class folders (class names, or WordNet ids for ImageNet), or a "
+                     "folder of images with --ground-truth")
+    sub.add_argument("--ground-truth", default=None, help="labels of a flat folder: one class index per line "
+                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines")
+    sub.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64)")
+    sub.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: cores, <= 16)")
+    sub.add_argument("--results", default=None, help="append a row to this CSV (model, tag, img_size, top1, "
+                     "top5, images_per_second, examples)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_arguments(sub)
+    sub.set_defaults(run=_command_evaluate)
+
+
+def _add_model_arguments(sub) -> None:
+    sub.add_argument("--model", default=DEFAULT_MODEL,
+                     help=f"NAME[:TAG] of published weights (default {DEFAULT_MODEL}, its default tag)")
+    sub.add_argument("--weights", default=None,
+                     help="a local checkpoint (.npz, Hugging Face dir, timm .safetensors, .weights.h5) "
+                          "or a saved .keras model, instead of downloading")
+
+
 def add_commands(commands) -> None:
     for command, helptext, run in (("predict", "classify images", _command_predict),
                                    ("embed", "embed a folder of images into an HDF5 file", _command_embed),
@@ -79,9 +113,6 @@ def add_commands(commands) -> None:
             sub.add_argument("-o", "--output", required=True, help="output picture (.png)")
             sub.add_argument("--discard-ratio", type=float, default=0.9,
                              help="fraction of the weakest attention discarded in the rollout (default 0.9)")
-        sub.add_argument("--model", default=DEFAULT_MODEL,
-                         help=f"NAME[:TAG] of published weights (default {DEFAULT_MODEL}, its default tag)")
-        sub.add_argument("--weights", default=None,
-                         help="a local checkpoint (.npz, Hugging Face dir, timm .safetensors, .weights.h5) "
-                              "or a saved .keras model, instead of downloading")
+        _add_model_arguments(sub)
         sub.set_defaults(run=run)
+    _add_evaluate(commands)

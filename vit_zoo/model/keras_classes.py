@@ -6,6 +6,11 @@ with it TensorFlow: seconds of start-up for code that only downloads or lists we
 ``register_when_keras_loads()``: if Keras is imported already, the classes are registered at once;
 otherwise a one-shot import hook registers them right after Keras finishes importing, whoever imports it.
 This module imports nothing from Keras itself.
+
+The hook runs while the module that first imported Keras is still half-initialised, so the modules below
+import other vit_zoo modules that use Keras as modules (``from vit_zoo.model import resample``), never
+names from them; names come from Keras-free modules (``vit_zoo.model.names``) or are imported inside
+functions.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import sys
 
 # Modules that define Keras-serialisable classes (``@keras.saving.register_keras_serializable``).
 KERAS_CLASS_MODULES = ("vit_zoo.model.layers", "vit_zoo.model.vision_transformer", "vit_zoo.use.features",
-                       "vit_zoo.train.schedules")
+                       "vit_zoo.train.optimizers")
 
 
 def register() -> None:

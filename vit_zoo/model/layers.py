@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from vit_zoo.model.resample import resample_grid
+from vit_zoo.model import resample  # a module, not its names (see vit_zoo.model.keras_classes)
 
 _register = keras.saving.register_keras_serializable(package="vit_zoo")
 
@@ -78,7 +78,7 @@ class PositionEmbedding(keras.layers.Layer):
             width = embeddings.shape[-1]
             prefix = embeddings[:, : self.num_prefix_tokens]
             patches = ops.reshape(embeddings[0, self.num_prefix_tokens:], (*self.grid_size, width))
-            patches = resample_grid(patches, target, self.resampling)
+            patches = resample.resample_grid(patches, target, self.resampling)
             patches = ops.reshape(patches, (1, -1, width))
             embeddings = ops.concatenate([prefix, patches], axis=1)
         return tokens + embeddings

@@ -1,2 +1,2 @@
-"""Training: fine-tuning, its data pipeline, schedules, mixing, resumable state, logging, distribution
-and the offline demo."""
+"""Training: fine-tuning through Keras' ``fit`` on every backend, its data sources and input pipeline,
+optimizers and schedule, mixing, checkpoints, logging, distribution and the offline demo."""

@@ -1,7 +1,10 @@
-"""Where fine-tuning data comes from: an image-folder tree, TFRecords, arrays or a ``tf.data.Dataset``,
-checked up front so that bad data fails (or warns) before training starts, naming the files.
+"""Where fine-tuning data comes from: an image-folder tree, ``(images, labels)`` arrays, TFRecord files or
+a ``tf.data.Dataset``, checked up front so that bad data fails (or warns) before training starts, naming
+the files.
 
-A source is one split in a fixed order; ``vit_zoo.train.pipeline`` shuffles, decodes and augments it.
+A ``Source`` is one split in a fixed order. Every image is decoded by the one decoder of
+``vit_zoo.use.images`` (Pillow; grayscale to RGB, alpha composited over white), in training and in
+evaluation alike. ``vit_zoo.train.pipeline`` shuffles, crops and batches a source.
 """
 from __future__ import annotations
 
@@ -9,65 +12,115 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# Formats tf.io.decode_image reads; others are skipped with a warning (convert them to JPEG or PNG).
-DECODABLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+from vit_zoo.use.images import IMAGE_SUFFIXES, load_image
+
 VAL_FOLDERS = ("val", "validation")
 FULL_CHECK_LIMIT = 20_000  # folders up to this many files are fully decoded once by the check
-TFRECORD_KEYS = ("image/encoded", "image/class/label")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 @dataclasses.dataclass
 class Source:
     """One split. ``kind``: ``"files"`` (``items``: paths), ``"arrays"`` (``items``: (N, H, W, 3) uint8),
-    ``"tfrecord"`` (``items``: record file names) or ``"dataset"`` (``items``: an unbatched
-    ``tf.data.Dataset`` of (image (H, W, 3), label)). ``labels``: (N,) int64 for files and arrays."""
+    ``"tfrecord"`` (``items``: a ``vit_zoo.train.tfrecords.RecordIndex``) or ``"dataset"`` (``items``: an
+    unbatched ``tf.data.Dataset`` of (image (H, W, C), label); read in order only). ``labels``: (N,) int64
+    class indices (None for a dataset). ``class_names``: the names the data itself gives (folder names,
+    TFRecord ``image/class/text``), else None."""
     kind: str
     items: object
     labels: Optional[np.ndarray]
     size: int
     where: str
-    tfrecord_keys: Tuple[str, str] = TFRECORD_KEYS
+    class_names: Optional[List[str]] = None
     notes: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def random_access(self) -> bool:
+        return self.kind != "dataset"
+
+    def raw(self, index: int):
+        """Example ``index`` as the decoder takes it: a path, an (H, W, 3) uint8 array or encoded bytes."""
+        return self.items.image_bytes(index) if self.kind == "tfrecord" else self.items[index]
+
+    def image(self, raw) -> np.ndarray:
+        """A raw example → (H, W, 3) uint8 RGB (``vit_zoo.use.images.load_image``)."""
+        image = load_image(raw, where=f"an image of {self.where}")
+        return image if image.dtype == np.uint8 else np.round(image).astype(np.uint8)
+
+    def pairs(self) -> Iterator[Tuple[object, int]]:
+        """(raw example, label) in the split's order, once."""
+        if self.random_access:
+            return ((self.raw(i), int(label)) for i, label in enumerate(self.labels))
+        return ((np.asarray(image), int(label)) for image, label in self.items.as_numpy_iterator())
 
     def summary(self) -> dict:
         return {"kind": self.kind, "where": self.where, "examples": self.size, "notes": self.notes}
 
 
-def resolve_data(data, val_data=None, *, num_classes: Optional[int] = None, val_fraction: float = 0.1,
-                 seed: int = 0, image_size: Optional[int] = None):
-    """``data`` (and ``val_data``) → (train Source, val Source or None, class names).
+@dataclasses.dataclass
+class Splits:
+    """What ``resolve_data`` found: the splits, the number of classes and their names (None: unknown)."""
+    train: Source
+    val: Optional[Source]
+    num_classes: int
+    class_names: Optional[List[str]]
 
-    data: an image-folder root (``ROOT/CLASS/*.jpg``, or ``ROOT/train/CLASS`` with ``ROOT/val/CLASS``),
-        a ``.tfrecord`` file / glob / list of them (tf.train.Example with ``image/encoded`` bytes and
-        ``image/class/label`` int64), a ``(images, labels)`` pair of arrays ((N, H, W, 3) uint8 or float
-        in [0, 255], (N,) ints) or an unbatched ``tf.data.Dataset`` of ``(image, label)``.
+
+def resolve_data(data, val_data=None, *, num_classes: Optional[int] = None,
+                 class_names: Optional[Sequence[str]] = None, val_fraction: float = 0.1, seed: int = 0,
+                 image_size: Optional[int] = None) -> Splits:
+    """``data`` (and ``val_data``) → the splits, class count and class names.
+
+    data: an image-folder root (``ROOT/CLASS/*.jpg``, or ``ROOT/train/CLASS`` with ``ROOT/val/CLASS``;
+        the class names are the folder names), ``.tfrecord`` file(s) (a path, glob or list; see
+        ``vit_zoo.train.tfrecords``), a ``(images, labels)`` pair of arrays ((N, H, W, 3) uint8 or float in
+        [0, 255], (N,) ints) or an unbatched ``tf.data.Dataset`` of ``(image, label)``.
+    class_names: the names of classes 0, 1, ... for arrays, datasets and TFRecords without
+        ``image/class/text`` (one per class; fixes the class count).
     A folder without a ``val/`` split gives up a stratified ``val_fraction`` of its files (seeded).
     """
     if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-        root = Path(data)
-        train_root = root / "train" if (root / "train").is_dir() else root
-        val_root = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
-        classes = class_folders(train_root)
-        train = scan_folder(train_root, classes, image_size)
-        if val_data is not None:
-            val = resolve_data(val_data, num_classes=len(classes), image_size=image_size)[0]
-        elif val_root is not None:
-            unknown = sorted(set(class_folders(val_root, minimum=1)) - set(classes))
-            if unknown:
-                raise ValueError(f"'{val_root}' has class folders that '{train_root}' lacks: {unknown}; the "
-                                 f"validation classes must be a subset of the training classes {classes}")
-            val = scan_folder(val_root, classes, image_size, allow_missing=True)
-        else:
-            train, val = split_off(train, val_fraction, seed)
-        return train, val, classes
+        return _folder_splits(Path(data), val_data, class_names, val_fraction, seed, image_size)
     train = _other_source(data, "data")
     val = _other_source(val_data, "val_data") if val_data is not None else None
-    labels_known = num_classes or _count_classes(train)
-    return train, val, [str(i) for i in range(labels_known)]
+    names = list(class_names) if class_names is not None else train.class_names
+    count = len(names) if names is not None else (num_classes or _count_classes(train))
+    if num_classes is not None and num_classes != count:
+        raise ValueError(f"num_classes={num_classes} but {len(names)} class names are known "
+                         f"({names[:5]}...); drop num_classes or pass matching class_names")
+    for source in (train, val):
+        if source is not None and source.labels is not None and int(source.labels.max()) >= count:
+            raise ValueError(f"{source.where} has label {int(source.labels.max())}, but there are {count} "
+                             f"classes; pass class_names (or num_classes) covering every label")
+    if count < 2:
+        raise ValueError(f"{train.where}: all labels are 0; classification needs at least 2 classes")
+    return Splits(train, val, count, names)
+
+
+def _folder_splits(root: Path, val_data, class_names, val_fraction, seed, image_size) -> Splits:
+    if class_names is not None:
+        raise ValueError(f"class_names= is for arrays, datasets and TFRecords; the classes of the image "
+                         f"folder '{root}' are its sub-folder names")
+    train_root = root / "train" if (root / "train").is_dir() else root
+    val_root = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
+    classes = class_folders(train_root)
+    train = scan_folder(train_root, classes, image_size)
+    if val_data is not None:
+        val = _folder_splits(Path(val_data), None, None, val_fraction, seed, image_size).train \
+            if Path(val_data).is_dir() else _other_source(val_data, "val_data")
+    elif val_root is not None:
+        unknown = sorted(set(class_folders(val_root, minimum=1)) - set(classes))
+        if unknown:
+            raise ValueError(f"'{val_root}' has class folders that '{train_root}' lacks: {unknown}; the "
+                             f"validation classes must be a subset of the training classes {classes}")
+        val = scan_folder(val_root, classes, image_size, allow_missing=True)
+    else:
+        train, val = split_off(train, val_fraction, seed)
+    return Splits(train, val, len(classes), classes)
 
 
 def class_folders(root: Path, minimum: int = 2) -> List[str]:
@@ -96,7 +149,7 @@ def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missi
     (or, in a validation split, ``allow_missing``, a note)."""
     from PIL import Image
 
-    paths, labels, skipped, sizes, notes = [], [], [], [], []
+    paths, labels, skipped, sizes, notes, alpha = [], [], [], [], [], 0
     full_check = sum(1 for _ in root.rglob("*")) <= FULL_CHECK_LIMIT
     for label, name in enumerate(classes):
         folder = root / name
@@ -104,12 +157,14 @@ def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missi
             if folder.is_dir() else []
         kept, skipped_before = 0, len(skipped)
         for path in files:
-            if path.suffix.lower() not in DECODABLE_SUFFIXES:
-                skipped.append(f"{path} (format {path.suffix or 'unknown'} not supported: use JPEG/PNG/GIF/BMP)")
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(f"{path} (not an image file: {path.suffix or 'no suffix'}; expected one of "
+                               f"{', '.join(IMAGE_SUFFIXES)})")
                 continue
             try:
                 with Image.open(path) as image:
                     sizes.append(image.size)
+                    alpha += image.mode in _ALPHA_MODES or "transparency" in image.info
                     if full_check:
                         image.load()
             except Exception as error:  # noqa: BLE001 — any decoder failure means the same to the user
@@ -131,14 +186,14 @@ def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missi
         notes.append(f"skipped {len(skipped)} unusable file(s)")
     if not paths:
         raise ValueError(f"no usable images in '{root}'")
+    if alpha:
+        notes.append(f"{alpha} image(s) have an alpha channel: composited over white")
     notes.extend(_size_notes(sizes, image_size, root))
-    return Source("files", paths, np.asarray(labels, np.int64), len(paths), str(root), notes=notes)
+    return Source("files", paths, np.asarray(labels, np.int64), len(paths), str(root), list(classes), notes)
 
 
 def _size_notes(sizes, image_size, root) -> List[str]:
     """Mixed sizes are fine (every image is cropped and resized); say so, and warn about upscaling."""
-    if not sizes:
-        return []
     widths, heights = zip(*sizes)
     notes = []
     if len(set(sizes)) > 1:
@@ -177,32 +232,29 @@ def split_off(source: Source, fraction: float, seed: int):
 
 
 def _other_source(data, argument: str) -> Source:
-    import tensorflow as tf
-
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(f"{argument}: a tf.data.Dataset must yield (image, label) pairs, got {spec}")
-        if spec[0].shape.rank != 3:
-            raise ValueError(f"{argument}: the dataset yields images of shape {spec[0].shape}; expected "
-                             f"unbatched (H, W, 3) images — call .unbatch() (the batch size is finetune's)")
-        size = int(data.cardinality())
-        if size < 0:
-            size = int(data.reduce(np.int64(0), lambda count, _: count + 1))
-        return Source("dataset", data, None, size, f"a tf.data.Dataset ({argument})")
     if isinstance(data, tuple) and len(data) == 2:
         return _array_source(*data, argument)
     if isinstance(data, (str, os.PathLike, list)):
-        files = sorted(tf.io.gfile.glob(str(data))) if not isinstance(data, list) else [str(f) for f in data]
-        if not files:
-            raise FileNotFoundError(f"{argument}: no such folder or TFRecord file(s): {data!r}; expected an "
-                                    f"image folder (one sub-folder per class) or .tfrecord files")
-        size = sum(1 for _ in tf.data.TFRecordDataset(files))
-        if size == 0:
-            raise ValueError(f"{argument}: the TFRecord file(s) {files[:3]} hold no records")
-        return Source("tfrecord", files, None, size, ", ".join(files[:3]) + (" ..." if len(files) > 3 else ""))
+        from vit_zoo.train.tfrecords import tfrecord_source
+
+        return tfrecord_source(data, argument)
+    if type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec"):
+        return _dataset_source(data, argument)
     raise TypeError(f"{argument} must be an image folder, TFRecord file(s), an (images, labels) pair or a "
                     f"tf.data.Dataset, got {type(data).__name__}")
+
+
+def _dataset_source(data, argument: str) -> Source:
+    spec = data.element_spec
+    if not (isinstance(spec, tuple) and len(spec) == 2):
+        raise ValueError(f"{argument}: a tf.data.Dataset must yield (image, label) pairs, got {spec}")
+    if spec[0].shape.rank != 3:
+        raise ValueError(f"{argument}: the dataset yields images of shape {spec[0].shape}; expected "
+                         f"unbatched (H, W, C) images — call .unbatch() (the batch size is finetune's)")
+    size = int(data.cardinality())
+    if size < 0:  # unknown: count the labels (the images are not decoded)
+        size = sum(1 for _ in data.map(lambda image, label: label).as_numpy_iterator())
+    return Source("dataset", data, None, size, f"a tf.data.Dataset ({argument})")
 
 
 def _array_source(images, labels, argument: str) -> Source:
@@ -214,8 +266,8 @@ def _array_source(images, labels, argument: str) -> Source:
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{argument}: images must be (N, H, W, 3), got shape {images.shape}")
-    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{argument}: labels must be (N,) integers with N = {images.shape[0]}, got "
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError(f"{argument}: labels must be (N,) integers >= 0 with N = {images.shape[0]}, got "
                          f"{labels.dtype} {labels.shape}")
     if images.dtype != np.uint8:
         if images.min() < 0 or images.max() > 255:
@@ -226,18 +278,7 @@ def _array_source(images, labels, argument: str) -> Source:
 
 
 def _count_classes(source: Source) -> int:
-    """Number of classes = largest label + 1 (one pass over a TFRecord / Dataset source)."""
-    import tensorflow as tf
-
+    """Number of classes = largest label + 1 (one pass over a Dataset source)."""
     if source.labels is not None:
-        largest = int(source.labels.max())
-    elif source.kind == "dataset":
-        largest = int(source.items.reduce(np.int64(-1), lambda m, e: tf.maximum(m, tf.cast(e[1], tf.int64))))
-    else:
-        label_key = source.tfrecord_keys[1]
-        parse = lambda r: tf.io.parse_single_example(r, {label_key: tf.io.FixedLenFeature([], tf.int64)})  # noqa
-        largest = int(tf.data.TFRecordDataset(source.items).map(parse).reduce(
-            np.int64(-1), lambda m, e: tf.maximum(m, e[label_key])))
-    if largest < 1:
-        raise ValueError(f"{source.where}: all labels are {largest}; classification needs at least 2 classes")
-    return largest + 1
+        return int(source.labels.max()) + 1
+    return 1 + max(int(label) for label in source.items.map(lambda image, label: label).as_numpy_iterator())

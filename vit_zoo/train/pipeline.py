@@ -1,140 +1,154 @@
-"""The ``tf.data`` pipeline of fine-tuning: an endless, exactly reproducible stream of augmented batches.
+"""The training input of fine-tuning: an endless ``keras.utils.PyDataset`` whose batch k is a pure
+function of (seed, k), for every Keras backend.
 
-Every example of the stream is a pure function of (seed, its global position): epoch ``e`` visits the
-split in a permutation seeded by (seed, e), and its random-resized crop and flip are drawn with stateless
-ops seeded by (seed, position). So resuming at step ``s`` only needs ``s``: the stream restarts at
-position ``s * global_batch`` without reading what came before (for folders and arrays; TFRecord and
-Dataset sources are shuffled with a seeded buffer and skipped record by record, before decoding).
+Stream position p (batch k holds positions ``[k * b, (k + 1) * b)``) is example ``order_e[p mod N]`` of
+epoch ``e = p // N``, where ``order_e`` is a permutation drawn from a NumPy generator seeded by (seed, e);
+its random-resized crop and flip are drawn from a generator seeded by (seed, p). So resuming at batch k
+needs only k: nothing before it is read again. (A ``tf.data.Dataset`` source can only be read in order:
+it is shuffled by a seeded ``tf.data`` buffer and, on resume, skipped to the position before decoding.)
 
-Distribution: global batch ``k`` holds positions ``[k * B, (k + 1) * B)`` whatever the number of
-replicas; input pipeline ``w`` of ``W`` takes its contiguous share of each global batch and splits it
-into per-replica batches, so the replicas together see exactly the single-device batch.
+Images are decoded by ``vit_zoo.use.images`` (Pillow) in a thread pool, cropped and resized with Pillow
+(``Image.resize`` with a box: antialiased, as torchvision's ``RandomResizedCrop`` on PIL images), then
+mixed (``vit_zoo.train.mixing``) per batch. Batches are ``(images (b, H, W, 3) float32 in [0, 255],
+targets (b, C) float32)``: one-hot, or soft after mixup/cutmix.
 """
 from __future__ import annotations
 
-from typing import Tuple
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Tuple
 
-import tensorflow as tf
+import keras
+import numpy as np
+from PIL import Image
 
+from vit_zoo.train import mixing
 from vit_zoo.train.data import Source
+from vit_zoo.use.images import decoding_threads
 
-AUTOTUNE = tf.data.AUTOTUNE
-
-
-def training_stream(source: Source, *, image_size: Tuple[int, int], global_batch: int, start_step: int = 0,
-                    seed: int = 0, crop_area=(0.08, 1.0), flip: bool = True, input_context=None,
-                    shuffle_buffer: int = 10_000) -> tf.data.Dataset:
-    """Endless (images (b, H, W, 3) float32 in [0, 255], labels (b,) int64) batches from step
-    ``start_step`` on; b = global_batch, or the per-replica share with an ``input_context``."""
-    start = start_step * global_batch
-    indexed = _stream_from(source, seed, start, shuffle_buffer)
-    stream = tf.data.Dataset.zip(tf.data.Dataset.range(start, 2 ** 62), indexed).map(
-        lambda position, item: (position, item[0], item[1]))  # (position, raw, label)
-    pipelines, pipeline_id, per_replica = 1, 0, global_batch
-    if input_context is not None:
-        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
-        per_replica = input_context.get_per_replica_batch_size(global_batch)
-    share = global_batch // pipelines
-    if pipelines > 1:  # this pipeline's contiguous slice of every global batch, before any decoding
-        stream = stream.batch(global_batch, drop_remainder=True).map(
-            lambda p, r, y: (p[pipeline_id * share:(pipeline_id + 1) * share],
-                             r[pipeline_id * share:(pipeline_id + 1) * share],
-                             y[pipeline_id * share:(pipeline_id + 1) * share])).unbatch()
-    decode = _decoder(source)
-    size = tf.constant(image_size, tf.int32)
-
-    def example(position, raw, label):
-        image = decode(raw)
-        key = tf.stack([tf.cast(seed, tf.int64), position])
-        image = random_resized_crop(image, size, key, crop_area)
-        if flip:
-            image = tf.image.stateless_random_flip_left_right(image, seed=key + 1)
-        return image, label
-
-    options = tf.data.Options()
-    options.deterministic = True
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return (stream.map(example, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE).with_options(options))
+_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+_MIX_STREAM = 1  # the generator of a batch's mixing is seeded by (seed, batch, _MIX_STREAM)
 
 
-def eval_batches(source: Source, *, image_size: Tuple[int, int], batch_size: int) -> tf.data.Dataset:
-    """One pass over the split: (images (b, H, W, 3) float32 in [0, 255], labels (b,)); each image
-    resized straight to the model's size (the vit_jax evaluation transform); the last batch may be short."""
-    decode = _decoder(source)
-    size = tf.constant(image_size, tf.int32)
-    resize = lambda raw, y: (tf.image.resize(tf.cast(decode(raw), tf.float32), size), y)  # noqa: E731
-    return (_one_epoch(source).map(resize, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(batch_size).prefetch(AUTOTUNE))
+class TrainingBatches(keras.utils.PyDataset):
+    """Endless batches of ``batch_size`` from ``source``, starting at batch ``first_batch``.
+
+    Args:
+        source: the training split. num_classes: the width of the targets.
+        image_size: (H, W) of the crops. crop_area: (min, max) area fraction of the random crop.
+        flip: random horizontal flips. interpolation: "bilinear" or "bicubic" (Pillow).
+        mixup, cutmix: Beta alphas (0: off).
+        workers: decoding threads (default ``vit_zoo.use.images.decoding_threads()``).
+    """
+
+    def __init__(self, source: Source, *, num_classes: int, image_size: Tuple[int, int], batch_size: int,
+                 seed: int = 0, first_batch: int = 0, crop_area=(0.08, 1.0), flip: bool = True,
+                 interpolation: str = "bilinear", mixup: float = 0.0, cutmix: float = 0.0,
+                 workers: Optional[int] = None, shuffle_buffer: int = 10_000):
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=2)
+        self.source, self.num_classes, self.size = source, num_classes, tuple(image_size)
+        self.batch_size, self.seed, self.first_batch = int(batch_size), int(seed), int(first_batch)
+        self.crop_area, self.flip, self.mixup, self.cutmix = tuple(crop_area), flip, mixup, cutmix
+        self.resample = _FILTERS[interpolation]
+        self.pool = ThreadPoolExecutor(workers or decoding_threads(), thread_name_prefix="vit_zoo-decode")
+        self.order = EpochOrder(source.size, seed) if source.random_access else None
+        self.reader = None if source.random_access else _InOrder(
+            source, seed, first_batch * batch_size, batch_size, shuffle_buffer)
+
+    @property
+    def num_batches(self):
+        return None  # endless: fit's steps_per_epoch ends the run
+
+    def __getitem__(self, index: int):
+        batch = self.first_batch + int(index)
+        positions = range(batch * self.batch_size, (batch + 1) * self.batch_size)
+        if self.order is not None:
+            examples = [(self.source.raw(i), self.source.labels[i]) for i in self.order.examples(positions)]
+        else:
+            examples = self.reader.batch(batch)
+        images = np.stack(list(self.pool.map(self.augment, [raw for raw, _ in examples], positions)))
+        targets = np.eye(self.num_classes, dtype=np.float32)[[label for _, label in examples]]
+        rng = np.random.default_rng([self.seed, batch, _MIX_STREAM])
+        return mixing.mix_batch(images, targets, rng, self.mixup, self.cutmix)
+
+    def augment(self, raw, position: int) -> np.ndarray:
+        """One example → its random-resized crop (and flip): (H, W, 3) float32 in [0, 255]."""
+        image = self.source.image(raw)
+        rng = np.random.default_rng([self.seed, position])
+        top, left, height, width = crop_box(image.shape[0], image.shape[1], rng, self.crop_area)
+        crop = Image.fromarray(image).resize(self.size[::-1], self.resample,
+                                             box=(left, top, left + width, top + height))
+        pixels = np.asarray(crop, np.float32)
+        return pixels[:, ::-1] if self.flip and rng.random() < 0.5 else pixels
+
+    def __del__(self):
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
-def random_resized_crop(image, size, key, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Inception-style crop (a random box of ``area`` of the image and aspect ``ratio``) resized to
-    ``size`` bilinearly: (h, w, 3) uint8/float → (H, W, 3) float32 in [0, 255]; stateless in ``key``."""
-    begin, box, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=key,
-        min_object_covered=0.0, aspect_ratio_range=ratio, area_range=area, max_attempts=10,
-        use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, box)
-    return tf.image.resize(tf.cast(crop, tf.float32), size)
+def crop_box(height: int, width: int, rng: np.random.Generator, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """The Inception random crop as torchvision's ``RandomResizedCrop.get_params`` draws it: (top, left,
+    crop height, crop width) covering ``area`` of the image with aspect ``ratio`` (10 tries, then the
+    central crop of the closest aspect)."""
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = height * width * rng.uniform(*area)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        crop_w, crop_h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            return int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1)), crop_h, crop_w
+    crop_w, crop_h = width, height
+    if width / height < min(ratio):
+        crop_h = int(round(width / min(ratio)))
+    elif width / height > max(ratio):
+        crop_w = int(round(height * max(ratio)))
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
-# --------------------------------------------------------------------------------------------------
-def _one_epoch(source: Source) -> tf.data.Dataset:
-    """The split in its fixed order as (raw, label): raw is a path, an image or a serialized record."""
-    if source.kind in ("files", "arrays"):
-        return tf.data.Dataset.from_tensor_slices((source.items, source.labels))
-    if source.kind == "tfrecord":
-        return tf.data.TFRecordDataset(source.items).map(_record_label(source))
-    return source.items.map(lambda image, label: (image, tf.cast(label, tf.int64)))
+class EpochOrder:
+    """Stream position → example index: epoch e visits the split in a permutation seeded by (seed, e)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+        self.cache, self.lock = {}, threading.Lock()
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        with self.lock:
+            if epoch not in self.cache:
+                self.cache = {e: p for e, p in self.cache.items() if e >= epoch - 1}
+                self.cache[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            return self.cache[epoch]
+
+    def examples(self, positions) -> list:
+        return [int(self.permutation(p // self.size)[p % self.size]) for p in positions]
 
 
-def _stream_from(source: Source, seed: int, start: int, shuffle_buffer: int) -> tf.data.Dataset:
-    """(raw, label) from stream position ``start`` on: the epochs concatenated, each in its own order."""
-    if source.kind in ("files", "arrays"):
-        items, labels = tf.constant(source.items), tf.constant(source.labels)
+class _InOrder:
+    """A ``tf.data.Dataset`` source read in order by whichever thread asks: batch k is the k-th group of
+    ``batch_size`` examples of the seeded shuffle, whatever order the batches are asked for in. A batch
+    asked for again after it was dropped (Keras re-reads the first batches under ``tf.distribute``) is
+    read anew from a stream restarted at it."""
 
-        def epoch(e):  # a permutation seeded by (seed, epoch): epoch e can start without epochs 0..e-1
-            order = tf.argsort(tf.random.stateless_uniform([source.size], seed=tf.stack([seed, e])))
-            return tf.data.Dataset.from_tensor_slices(order).map(
-                lambda i: (tf.gather(items, i), tf.gather(labels, i)))
-        return tf.data.Dataset.range(start // source.size, 2 ** 62).flat_map(epoch).skip(start % source.size)
-    # Sequential sources: a seeded shuffle buffer, reshuffled each epoch in a fixed sequence; resuming
-    # replays the record reads (not the decoding) up to ``start``.
-    return (_one_epoch(source).shuffle(min(shuffle_buffer, source.size), seed=seed, reshuffle_each_iteration=True)
-            .repeat().skip(start))
+    def __init__(self, source: Source, seed: int, start: int, batch_size: int, shuffle_buffer: int):
+        self.source, self.seed, self.buffer = source, seed, min(shuffle_buffer, source.size)
+        self.batch_size, self.lock = batch_size, threading.Lock()
+        self._restart(start // batch_size)
 
+    def _restart(self, batch: int):
+        # a new dataset each time: a second iterator over the same one would draw other shuffles
+        stream = self.source.items.shuffle(self.buffer, seed=self.seed, reshuffle_each_iteration=True).repeat()
+        self.examples = stream.skip(batch * self.batch_size).as_numpy_iterator()
+        self.next_batch, self.batches = batch, {}
 
-def _record_label(source: Source):
-    image_key, label_key = source.tfrecord_keys
-    features = {image_key: tf.io.FixedLenFeature([], tf.string), label_key: tf.io.FixedLenFeature([], tf.int64)}
-
-    def parse(record):
-        example = tf.io.parse_single_example(record, features)
-        return example[image_key], example[label_key]
-    return parse
-
-
-def _decoder(source: Source):
-    """raw → (h, w, 3) uint8 (files: read + decode; records: decode; arrays: as is)."""
-    def decode_bytes(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return image
-
-    if source.kind == "files":
-        return lambda path: decode_bytes(tf.io.read_file(path))
-    if source.kind == "tfrecord":
-        return decode_bytes
-    return _as_rgb
-
-
-def _as_rgb(image):
-    """Dataset / array images: (h, w, 3) or (h, w, 1), uint8 or float in [0, 255]."""
-    if image.shape.rank == 3 and image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    return image
-
-
-def steps_per_epoch(source: Source, global_batch: int) -> int:
-    return max(1, source.size // global_batch)
+    def batch(self, index: int) -> list:
+        with self.lock:
+            if index < self.next_batch and index not in self.batches:
+                self._restart(index)
+            while self.next_batch <= index:
+                self.batches[self.next_batch] = [(image, int(label)) for image, label in
+                                                 (next(self.examples) for _ in range(self.batch_size))]
+                self.next_batch += 1
+            self.batches = {k: v for k, v in self.batches.items() if k >= index - 4}
+            return self.batches[index]

@@ -1,16 +1,26 @@
-"""Checkpoints of a fine-tuning run: every model variable (weights, and the random-generator states of
-dropout / drop-path), every optimizer variable (step counter, momenta, loss scale) and the step — which
-also fixes the data position (see ``vit_zoo.train.pipeline``). Written as ``ckpt-{step:08d}.npz``
-through a temporary file and an atomic rename, so a kill leaves either the old or the new checkpoint."""
+"""Checkpoints of a fine-tuning run, and the callback that acts every N steps of ``fit``.
+
+A checkpoint holds every model variable (weights, and the random-generator states of dropout /
+drop-path), every optimizer variable (step counter, momenta, accumulators, loss scale) and the step —
+which also fixes the data position (see ``vit_zoo.train.pipeline``). It is one ``ckpt-{step:08d}.npz``
+written to a temporary name and renamed, so a kill leaves either the old or the new checkpoint.
+
+Why not ``keras.callbacks.BackupAndRestore``: it records the batch but restores only the epoch (a run
+killed mid-epoch restarts that epoch from its first batch, with weights from later in it), and it writes
+the weights and its metadata as two files, one after the other. Here a checkpoint is one file and the
+resumed run continues at exactly the next batch.
+"""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+import keras
 import numpy as np
+
+from vit_zoo.files import write_atomically
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.npz$")
 
@@ -18,22 +28,12 @@ _NAME = re.compile(r"^ckpt-(\d{8})\.npz$")
 def save_checkpoint(directory, step: int, model, optimizer, keep: int = 2) -> Path:
     """Write the state after ``step`` optimizer steps; keep the newest ``keep`` checkpoints."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = {f"model/{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
-    arrays.update({f"optimizer/{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays = {f"model/{i:05d}": np.asarray(keras.ops.convert_to_numpy(v)) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer/{i:05d}": np.asarray(keras.ops.convert_to_numpy(v))
+                   for i, v in enumerate(optimizer.variables)})
     arrays["step"] = np.asarray(step, np.int64)
     arrays["paths"] = np.asarray(json.dumps([v.path for v in model.variables]))
-    target = directory / f"ckpt-{step:08d}.npz"
-    temporary = directory / f".ckpt-{step:08d}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    target = write_atomically(directory / f"ckpt-{step:08d}.npz", lambda handle: np.savez(handle, **arrays))
     for old in sorted(p for p in directory.iterdir() if _NAME.match(p.name))[:-keep]:
         old.unlink()
     return target
@@ -75,3 +75,31 @@ def restore_checkpoint(path, model, optimizer) -> int:
     for key, variable in pairs:
         variable.assign(saved[key])
     return int(saved["step"])
+
+
+def sync_model_state(model) -> None:
+    """Make the model's and optimizer's variables current inside ``fit`` (the JAX trainer keeps them in a
+    state tuple between steps; other backends update the variables in place)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
+class EverySteps(keras.callbacks.Callback):
+    """Calls ``action(step)`` after every ``every``-th optimizer step of a ``fit`` (and after the last one,
+    step ``total_steps``, when ``at_end``), with the model's variables current. ``fit`` batches are
+    micro-batches: ``accumulation`` of them make one step; ``first_step``: where this ``fit`` started."""
+
+    def __init__(self, action: Callable[[int], None], *, every: Optional[int], first_step: int, total_steps: int,
+                 accumulation: int = 1, at_end: bool = False):
+        super().__init__()
+        self.action, self.every, self.first_step, self.total = action, every, first_step, total_steps
+        self.accumulation, self.at_end = accumulation, at_end
+
+    def on_train_batch_end(self, batch, logs=None):
+        done, partial = divmod(batch + 1, self.accumulation)
+        step = self.first_step + done
+        if partial or not ((self.at_end and step == self.total) or (self.every and step % self.every == 0)):
+            return
+        sync_model_state(self.model)
+        self.action(step)

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from vit_zoo.model import layers as vit_layers
-from vit_zoo.model.builder import block_name
+from vit_zoo.model.names import block_name
 
 OUTPUTS = ("tokens", "spatial", "cls")
 

@@ -12,6 +12,7 @@ first frame.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -26,6 +27,12 @@ MAX_PIXELS = 89_478_485
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def decoding_threads() -> int:
+    """Threads that decode images in parallel by default: the machine's cores, at most 16 (Pillow
+    releases the GIL while it decodes and resizes)."""
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 class ImageReadError(ValueError):
@@ -47,25 +54,35 @@ def read_image_file(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if path.is_dir():
         raise ImageReadError(f"'{path}' is a folder, not an image file; pass the image files in it "
                              f"(vit_zoo.embed takes a folder)")
+    return _decode(path, f"'{path}'", max_pixels)
+
+
+def decode_image_bytes(data: bytes, where: str = "the image bytes", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ... bytes, e.g. a TFRecord's ``image/encoded``) exactly as
+    ``read_image_file`` decodes a file: (H, W, 3) uint8 RGB. ``where`` names it in errors."""
+    return _decode(io.BytesIO(bytes(data)), where, max_pixels)
+
+
+def _decode(source, where: str, max_pixels: int) -> np.ndarray:
     try:
-        with Image.open(path) as image:  # reads the header only
-            _check_pixel_count(image.size, max_pixels, f"'{path}'")
+        with Image.open(source) as image:  # reads the header only
+            _check_pixel_count(image.size, max_pixels, where)
             image.load()
-            return pil_to_rgb_array(image, f"'{path}'")
+            return pil_to_rgb_array(image, where)
     except (ImageReadError, PermissionError):
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(f"cannot read '{path}' as an image: Pillow does not recognise its format "
+        raise ImageReadError(f"cannot read {where} as an image: Pillow does not recognise its format "
                              f"(expected JPEG, PNG, GIF, BMP, TIFF, WebP, ...)") from None
     except Image.DecompressionBombError as error:  # Pillow's own hard limit (2 × Image.MAX_IMAGE_PIXELS)
         found = re.search(r"\((\d+) pixels\)", str(error))
         pixels = int(found.group(1)) if found else None
         if pixels is not None and pixels <= max_pixels:
-            raise ImageReadError(f"'{path}' has {pixels:,} pixels, more than Pillow accepts (2 × "
+            raise ImageReadError(f"{where} has {pixels:,} pixels, more than Pillow accepts (2 × "
                                  f"PIL.Image.MAX_IMAGE_PIXELS); raise PIL.Image.MAX_IMAGE_PIXELS too") from None
-        raise ImageReadError(_too_many_pixels(f"'{path}'", pixels, None, max_pixels)) from None
+        raise ImageReadError(_too_many_pixels(where, pixels, None, max_pixels)) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(f"cannot decode '{path}': {error} (truncated or corrupt file?)") from None
+        raise ImageReadError(f"cannot decode {where}: {error} (truncated or corrupt file?)") from None
 
 
 def _check_pixel_count(size: Tuple[int, int], max_pixels: int, where: str):
@@ -192,6 +209,14 @@ def load_images(images, max_pixels: int = MAX_PIXELS, value_range=(0, 255)) -> L
         return [array_to_rgb(array, "the image", value_range)]
     raise ValueError(f"images must be one image (H, W) or (H, W, C), or a batch (B, H, W, C); got an array "
                      f"of rank {array.ndim} with shape {array.shape}")
+
+
+def load_image(item, where: str = "the image", max_pixels: int = MAX_PIXELS, value_range=(0, 255)) -> np.ndarray:
+    """One image → (H, W, 3) array (uint8, or float32 in [0, 255]): a path, a PIL image, encoded bytes
+    (``decode_image_bytes``) or an (H, W[, C]) array or tensor. The one decoder of training and evaluation."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return decode_image_bytes(item, where, max_pixels)
+    return _load_one(item, where, max_pixels, value_range)
 
 
 def _load_one(item, where: str, max_pixels: int, value_range) -> np.ndarray:

@@ -1,0 +1,218 @@
+"""``evaluate``: top-1, top-5, loss and throughput of a classifier on labelled images, preprocessed as
+its weights' own evaluation (the identity's recipe, ``vit_zoo.use.preprocessing``).
+
+Images stream through in batches: worker threads decode and preprocess the next batches while the model
+runs the current one, so memory stays bounded whatever the number of images. Fine-tuning evaluates its
+validation split with ``evaluate_examples`` too, so the top-1 it prints is what ``vit-zoo evaluate``
+of the saved model on the same images prints.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from vit_zoo.files import write_atomically
+from vit_zoo.model.identity import identity_of
+from vit_zoo.use import evaluation_data
+from vit_zoo.use.images import decoding_threads, load_image
+from vit_zoo.use.preprocessing import RECIPES, apply_recipe, resolve_settings
+
+BATCH_SIZE = 64
+RESULTS_COLUMNS = ("model", "tag", "img_size", "top1", "top5", "images_per_second", "examples")
+
+
+def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = BATCH_SIZE,
+             workers: Optional[int] = None, progress: bool = True, results=None) -> dict:
+    """Evaluate a classifier on labelled images.
+
+    Args:
+        model: a vit_zoo classifier (``include_top=True``), e.g. ``vit_zoo.load(...)`` or a saved
+            ``.keras`` model; its identity gives the preprocessing and the class names.
+        data: a folder of class folders (``ROOT/CLASS/*.jpg``; CLASS a class name of the model, or a
+            WordNet id such as ``n01440764`` for ImageNet models); a folder of images with
+            ``ground_truth``; or an ``(images, labels)`` pair (paths or arrays, class indices).
+        ground_truth: a text file of the flat folder's labels; the exact format is
+            ``vit_zoo.use.evaluation_data.GROUND_TRUTH_FORMAT`` (one integer class index per line, in
+            file-name order, is ImageNet's validation label list).
+        labels: the model's class names (a list in class order, or ``"imagenet1k"``); default its identity's.
+        batch_size: images per forward pass (the last batch is padded, so one compiled shape serves all).
+        workers: decoding threads (default: the machine's cores, at most 16).
+        progress: show a progress bar. results: a CSV file to append a row to (``RESULTS_COLUMNS``).
+
+    Returns:
+        dict: ``top1``, ``top5`` (fractions; top-k with ``k`` = min(5, classes)), ``k``, ``loss`` (mean
+        cross-entropy, nats), ``examples``, ``images_per_second`` (decode + preprocessing + forward, wall
+        clock), ``seconds``, ``model``, ``tag``, ``image_size``, ``published_top1`` (fraction, or None when
+        the manifest has none for the weights) and ``manifest_key``.
+    """
+    identity = identity_of(model)
+    names = labels if labels is not None else (identity.labels if identity is not None else None)
+    images, targets, where = evaluation_data.labelled_images(data, names, ground_truth)
+    result = evaluate_examples(model, zip(images, targets), len(targets), batch_size=batch_size,
+                               workers=workers, progress=progress, description=f"evaluating on {where}")
+    result.update(describe_weights(model))
+    if results is not None:
+        append_results(results, result)
+    return result
+
+
+def evaluate_examples(model, examples: Iterable[Tuple[object, int]], total: Optional[int] = None, *,
+                      batch_size: int = BATCH_SIZE, workers: Optional[int] = None, progress: bool = False,
+                      description: str = "evaluating") -> dict:
+    """The counts of ``evaluate`` over ``(image, class index)`` pairs (an image: a path, array or encoded
+    bytes); ``total`` sizes the progress bar. Returns ``top1``, ``top5``, ``k``, ``loss``, ``examples``,
+    ``images_per_second``, ``seconds``."""
+    from tqdm import tqdm
+
+    prepare, image_size = _transform(model)
+    classes = int(model.output_shape[-1])
+    k = min(5, classes)
+    from_probabilities = _outputs_probabilities(model)
+    sums = np.zeros(3)  # loss, top-1 hits, top-k hits
+    count, started = 0, time.perf_counter()
+    with tqdm(total=total, unit="img", desc=description, disable=not progress, leave=False) as bar:
+        for pixels, labels in _prepared_batches(examples, prepare, batch_size, workers):
+            if labels.min() < 0 or labels.max() >= classes:
+                raise ValueError(f"class index {int(labels.max())} is outside the model's {classes} classes")
+            padded = np.concatenate([pixels, np.zeros((batch_size - len(pixels), *pixels.shape[1:]), pixels.dtype)])
+            outputs = np.asarray(model.predict_on_batch(padded), np.float64)[:len(pixels)]
+            sums += _counts(outputs, labels, k, from_probabilities)
+            count += len(labels)
+            bar.update(len(labels))
+    if count == 0:
+        raise ValueError("no images to evaluate")
+    seconds = time.perf_counter() - started
+    loss, top1, topk = sums / count
+    return {"top1": float(top1), "top5": float(topk), "k": k, "loss": float(loss), "examples": count,
+            "images_per_second": count / seconds, "seconds": seconds, "image_size": list(image_size)}
+
+
+def _counts(outputs: np.ndarray, labels: np.ndarray, k: int, from_probabilities: bool) -> np.ndarray:
+    """(summed cross-entropy, top-1 hits, top-k hits) of a batch; ties go to the lower class index."""
+    if from_probabilities:
+        log_probabilities = np.log(np.clip(outputs, 1e-12, None))
+    else:
+        shifted = outputs - outputs.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = np.arange(len(labels))
+    ranked = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+    return np.array([-log_probabilities[rows, labels].sum(), (ranked[:, 0] == labels).sum(),
+                     (ranked == labels[:, None]).any(axis=1).sum()], np.float64)
+
+
+def _transform(model):
+    """``prepare(image) -> (H, W, 3) float32`` as the weights' evaluation does it, and (H, W)."""
+    identity = identity_of(model)
+    size = tuple(model.input_shape[1:3])
+    if None in size:
+        size = identity.config.image_size if identity is not None else None
+    if identity is not None:
+        p = identity.preprocessing
+        recipe = dataclasses.replace(RECIPES[p.recipe], crop_pct=p.crop_pct, interpolation=p.interpolation)
+        settings = resolve_settings(identity.config, image_size=size)
+    else:  # a plain Keras model: what preprocessing finds on it
+        settings = resolve_settings(model, image_size=size)
+        recipe = settings.recipe
+    normalise = not any(layer.name == "preprocessing" for layer in model.layers)
+    mean, std = (np.asarray(v, np.float32) for v in (settings.mean, settings.std)) if normalise else (0, 1)
+
+    def prepare(item) -> np.ndarray:
+        pixels = apply_recipe(load_image(item), recipe, settings.image_size)
+        return ((pixels / np.float32(255) - mean) / std).astype(np.float32) if normalise else pixels
+    return prepare, settings.image_size
+
+
+def _outputs_probabilities(model) -> bool:
+    try:
+        activation = getattr(model.get_layer("predictions"), "activation", None)
+    except ValueError:
+        return False
+    return getattr(activation, "__name__", "linear") == "softmax"
+
+
+def _prepared_batches(examples, prepare, batch_size: int, workers: Optional[int], lookahead: int = 2):
+    """(pixels (b, H, W, 3) float32, labels (b,) int64) batches, prepared by a thread pool ``lookahead``
+    batches ahead of the consumer."""
+    iterator = iter(examples)
+    pending = deque()
+    with ThreadPoolExecutor(workers or decoding_threads(), thread_name_prefix="vit_zoo-evaluate") as pool:
+        try:
+            while True:
+                chunk = list(itertools.islice(iterator, batch_size))
+                if chunk:
+                    pending.append(([pool.submit(prepare, item) for item, _ in chunk], [y for _, y in chunk]))
+                if pending and (len(pending) > lookahead or not chunk):
+                    futures, labels = pending.popleft()
+                    yield np.stack([f.result() for f in futures]), np.asarray(labels, np.int64)
+                elif not chunk:
+                    return
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def describe_weights(model) -> dict:
+    """``model``, ``tag``, ``manifest_key`` and ``published_top1`` (a fraction, or None) of the weights."""
+    identity = identity_of(model)
+    key = identity.provenance.manifest_key if identity is not None else None
+    if key:
+        name, _, tag = key.partition(".")
+    else:
+        source = identity.provenance.source if identity is not None else None
+        name, tag = (identity.config.variant if identity is not None else None) or model.name, \
+            Path(source).name if source else ""
+    return {"model": name, "tag": tag, "manifest_key": key, "published_top1": _published_top1(key)}
+
+
+def _published_top1(key: Optional[str]) -> Optional[float]:
+    if not key:
+        return None
+    from vit_zoo.weights import manifest
+
+    name, _, tag = key.partition(".")
+    try:
+        entry = manifest.resolve(name, tag or True)
+    except (KeyError, ValueError):
+        return None
+    return entry["top1"] / 100.0 if entry.get("top1") is not None else None
+
+
+def format_report(result: dict) -> List[str]:
+    """The lines ``vit-zoo evaluate`` prints."""
+    size = "x".join(str(s) for s in result["image_size"])
+    lines = [f"{result['model']} {result['tag']}".rstrip() + f" at {size} px: {result['examples']} images, "
+             f"{result['images_per_second']:.1f} images/s",
+             f"top-1 {result['top1']:.3%}  top-{result['k']} {result['top5']:.3%}  loss {result['loss']:.4f}"]
+    if result.get("published_top1") is not None:
+        published = result["published_top1"]
+        lines.append(f"published top-1 {published:.3%} ({result['manifest_key']}); measured - published = "
+                     f"{100 * (result['top1'] - published):+.3f} points")
+    return lines
+
+
+def append_results(path, result: dict) -> Path:
+    """Append a row (``RESULTS_COLUMNS``; top-1/top-5 in percent, as timm's results tables) to a CSV file,
+    writing the header when the file is new. The file is rewritten atomically."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    if old and old.splitlines()[0].split(",") != list(RESULTS_COLUMNS):
+        raise ValueError(f"'{path}' is not a vit-zoo results table (its header is {old.splitlines()[0]!r}, "
+                         f"expected {','.join(RESULTS_COLUMNS)}); pass another file")
+    size = result["image_size"]
+    row = {"model": result["model"], "tag": result["tag"], "img_size": size[0] if size[0] == size[1] else
+           f"{size[0]}x{size[1]}", "top1": f"{100 * result['top1']:.3f}", "top5": f"{100 * result['top5']:.3f}",
+           "images_per_second": f"{result['images_per_second']:.2f}", "examples": result["examples"]}
+    text = io.StringIO()
+    writer = csv.DictWriter(text, RESULTS_COLUMNS, lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerow(row)
+    return write_atomically(path, lambda handle: handle.write((old + text.getvalue()).encode("utf-8")))
