@@ -136,14 +136,17 @@ def test_bad_entries_get_clear_messages(tmp_path, monkeypatch, change, expected)
     assert str(path) in message and "vit-" in message and expected in message
 
 
-def test_missing_required_field_and_two_defaults(tmp_path, monkeypatch):
-    entry = _user_entry(default=True)
-    del entry["license"]
-    path = _extra(tmp_path, [entry, _user_entry(tag="other", default=True)])
+def test_one_error_lists_every_problem_of_a_file(tmp_path, monkeypatch):
+    incomplete = _user_entry(tag="incomplete")
+    del incomplete["license"]
+    path = _extra(tmp_path, [incomplete, _user_entry(default=True), _user_entry(tag="other", default=True)])
     monkeypatch.setenv("VIT_ZOO_MANIFEST", str(path))
     with pytest.raises(manifest.ManifestError) as info:
         manifest.list_weights()
-    assert "missing field 'license'" in str(info.value)
+    message = str(info.value)
+    assert "(2 problem(s))" in message
+    assert "entries[0] (vit-base-16.incomplete): missing field 'license'" in message
+    assert "vit-base-16 has 2 entries marked default (my-finetune, other)" in message
 
 
 def test_two_defaults_in_one_file(tmp_path, monkeypatch):

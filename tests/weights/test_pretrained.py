@@ -122,7 +122,8 @@ def test_missing_file_and_unknown_tag_errors(server):
     with pytest.raises(ValueError, match="unknown weights tag 'nope' for vit-tiny-16; known tags: "
                                          r".*augreg-in21k-ft-in1k-224.*, tiny \(default\), zero, absent"):
         vit_zoo.load("vit-tiny-16", pretrained="nope")
-    assert not list(cache.converted_dir().rglob("*.weights.h5")) if cache.converted_dir().exists() else True
+    assert not list(cache.converted_dir().rglob("*.weights.h5"))  # nothing half-done was cached
+    assert [p.name for p in cache.downloads_dir().rglob("absent.npz*")] == ["absent.npz.lock"]  # no partial file
 
 
 def test_offline_mode_uses_the_cache_or_says_what_is_missing(server, monkeypatch):
