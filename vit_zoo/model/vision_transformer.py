@@ -12,13 +12,13 @@ It differs from a plain functional model in three ways, none of which touches th
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import keras
 
 from vit_zoo.model.fast_path import CompiledForward, eager_array_input, xla_by_default
+from vit_zoo.files import replace_atomically
 from vit_zoo.model.identity import Identity
 
 IDENTITY_KEY = "vit_zoo_identity"  # in the Keras config and as an HDF5 attribute of .weights.h5 files
@@ -132,18 +132,8 @@ def _plain_inference(model, images):
     return super(VisionTransformer, model).call(images, training=False)
 
 
-def _atomically(filepath, overwrite: bool, write) -> None:
-    """``write(temporary)`` to a temporary name beside ``filepath`` (same suffixes, as Keras checks
-    them), then rename it over ``filepath``; the temporary file is removed whatever happens."""
+def _atomically(filepath, overwrite: bool, write_to) -> None:
     path = Path(filepath)
     if path.exists() and not overwrite:
         raise FileExistsError(f"'{path}' exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffixes = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
-    temporary = path.with_name(f".{path.name[:-len(suffixes)] if suffixes else path.name}.{os.getpid()}.tmp"
-                               f"{suffixes}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    replace_atomically(path, write_to)

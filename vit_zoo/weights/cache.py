@@ -17,10 +17,11 @@ import fnmatch
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from vit_zoo.files import write_json
 
 HOME_ENV = "VIT_ZOO_HOME"
 SIDECAR_SUFFIX = ".json"
@@ -90,18 +91,6 @@ def file_sha256(path) -> str:
     return file_digests(path, "sha256")["sha256"].hex()
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_sidecar(path, *, source, format_version, extra=None) -> Path:
     """Record the sha256 and size of the finished file ``path``, the ``source`` it was converted from (a
     manifest key, URL or path) and the converter ``format_version``; write it next to ``path`` atomically.
@@ -110,7 +99,7 @@ def write_sidecar(path, *, source, format_version, extra=None) -> Path:
     record = {"file": path.name, "sha256": file_sha256(path), "size": path.stat().st_size,
               "source": str(source), "format_version": str(format_version), **(extra or {})}
     sidecar = sidecar_path(path)
-    _write_json_atomically(sidecar, record)
+    write_json(sidecar, record)
     return sidecar
 
 
