@@ -208,14 +208,3 @@ def _grid(patches: int, meta: dict, patch: int):
             return grid
     side = math.isqrt(max(patches, 0))
     return (side, side) if side and side * side == patches else None
-
-
-def _grid(patches: int, meta: dict, patch: int):
-    """The (rows, columns) patch grid for ``patches`` tokens: from pretrained_cfg.input_size, else square."""
-    size = (meta.get("pretrained_cfg") or {}).get("input_size")
-    if size and len(size) == 3:
-        grid = (int(size[1]) // patch, int(size[2]) // patch)
-        if grid[0] * grid[1] == patches:
-            return grid
-    side = math.isqrt(max(patches, 0))
-    return (side, side) if side and side * side == patches else None

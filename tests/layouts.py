@@ -95,6 +95,12 @@ def tensors(layout: List[Tensor], values: Dict[str, np.ndarray]) -> Dict[str, np
     return {t.key: np.ascontiguousarray(t.make(*(values[p] for p in t.parts)), np.float32) for t in layout}
 
 
+def shapes(layout: List[Tensor], config) -> Dict[str, tuple]:
+    """``{key: shape}`` of ``layout``, made from zero stand-ins (one tensor at a time)."""
+    by_name = {part.name: part.shape for part in parts(config)}
+    return {t.key: np.shape(t.make(*(np.zeros(by_name[p], np.float32) for p in t.parts))) for t in layout}
+
+
 def stream(layout: List[Tensor], config, seed=0) -> Iterator[Tuple[str, np.ndarray]]:
     """``(key, array)`` one at a time, each drawn when it is made (for checkpoints too big to hold)."""
     rng, shapes = np.random.default_rng(seed), {part.name: part for part in parts(config)}
