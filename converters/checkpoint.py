@@ -132,7 +132,7 @@ def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r} as {kind}: {type(error).__name__}: "
                               f"{error}. Is the file complete (compare its size with the source's) and in "
                               f"the format its name says?") from error
-    return Checkpoint(path, contents.entries, {**metadata, **contents.metadata}, contents.closer)
+    return Checkpoint(path, contents.entries, {**metadata, **(contents.metadata or {})}, contents.closer)
 
 
 _DIRECTORY_FILES = ("model.safetensors", "tf_model.h5", "pytorch_model.bin")

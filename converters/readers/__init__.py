@@ -22,7 +22,7 @@ class Contents(NamedTuple):
     """What a reader found: the entries, metadata the file itself holds, and how to close it."""
 
     entries: Dict[str, Entry]
-    metadata: dict = {}
+    metadata: Optional[dict] = None
     closer: Optional[Callable[[], None]] = None
 
 
