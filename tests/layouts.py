@@ -111,7 +111,8 @@ def stream(layout: List[Tensor], config, seed=0) -> Iterator[Tuple[str, np.ndarr
 # ---- Flax: vit_jax and big_vision -------------------------------------------------------------------
 def _flax(config, prefix, block_modules, position, position_make=None) -> List[Tensor]:
     ln1, attention, ln2, mlp = block_modules
-    layout = [Tensor(prefix + "embedding/kernel", ("embed.kernel",)), Tensor(prefix + "embedding/bias", ("embed.bias",))]
+    layout = [Tensor(prefix + "embedding/kernel", ("embed.kernel",)),
+              Tensor(prefix + "embedding/bias", ("embed.bias",))]
     if config.class_token:
         layout.append(Tensor(prefix + "cls", ("cls",)))
     layout.append(Tensor(prefix + position, ("pos",), *([position_make] if position_make else [])))
