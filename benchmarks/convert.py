@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import layouts  # noqa: E402  (tests/layouts.py: the on-disk layout of each format, written once)
+
 FORMATS = ("google-npz", "timm", "hf")
 MODELS = ("vit-base-16", "vit-huge-14")
 GiB = 2 ** 30
@@ -61,110 +64,33 @@ print(json.dumps({"import_s": imported - start, "load_s": done - imported, "impo
 
 
 # ------------------------------------------------------------------------------------------------------
-# Layouts: (key, shape, kind) per tensor; kind picks the random init ("kernel:FAN_IN", "bias", "scale").
-def npz_layout(c) -> list:
-    """vit_jax keys and Flax shapes (as ``tests/synth_checkpoints.npz_tensors``)."""
-    d, m, h, p, t = c.hidden_size, c.mlp_size, c.num_heads, c.patch_size, _tokens(c)
-    out = [("embedding/kernel", (p, p, 3, d), f"kernel:{p * p * 3}"), ("embedding/bias", (d,), "bias"),
-           ("cls", (1, 1, d), "bias"), ("Transformer/posembed_input/pos_embedding", (1, t, d), "bias")]
-    for i in range(c.num_layers):
-        b = f"Transformer/encoderblock_{i}/"
-        a = b + "MultiHeadDotProductAttention_1/"
-        out += [(b + "LayerNorm_0/scale", (d,), "scale"), (b + "LayerNorm_0/bias", (d,), "bias")]
-        for part in ("query", "key", "value"):
-            out += [(f"{a}{part}/kernel", (d, h, d // h), f"kernel:{d}"), (f"{a}{part}/bias", (h, d // h), "bias")]
-        out += [(a + "out/kernel", (h, d // h, d), f"kernel:{d}"), (a + "out/bias", (d,), "bias"),
-                (b + "LayerNorm_2/scale", (d,), "scale"), (b + "LayerNorm_2/bias", (d,), "bias"),
-                (b + "MlpBlock_3/Dense_0/kernel", (d, m), f"kernel:{d}"), (b + "MlpBlock_3/Dense_0/bias", (m,), "bias"),
-                (b + "MlpBlock_3/Dense_1/kernel", (m, d), f"kernel:{m}"), (b + "MlpBlock_3/Dense_1/bias", (d,), "bias")]
-    return out + [("Transformer/encoder_norm/scale", (d,), "scale"), ("Transformer/encoder_norm/bias", (d,), "bias"),
-                  ("head/kernel", (d, c.num_classes), f"kernel:{d}"), ("head/bias", (c.num_classes,), "bias")]
+# Writers: the layouts of tests/layouts.py (one table per format), one tensor in memory at a time.
 
 
-def timm_layout(c) -> list:
-    """timm ``vit_*`` state-dict keys, PyTorch shapes, fused qkv (as ``timm_tensors``)."""
-    d, m, p, t = c.hidden_size, c.mlp_size, c.patch_size, _tokens(c)
-    out = [("patch_embed.proj.weight", (d, 3, p, p), f"kernel:{p * p * 3}"), ("patch_embed.proj.bias", (d,), "bias"),
-           ("cls_token", (1, 1, d), "bias"), ("pos_embed", (1, t, d), "bias")]
-    for i in range(c.num_layers):
-        b = f"blocks.{i}."
-        out += [(b + "norm1.weight", (d,), "scale"), (b + "norm1.bias", (d,), "bias"),
-                (b + "attn.qkv.weight", (3 * d, d), f"kernel:{d}"), (b + "attn.qkv.bias", (3 * d,), "bias"),
-                (b + "attn.proj.weight", (d, d), f"kernel:{d}"), (b + "attn.proj.bias", (d,), "bias"),
-                (b + "norm2.weight", (d,), "scale"), (b + "norm2.bias", (d,), "bias"),
-                (b + "mlp.fc1.weight", (m, d), f"kernel:{d}"), (b + "mlp.fc1.bias", (m,), "bias"),
-                (b + "mlp.fc2.weight", (d, m), f"kernel:{m}"), (b + "mlp.fc2.bias", (d,), "bias")]
-    return out + [("norm.weight", (d,), "scale"), ("norm.bias", (d,), "bias"),
-                  ("head.weight", (c.num_classes, d), f"kernel:{d}"), ("head.bias", (c.num_classes,), "bias")]
-
-
-def hf_layout(c) -> list:
-    """``ViTForImageClassification`` keys as ``save_pretrained`` writes them (transformers 4.x names)."""
-    d, m, p, t = c.hidden_size, c.mlp_size, c.patch_size, _tokens(c)
-    e = "vit.embeddings."
-    out = [(e + "cls_token", (1, 1, d), "bias"), (e + "position_embeddings", (1, t, d), "bias"),
-           (e + "patch_embeddings.projection.weight", (d, 3, p, p), f"kernel:{p * p * 3}"),
-           (e + "patch_embeddings.projection.bias", (d,), "bias")]
-    for i in range(c.num_layers):
-        b = f"vit.encoder.layer.{i}."
-        for part in ("query", "key", "value"):
-            out += [(f"{b}attention.attention.{part}.weight", (d, d), f"kernel:{d}"),
-                    (f"{b}attention.attention.{part}.bias", (d,), "bias")]
-        out += [(b + "attention.output.dense.weight", (d, d), f"kernel:{d}"),
-                (b + "attention.output.dense.bias", (d,), "bias"),
-                (b + "intermediate.dense.weight", (m, d), f"kernel:{d}"), (b + "intermediate.dense.bias", (m,), "bias"),
-                (b + "output.dense.weight", (d, m), f"kernel:{m}"), (b + "output.dense.bias", (d,), "bias"),
-                (b + "layernorm_before.weight", (d,), "scale"), (b + "layernorm_before.bias", (d,), "bias"),
-                (b + "layernorm_after.weight", (d,), "scale"), (b + "layernorm_after.bias", (d,), "bias")]
-    return out + [("vit.layernorm.weight", (d,), "scale"), ("vit.layernorm.bias", (d,), "bias"),
-                  ("classifier.weight", (c.num_classes, d), f"kernel:{d}"), ("classifier.bias", (c.num_classes,), "bias")]
-
-
-def _tokens(c) -> int:
-    return 1 + (c.image_size[0] // c.patch_size) * (c.image_size[1] // c.patch_size)
-
-
-def _values(rng, shape, kind) -> np.ndarray:
-    """Random float32 values as the test fixtures draw them: N(0, 1/fan_in) kernels, N(0, 0.05²)
-    biases and embeddings, LayerNorm scales 1 ± 0.2."""
-    x = rng.standard_normal(shape, dtype=np.float32)
-    if kind.startswith("kernel:"):
-        x *= np.float32(1 / np.sqrt(int(kind.split(":")[1])))
-    elif kind == "bias":
-        x *= np.float32(0.05)
-    else:
-        x *= np.float32(0.2)
-        x += np.float32(1)
-    return x
-
-
-# ------------------------------------------------------------------------------------------------------
-# Writers: one tensor in memory at a time.
-def write_npz(path: Path, layout, seed=0) -> Path:
-    """What ``np.savez`` writes (a stored zip of ``KEY.npy`` members), member by member."""
-    rng = np.random.default_rng(seed)
+def write_npz(path: Path, config, seed=0) -> Path:
+    """The vit_jax ``.npz`` of ``config`` as ``np.savez`` writes it (a stored zip of ``KEY.npy`` members),
+    member by member."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for key, shape, kind in layout:
+        for key, value in layouts.stream(layouts.vit_jax(config), config, seed):
             with archive.open(key + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, _values(rng, shape, kind), allow_pickle=False)
+                np.lib.format.write_array(member, value, allow_pickle=False)
     return path
 
 
-def write_safetensors(path: Path, layout, seed=0) -> Path:
-    """F32 safetensors: u64 header size, JSON header padded to 8 bytes, tensors in order."""
+def write_safetensors(path: Path, layout, config, seed=0) -> Path:
+    """F32 safetensors of ``layout``: u64 header size, JSON header padded to 8 bytes, tensors in order."""
     header, offset = {}, 0
-    for key, shape, _ in layout:
+    for key, shape in layouts.shapes(layout, config).items():
         size = int(np.prod(shape)) * 4
         header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
     header["__metadata__"] = {"format": "pt"}
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    rng = np.random.default_rng(seed)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(encoded)) + encoded)
-        for key, shape, kind in layout:
-            _values(rng, shape, kind).astype("<f4").tofile(f)
+        for _, value in layouts.stream(layout, config, seed):
+            value.astype("<f4").tofile(f)
     return path
 
 
@@ -176,7 +102,7 @@ def timm_architecture(c) -> str:
 def write_checkpoint(fmt: str, c, directory: Path) -> Path:
     """The checkpoint of ``fmt`` for config ``c`` under ``directory``; returns what ``weights=`` takes."""
     if fmt == "google-npz":
-        return write_npz(directory / f"{c.variant}.npz", npz_layout(c))
+        return write_npz(directory / f"{c.variant}.npz", c)
     folder = directory / f"{c.variant}-{fmt}"
     folder.mkdir()
     if fmt == "timm":
@@ -184,7 +110,7 @@ def write_checkpoint(fmt: str, c, directory: Path) -> Path:
             "architecture": timm_architecture(c), "num_classes": c.num_classes, "global_pool": "token",
             "pretrained_cfg": {"input_size": [3, *c.image_size], "mean": [0.5] * 3, "std": [0.5] * 3,
                                "num_classes": c.num_classes}}))
-        return write_safetensors(folder / "model.safetensors", timm_layout(c))
+        return write_safetensors(folder / "model.safetensors", layouts.timm(c), c)
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": c.hidden_size,
         "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
@@ -192,7 +118,7 @@ def write_checkpoint(fmt: str, c, directory: Path) -> Path:
         "image_size": c.image_size[0], "patch_size": c.patch_size, "num_channels": 3, "qkv_bias": True,
         "id2label": {str(i): f"class_{i}" for i in range(c.num_classes)},
         "label2id": {f"class_{i}": i for i in range(c.num_classes)}}))
-    write_safetensors(folder / "model.safetensors", hf_layout(c))
+    write_safetensors(folder / "model.safetensors", layouts.hf_torch(c), c)
     return folder
 
 

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from convert import GiB, machine, npz_layout, run_child, write_npz  # noqa: E402  (benchmarks/convert.py)
+from convert import GiB, machine, run_child, write_npz  # noqa: E402  (benchmarks/convert.py)
 
 TAG = "bench-loopback"
 GCS = "https://storage.googleapis.com"
@@ -73,7 +73,7 @@ def main(argv=None):
     served = root / "served"
     checkpoint = served / URL_PATH.format(model=args.model)
     checkpoint.parent.mkdir(parents=True)
-    write_npz(checkpoint, npz_layout(config))
+    write_npz(checkpoint, config)
     manifest = root / "manifest.json"
     manifest.write_text(json.dumps({"schema_version": 1,
                                     "entries": [manifest_entry(args.model, config, checkpoint)]}))

@@ -1,7 +1,7 @@
 """Checkpoint converters (installed as ``vit_zoo.converters``): one module per format.
 
 Every format module is data plus the same four functions:
-    NAME                      "google-npz" | "hf" | "timm" | "keras"
+    NAME                      "google-npz" | "big-vision-npz" | "hf" | "timm" | "keras"
     TELLTALE                  the keys ``detect`` looks for, for the unknown-format error
     IGNORED                   {key regex: reason} for tensors deliberately not used
     detect(checkpoint)        True when the checkpoint's keys are this format's
@@ -16,18 +16,24 @@ Every format module is data plus the same four functions:
                                ImageNet set of the head's size, with a warning), optionally
                                "provenance": Provenance, "assumed": {name: value}}
     mapping(config, checkpoint)
-                              rows (our variable ← source keys, transform) for the whole model
-The registry below detects the format; ``apply.apply_rows`` applies a mapping strictly.
+                              rows (our variable ← source keys, transform) for the whole model: the
+                              format's table ``slot → (source key, transform)`` zipped with the model's
+                              targets (``converters.targets``), which no format spells itself
+The registry below detects the format; ``apply.apply_rows`` applies a mapping strictly. Errors are typed
+(``converters.errors``): ``CheckpointError``, its ``UnsupportedLayoutError`` (a recognised layout that is
+not converted, named) and ``ConversionError`` (a checkpoint that does not fit the model).
 """
 from __future__ import annotations
 
 import importlib
 
-from vit_zoo.converters.apply import ConversionError, Row, apply_rows, row  # noqa: F401
-from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError, open_checkpoint  # noqa: F401
+from vit_zoo.converters.apply import Row, apply_rows, row  # noqa: F401
+from vit_zoo.converters.checkpoint import Checkpoint, open_checkpoint  # noqa: F401
+from vit_zoo.converters.errors import CheckpointError, ConversionError, UnsupportedLayoutError  # noqa: F401
 
-# Tried in order; the first whose detect() accepts the checkpoint converts it.
-FORMAT_MODULES = ("google_npz", "huggingface", "timm", "keras_weights")
+# Tried in order; the first whose detect() accepts the checkpoint converts it. big_vision comes before
+# vit_jax: both are Flax .npz files, and vit_jax's detect leaves big_vision's block names to it.
+FORMAT_MODULES = ("big_vision", "google_npz", "huggingface", "timm", "keras_weights")
 
 
 def formats():

@@ -20,7 +20,8 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequenc
 import numpy as np
 from keras import ops
 
-from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
+from vit_zoo.converters.checkpoint import Checkpoint
+from vit_zoo.converters.errors import CheckpointError, ConversionError
 
 SHOWN = 5  # names listed per kind of problem
 
@@ -39,10 +40,6 @@ class Row(NamedTuple):
 
 def row(target: str, *sources: str, transform: Callable[..., np.ndarray] = identity) -> Row:
     return Row(target, tuple(sources), transform)
-
-
-class ConversionError(CheckpointError):
-    """The checkpoint does not fit the model; lists missing, unexpected and mis-shaped tensors."""
 
 
 def model_variables(model) -> Dict[str, object]:

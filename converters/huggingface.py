@@ -11,19 +11,19 @@ Two on-disk layouts of the same modules:
                                  the model's own name: ``vit/tf_vi_t_for_image_classification/vit/encoder/
                                  layer_._3/attention/attention/query/kernel:0`` (in, out). Conv kernels
                                  are already (P, P, 3, D), LayerNorms ``gamma``/``beta``.
-``mapping(config, checkpoint)`` writes the rows once, in module terms (``encoder.layer.3.intermediate.dense``,
-kind ``dense_kernel``); the layout turns each into the file's key and transform.
+``MODULES`` names each slot's module once, in PyTorch terms (``encoder.layer.{i}.intermediate.dense``); the
+layout turns it into the file's key, and its container's convention per slot kind gives the transform.
 """
 from __future__ import annotations
 
 import re
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from vit_zoo.converters.apply import Row, identity
-from vit_zoo.converters.checkpoint import Checkpoint, CheckpointError
-from vit_zoo.converters.transforms import (conv_to_keras, merge_heads_out, split_heads_bias, split_heads_in,
-                                           to_shape, transpose)
-from vit_zoo.model.builder import block_name
+from vit_zoo.converters import targets
+from vit_zoo.converters.apply import Row
+from vit_zoo.converters.checkpoint import Checkpoint
+from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
+from vit_zoo.converters.transforms import pytorch_kinds, split_heads_bias, to_shape
 from vit_zoo.model.identity import Preprocessing
 
 NAME = "hf"
@@ -60,7 +60,7 @@ class Layout(NamedTuple):
         if self.kind == "torch":
             prefix = "" if module == "classifier" else self.scope
             return f"{prefix}{module}" + (f".{param}" if param else "")
-        path = re.sub(r"\blayer/(\d+)", r"layer_._\1", module.replace(".", "/"))  # Keras 2 names list items
+        path = re.sub(r"\blayer/(\d+|\{i\})", r"layer_._\1", module.replace(".", "/"))  # Keras 2 list items
         group = "classifier" if module == "classifier" else "vit"
         body = "" if module == "classifier" else "vit/"
         return f"{group}/{self.scope}/{body}{path}" + (f"/{param}" if param else "") + ":0"
@@ -82,19 +82,28 @@ def detect(checkpoint: Checkpoint) -> bool:
     return layout(checkpoint) is not None
 
 
-def _kinds(kind: str, heads: int, width: int):
-    """Tensor kind → (parameter name, transform) in one layout."""
+LAYER = "encoder.layer.{i}."
+# slot (less its parameter) → the ViT module, in PyTorch's dotted path below the ViT body ("vit.").
+MODULES = {
+    "patch_embed": "embeddings.patch_embeddings.projection",
+    "class_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
+    "norm1": LAYER + "layernorm_before",
+    "attn.query": LAYER + "attention.attention.query", "attn.key": LAYER + "attention.attention.key",
+    "attn.value": LAYER + "attention.attention.value", "attn.out": LAYER + "attention.output.dense",
+    "norm2": LAYER + "layernorm_after",
+    "mlp.fc1": LAYER + "intermediate.dense", "mlp.fc2": LAYER + "output.dense",
+    "encoder_norm": "layernorm",
+    "pre_logits": "pooler.dense",  # ViTModel's pooler: Dense + tanh on the class token
+    "head": "classifier",
+}
+
+
+def _tf_kinds(heads: int, width: int) -> dict:
+    """Slot kind → (Keras 2 variable name, transform): kernels are (in, out) and conv kernels (P, P, 3, D)
+    already; the attention's Dense layers are flat (D, D)."""
     head_dim = width // heads
-    if kind == "torch":
-        return {"tensor": (None, identity), "conv_kernel": ("weight", conv_to_keras),
-                "dense_kernel": ("weight", transpose), "bias": ("bias", identity),
-                "norm_scale": ("weight", identity), "norm_bias": ("bias", identity),
-                "heads_in_kernel": ("weight", split_heads_in(heads)),
-                "heads_bias": ("bias", split_heads_bias(heads)),
-                "heads_out_kernel": ("weight", merge_heads_out(heads))}
-    return {"tensor": (None, identity), "conv_kernel": ("kernel", identity),
-            "dense_kernel": ("kernel", identity), "bias": ("bias", identity),
-            "norm_scale": ("gamma", identity), "norm_bias": ("beta", identity),
+    return {"tensor": (None, None), "conv_kernel": ("kernel", None), "dense_kernel": ("kernel", None),
+            "bias": ("bias", None), "norm_scale": ("gamma", None), "norm_bias": ("beta", None),
             "heads_in_kernel": ("kernel", to_shape(width, heads, head_dim)),
             "heads_bias": ("bias", split_heads_bias(heads)),
             "heads_out_kernel": ("kernel", to_shape(heads, head_dim, width))}
@@ -108,39 +117,9 @@ def mapping(config, checkpoint: Optional[Checkpoint] = None) -> List[Row]:
     if where is None:
         raise CheckpointError(f"{checkpoint.path.name!r} is not a Hugging Face ViT checkpoint: "
                               f"looked for {TELLTALE}")
-    kinds = _kinds(where.kind, config.num_heads, config.hidden_size)
-
-    def tensor(target, module, kind):
-        param, transform = kinds[kind]
-        return Row(target, (where.key(module, param),), transform)
-
-    def dense(layer, module):
-        return [tensor(f"{layer}/kernel", module, "dense_kernel"), tensor(f"{layer}/bias", module, "bias")]
-
-    def norm(layer, module):
-        return [tensor(f"{layer}/gamma", module, "norm_scale"), tensor(f"{layer}/beta", module, "norm_bias")]
-
-    rows = [tensor("patch_embed/kernel", "embeddings.patch_embeddings.projection", "conv_kernel"),
-            tensor("patch_embed/bias", "embeddings.patch_embeddings.projection", "bias"),
-            tensor("class_token/token", "embeddings.cls_token", "tensor"),
-            tensor("pos_embed/embeddings", "embeddings.position_embeddings", "tensor")]
-    for i in range(config.num_layers):
-        layer, attn = f"encoder.layer.{i}.", block_name(i, "attn")
-        rows += norm(block_name(i, "norm1"), layer + "layernorm_before")
-        for part in ("query", "key", "value"):
-            rows.append(tensor(f"{attn}/{part}_kernel", f"{layer}attention.attention.{part}", "heads_in_kernel"))
-            if config.qkv_bias:
-                rows.append(tensor(f"{attn}/{part}_bias", f"{layer}attention.attention.{part}", "heads_bias"))
-        rows += [tensor(f"{attn}/output_kernel", layer + "attention.output.dense", "heads_out_kernel"),
-                 tensor(f"{attn}/output_bias", layer + "attention.output.dense", "bias")]
-        rows += norm(block_name(i, "norm2"), layer + "layernorm_after")
-        rows += dense(block_name(i, "mlp_fc1"), layer + "intermediate.dense")
-        rows += dense(block_name(i, "mlp_fc2"), layer + "output.dense")
-    rows += norm("encoder_norm", "layernorm")
-    if config.representation_size:
-        rows += dense("pre_logits", "pooler.dense")  # ViTModel's pooler: Dense + tanh on the class token
-    rows += dense("head", "classifier")
-    return rows
+    kinds = (pytorch_kinds(config.num_heads) if where.kind == "torch"
+             else _tf_kinds(config.num_heads, config.hidden_size))
+    return targets.rows(config, targets.table(MODULES, kinds, where.key), "Hugging Face ViT")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -156,15 +135,18 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> Dict[str, object]:
     hf = _hf_config(checkpoint)
     model_type = hf.get("model_type", "vit")
     if model_type != "vit":
-        raise CheckpointError(f"{_config_path(checkpoint)} says model_type {model_type!r}; this converter "
-                              f"reads ViT (model_type 'vit') checkpoints only")
+        raise UnsupportedLayoutError(f"{_config_path(checkpoint)} says model_type {model_type!r}; this "
+                                     f"converter reads ViT (model_type 'vit') checkpoints only",
+                                     f"Hugging Face model_type {model_type!r}")
     act = hf["hidden_act"]
     if act not in GELU_FLAVOURS:
-        raise CheckpointError(f"{_config_path(checkpoint)}: hidden_act {act!r} is not supported; a ViT "
-                              f"uses one of {sorted(GELU_FLAVOURS)} (exact or tanh GELU)")
+        raise UnsupportedLayoutError(f"{_config_path(checkpoint)}: hidden_act {act!r} is not supported; a "
+                                     f"ViT uses one of {sorted(GELU_FLAVOURS)} (exact or tanh GELU)",
+                                     f"Hugging Face hidden_act {act!r}")
     if hf["num_channels"] != 3:
-        raise CheckpointError(f"{_config_path(checkpoint)}: num_channels {hf['num_channels']}; only RGB "
-                              f"(3 channels) models are supported")
+        raise UnsupportedLayoutError(f"{_config_path(checkpoint)}: num_channels {hf['num_channels']}; only "
+                                     f"RGB (3 channels) models are supported",
+                                     f"Hugging Face num_channels {hf['num_channels']}")
     patch = _square_patch(hf["patch_size"], checkpoint)
     image = hf["image_size"]
     image = (image, image) if isinstance(image, int) else tuple(image)
@@ -186,8 +168,9 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> Dict[str, object]:
 
     pooler = stored("pooler.dense", "weight" if where.kind == "torch" else "kernel")
     if pooler is not None and hf["pooler_act"] != "tanh":
-        raise CheckpointError(f"{_config_path(checkpoint)}: pooler_act {hf['pooler_act']!r}; the pre-logits "
-                              f"layer is Dense + tanh")
+        raise UnsupportedLayoutError(f"{_config_path(checkpoint)}: pooler_act {hf['pooler_act']!r}; the "
+                                     f"pre-logits layer is Dense + tanh", f"Hugging Face pooler_act "
+                                     f"{hf['pooler_act']!r}")
     classifier = stored("classifier", "weight" if where.kind == "torch" else "kernel")
     mean, std = _normalisation(checkpoint)
     assumed = {} if _processor(checkpoint) is not None else {"mean": mean, "std": std}
@@ -259,8 +242,8 @@ def _square_patch(patch, checkpoint) -> int:
         return patch
     if len(patch) == 2 and patch[0] == patch[1]:
         return int(patch[0])
-    raise CheckpointError(f"{_config_path(checkpoint)}: patch_size {patch} is not square; only square "
-                          f"patches are supported")
+    raise UnsupportedLayoutError(f"{_config_path(checkpoint)}: patch_size {patch} is not square; only "
+                                 f"square patches are supported", "Hugging Face non-square patches")
 
 
 def _agree(checkpoint, field, declared, what, found):

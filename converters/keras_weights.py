@@ -12,8 +12,12 @@ pooling) come from the config asked for: ``config=`` states them, ``name=`` assu
 """
 from __future__ import annotations
 
+from collections import Counter
+
+from vit_zoo.converters import targets
 from vit_zoo.converters.apply import row
-from vit_zoo.converters.checkpoint import IDENTITY_KEY, CheckpointError
+from vit_zoo.converters.checkpoint import IDENTITY_KEY
+from vit_zoo.converters.errors import CheckpointError
 from vit_zoo.model.builder import block_name
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, source_preprocessing
@@ -25,19 +29,8 @@ IGNORED = {r"optimizer/.*": "the optimizer state of a model saved after compile 
 # Config fields the tensors of a vit_zoo model cannot show.
 NUMERICS = ("gelu", "layer_norm_epsilon", "mean", "std", "pooling", "position_embedding_resampling")
 
-_KERNEL_BIAS = ("kernel", "bias")
-_NORM = ("gamma", "beta")
-
-
 def detect(checkpoint) -> bool:
     return "patch_embed/vars/0" in checkpoint and "pos_embed/vars/0" in checkpoint
-
-
-def _attention_variables(qkv_bias: bool):
-    parts = []
-    for name in ("query", "key", "value"):
-        parts += [f"{name}_kernel"] + ([f"{name}_bias"] if qkv_bias else [])
-    return tuple(parts + ["output_kernel", "output_bias"])
 
 
 def config_fields(checkpoint, hint=None) -> dict:
@@ -102,19 +95,12 @@ def _shape_fields(checkpoint) -> dict:
 
 
 def mapping(config: ViTConfig, checkpoint=None):
-    layers = [("patch_embed", _KERNEL_BIAS)]
-    if config.class_token:
-        layers.append(("class_token", ("token",)))
-    layers.append(("pos_embed", ("embeddings",)))
-    for index in range(config.num_layers):
-        layers += [(block_name(index, "norm1"), _NORM),
-                   (block_name(index, "attn"), _attention_variables(config.qkv_bias)),
-                   (block_name(index, "norm2"), _NORM),
-                   (block_name(index, "mlp_fc1"), _KERNEL_BIAS),
-                   (block_name(index, "mlp_fc2"), _KERNEL_BIAS)]
-    layers.append(("fc_norm" if config.pooling == "avg-fcnorm" else "encoder_norm", _NORM))
-    if config.representation_size:
-        layers.append(("pre_logits", _KERNEL_BIAS))
-    layers.append(("head", _KERNEL_BIAS))
-    return [row(f"{layer}/{variable}", f"{layer}/vars/{index}")
-            for layer, variables in layers for index, variable in enumerate(variables)]
+    """Rows ``our variable ← LAYER/vars/N``: N counts the layer's variables in the order Keras created
+    them, the order of ``converters.targets``."""
+    counts = Counter()
+    found = []
+    for target in targets.model_targets(config):
+        layer = target.path.split("/")[0]
+        found.append(row(target.path, f"{layer}/vars/{counts[layer]}"))
+        counts[layer] += 1
+    return found

@@ -1,4 +1,5 @@
-"""The few named tensor transforms the mappings use; each a pure NumPy function, tested once."""
+"""The few named tensor transforms the mappings use, each a pure NumPy function tested once, and what each
+container does to each kind of slot (``converters.targets.SLOT_KINDS``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,3 +51,20 @@ def to_shape(*shape):
     def transform(array):
         return array.reshape(shape)
     return transform
+
+
+def pytorch_kinds(num_heads: int) -> dict:
+    """Slot kind → (PyTorch parameter name, transform to our shape): ``nn.Linear`` (out, in) weights,
+    ``nn.Conv2d`` (D, 3, P, P), ``nn.LayerNorm`` weight/bias; attention weights split into heads."""
+    return {"tensor": (None, None), "conv_kernel": ("weight", conv_to_keras), "bias": ("bias", None),
+            "dense_kernel": ("weight", transpose), "norm_scale": ("weight", None), "norm_bias": ("bias", None),
+            "heads_in_kernel": ("weight", split_heads_in(num_heads)),
+            "heads_bias": ("bias", split_heads_bias(num_heads)),
+            "heads_out_kernel": ("weight", merge_heads_out(num_heads))}
+
+
+# Slot kind → (Flax parameter name, transform): Flax shapes are ours (DenseGeneral keeps the heads axis).
+FLAX_KINDS = {"tensor": (None, None), "conv_kernel": ("kernel", None), "bias": ("bias", None),
+              "dense_kernel": ("kernel", None), "norm_scale": ("scale", None), "norm_bias": ("bias", None),
+              "heads_in_kernel": ("kernel", None), "heads_bias": ("bias", None),
+              "heads_out_kernel": ("kernel", None)}

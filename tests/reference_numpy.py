@@ -9,6 +9,9 @@ source framework computes, so a converted vit_zoo model can be held to them.
   LN → ``MlpBlock`` (Dense, ``nn.gelu`` = tanh approximation, Dense) → residual; ``encoder_norm``;
   classifier "token" (x[:, 0]) or "gap" (mean over all tokens); ``pre_logits`` Dense + tanh; ``head``.
   Flax ``nn.LayerNorm`` epsilon 1e-6.
+- ``big_vision_forward``: ``big_vision/models/vit.py``: the same Flax modules, named LayerNorm_0/1,
+  MultiHeadDotProductAttention_0, MlpBlock_0; the position embedding (h*w rows) added to the patches
+  before the class token is concatenated; pool_type "tok" (x[:, 0]) or "gap" (mean of all tokens).
 - ``timm_forward``: timm ``VisionTransformer`` (``forward_features`` + ``forward_head``): Conv2d patch
   embedding (NCHW), ``_pos_embed`` (class token, then ``pos_embed``), ``Block`` = x + attn(norm1(x)),
   x + mlp(norm2(x)) with the fused ``qkv`` Linear reshaped (B, N, 3, H, Dh), exact ``nn.GELU`` (erf);
@@ -55,34 +58,71 @@ def vit_jax_forward(params: dict, images) -> dict:
     classifier pooling and ``pre_logits``; ``logits`` (B, C) when the checkpoint has a ``head``.
     """
     p = _f64(params)
+    x = _flax_patches(images, p["embedding/kernel"], p["embedding/bias"])
+    classifier = "token" if "cls" in p else "gap"
+    if classifier == "token":
+        x = np.concatenate([np.tile(p["cls"], (x.shape[0], 1, 1)), x], axis=1)
+    x = x + p["Transformer/posembed_input/pos_embedding"]
+    x = _flax_encoder(x, p, "", ("LayerNorm_0", "MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3"))
+    return _flax_head(x, p, "", classifier)
+
+
+def big_vision_forward(params: dict, images) -> dict:
+    """big_vision ViT (``big_vision/models/vit.py``, unrolled encoder) on ``images`` (B, H, W, 3), already
+    normalised to [-1, 1] (``value_range(-1, 1)``); parameters flat or under ``params/``.
+
+    ``_Model.__call__``: ``nn.Conv`` "embedding", reshape (n, h*w, c), ``x + pos_embedding`` BEFORE the class
+    token, then (pool_type "tok") ``concatenate([cls, x])``; ``Encoder``: ``encoderblock_{i}`` =
+    LayerNorm_0 → MultiHeadDotProductAttention_0 → residual → LayerNorm_1 → MlpBlock_0 (Dense_0,
+    ``nn.gelu``, Dense_1) → residual; ``encoder_norm``; "tok": x[:, 0], "gap": mean over all tokens;
+    ``pre_logits`` Dense + tanh (rep_size); ``head``. Returns the keys of ``vit_jax_forward``.
+    """
+    p = _f64(params)
+    prefix = "params/" if "params/embedding/kernel" in p else ""
+    x = _flax_patches(images, p[prefix + "embedding/kernel"], p[prefix + "embedding/bias"])
+    x = x + p[prefix + "pos_embedding"]
+    classifier = "token" if prefix + "cls" in p else "gap"
+    if classifier == "token":
+        x = np.concatenate([np.tile(p[prefix + "cls"], (x.shape[0], 1, 1)), x], axis=1)
+    x = _flax_encoder(x, p, prefix, ("LayerNorm_0", "MultiHeadDotProductAttention_0", "LayerNorm_1",
+                                     "MlpBlock_0"))
+    return _flax_head(x, p, prefix, classifier)
+
+
+def _flax_patches(images, kernel, bias):
+    """``nn.Conv(D, (P, P), strides=P, padding="VALID")`` then reshape to (B, h*w, D)."""
     x = np.asarray(images, np.float64)
-    kernel = p["embedding/kernel"]  # (P, P, 3, D): nn.Conv, padding VALID, strides P
     size = kernel.shape[0]
     n, height, width, _ = x.shape
     gh, gw = height // size, width // size
     patches = x[:, :gh * size, :gw * size].reshape(n, gh, size, gw, size, 3)
-    x = np.einsum("nhawbc,abcd->nhwd", patches, kernel, optimize=True) + p["embedding/bias"]
-    x = x.reshape(n, gh * gw, -1)
-    classifier = "token" if "cls" in p else "gap"
-    if classifier == "token":
-        x = np.concatenate([np.tile(p["cls"], (n, 1, 1)), x], axis=1)
-    x = x + p["Transformer/posembed_input/pos_embedding"]
+    x = np.einsum("nhawbc,abcd->nhwd", patches, kernel, optimize=True) + bias
+    return x.reshape(n, gh * gw, -1)
+
+
+def _flax_encoder(x, p, prefix, modules):
+    """The pre-norm blocks ``Transformer/encoderblock_{i}`` named by ``modules`` (LN, attention, LN, MLP)."""
+    ln1, attention, ln2, mlp = modules
     i = 0
-    while f"Transformer/encoderblock_{i}/LayerNorm_0/scale" in p:
-        b = f"Transformer/encoderblock_{i}/"
-        y = layer_norm(x, p[b + "LayerNorm_0/scale"], p[b + "LayerNorm_0/bias"])
-        x = x + _flax_attention(y, p, b + "MultiHeadDotProductAttention_1/")
-        y = layer_norm(x, p[b + "LayerNorm_2/scale"], p[b + "LayerNorm_2/bias"])
-        y = gelu_tanh(y @ p[b + "MlpBlock_3/Dense_0/kernel"] + p[b + "MlpBlock_3/Dense_0/bias"])
-        x = x + (y @ p[b + "MlpBlock_3/Dense_1/kernel"] + p[b + "MlpBlock_3/Dense_1/bias"])
+    while f"{prefix}Transformer/encoderblock_{i}/{ln1}/scale" in p:
+        b = f"{prefix}Transformer/encoderblock_{i}/"
+        y = layer_norm(x, p[f"{b}{ln1}/scale"], p[f"{b}{ln1}/bias"])
+        x = x + _flax_attention(y, p, f"{b}{attention}/")
+        y = layer_norm(x, p[f"{b}{ln2}/scale"], p[f"{b}{ln2}/bias"])
+        y = gelu_tanh(y @ p[f"{b}{mlp}/Dense_0/kernel"] + p[f"{b}{mlp}/Dense_0/bias"])
+        x = x + (y @ p[f"{b}{mlp}/Dense_1/kernel"] + p[f"{b}{mlp}/Dense_1/bias"])
         i += 1
-    encoded = layer_norm(x, p["Transformer/encoder_norm/scale"], p["Transformer/encoder_norm/bias"])
+    return x
+
+
+def _flax_head(x, p, prefix, classifier):
+    encoded = layer_norm(x, p[prefix + "Transformer/encoder_norm/scale"], p[prefix + "Transformer/encoder_norm/bias"])
     pooled = encoded[:, 0] if classifier == "token" else encoded.mean(axis=1)
-    if "pre_logits/kernel" in p:
-        pooled = np.tanh(pooled @ p["pre_logits/kernel"] + p["pre_logits/bias"])
+    if prefix + "pre_logits/kernel" in p:
+        pooled = np.tanh(pooled @ p[prefix + "pre_logits/kernel"] + p[prefix + "pre_logits/bias"])
     out = {"encoded": encoded, "pooled": pooled}
-    if "head/kernel" in p:
-        out["logits"] = pooled @ p["head/kernel"] + p["head/bias"]
+    if prefix + "head/kernel" in p:
+        out["logits"] = pooled @ p[prefix + "head/kernel"] + p[prefix + "head/bias"]
     return out
 
 

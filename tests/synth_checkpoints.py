@@ -1,11 +1,10 @@
 """Synthetic checkpoints in the exact on-disk layouts of the published formats (shared test fixtures).
 
-Each writer takes a ``vit_zoo.ViTConfig`` (architecture only: widths, depth, heads, patch, image size,
-class token, pooling, pre-logits, classes, qkv bias) and writes random tensors under the real key names
-and shapes: Google ``vit_jax`` ``.npz`` (``npz_tensors``/``write_npz``) and timm ``model.safetensors``
-state dicts (``timm_tensors``/``write_safetensors``, plus timm's ``config.json``). Values are scaled so
-that activations stay O(1) through the blocks and every LayerNorm has non-trivial scales and biases, so
-a wrong transpose, head split or epsilon shows in the outputs.
+Each takes a ``vit_zoo.ViTConfig`` (architecture only: widths, depth, heads, patch, image size, class
+token, pooling, pre-logits, classes, qkv bias) and gives random tensors under the real key names and
+shapes, from the one layout table per format in ``tests/layouts.py``: Google ``vit_jax`` and big_vision
+``.npz`` (``npz_tensors``, ``big_vision_tensors``/``write_npz``) and timm ``model.safetensors`` state dicts
+(``timm_tensors``/``write_safetensors``, plus timm's ``config.json``).
 
 The safetensors writer is independent of the reader under test (and is checked against the
 ``safetensors`` package in the tests); it writes F32, F16 or BF16 (round to nearest even).
@@ -18,61 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-
-class _Random:
-    def __init__(self, seed):
-        self.rng = np.random.default_rng(seed)
-
-    def kernel(self, *shape, fan_in):
-        return self.rng.standard_normal(shape, dtype=np.float32) * np.float32(1 / np.sqrt(fan_in))
-
-    def bias(self, *shape, scale=0.05):
-        return self.rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
-
-    def scale(self, *shape):
-        return 1 + self.rng.standard_normal(shape, dtype=np.float32) * np.float32(0.2)
+import layouts
 
 
-def _grid(config):
-    return config.image_size[0] // config.patch_size, config.image_size[1] // config.patch_size
-
-
-# ------------------------------------------------------------------------------------------------
-# Google vit_jax .npz
 def npz_tensors(config, seed=0) -> dict:
     """``{vit_jax key: float32 array}`` for ``config`` (a "token" or "gap" vit_jax ViT)."""
-    r = _Random(seed)
-    d, m, h, p = config.hidden_size, config.mlp_size, config.num_heads, config.patch_size
-    dh = d // h
-    gh, gw = _grid(config)
-    t = {"embedding/kernel": r.kernel(p, p, 3, d, fan_in=p * p * 3), "embedding/bias": r.bias(d)}
-    if config.class_token:
-        t["cls"] = r.bias(1, 1, d, scale=0.5)
-    t["Transformer/posembed_input/pos_embedding"] = r.bias(1, gh * gw + int(config.class_token), d, scale=0.3)
-    for i in range(config.num_layers):
-        b = f"Transformer/encoderblock_{i}/"
-        a = b + "MultiHeadDotProductAttention_1/"
-        t[b + "LayerNorm_0/scale"], t[b + "LayerNorm_0/bias"] = r.scale(d), r.bias(d, scale=0.1)
-        for part in ("query", "key", "value"):
-            t[f"{a}{part}/kernel"] = r.kernel(d, h, dh, fan_in=d)
-            if config.qkv_bias:
-                t[f"{a}{part}/bias"] = r.bias(h, dh)
-        t[a + "out/kernel"], t[a + "out/bias"] = r.kernel(h, dh, d, fan_in=d), r.bias(d)
-        t[b + "LayerNorm_2/scale"], t[b + "LayerNorm_2/bias"] = r.scale(d), r.bias(d, scale=0.1)
-        t[b + "MlpBlock_3/Dense_0/kernel"] = r.kernel(d, m, fan_in=d)
-        t[b + "MlpBlock_3/Dense_0/bias"] = r.bias(m)
-        t[b + "MlpBlock_3/Dense_1/kernel"] = r.kernel(m, d, fan_in=m)
-        t[b + "MlpBlock_3/Dense_1/bias"] = r.bias(d)
-    t["Transformer/encoder_norm/scale"] = r.scale(d)
-    t["Transformer/encoder_norm/bias"] = r.bias(d, scale=0.1)
-    width = d
-    if config.representation_size:
-        width = config.representation_size
-        t["pre_logits/kernel"], t["pre_logits/bias"] = r.kernel(d, width, fan_in=d), r.bias(width)
-    if config.num_classes:
-        t["head/kernel"], t["head/bias"] = r.kernel(width, config.num_classes, fan_in=width), r.bias(
-            config.num_classes)
-    return t
+    return layouts.tensors(layouts.vit_jax(config), layouts.weights(config, seed))
+
+
+def big_vision_tensors(config, seed=0, **layout) -> dict:
+    """``{big_vision key: float32 array}`` for ``config`` ("tok": class token, or "gap"); ``layout``:
+    ``prefix`` ("params/" or "" for a released file), ``position`` (the position embedding's key)."""
+    return layouts.tensors(layouts.big_vision(config, **layout), layouts.weights(config, seed))
+
+
+def timm_tensors(config, seed=0) -> dict:
+    """``{timm key: float32 array}`` for ``config``; pooling "avg-fcnorm" gives ``fc_norm``, no ``norm``;
+    ``representation_size`` gives ``pre_logits.fc`` (timm < 0.6 in21k models)."""
+    return layouts.tensors(layouts.timm(config), layouts.weights(config, seed))
 
 
 def write_npz(path, tensors: dict, dtype=None) -> Path:
@@ -80,41 +42,6 @@ def write_npz(path, tensors: dict, dtype=None) -> Path:
     path = Path(path)
     np.savez(path, **{k: v.astype(dtype) if dtype else v for k, v in tensors.items()})
     return path
-
-
-# ------------------------------------------------------------------------------------------------
-# timm state dict
-def timm_tensors(config, seed=0) -> dict:
-    """``{timm key: float32 array}`` for ``config``; pooling "avg-fcnorm" gives ``fc_norm``, no ``norm``;
-    ``representation_size`` gives ``pre_logits.fc`` (timm < 0.6 in21k models)."""
-    r = _Random(seed)
-    d, m, p = config.hidden_size, config.mlp_size, config.patch_size
-    gh, gw = _grid(config)
-    t = {"patch_embed.proj.weight": r.kernel(d, 3, p, p, fan_in=p * p * 3),
-         "patch_embed.proj.bias": r.bias(d)}
-    if config.class_token:
-        t["cls_token"] = r.bias(1, 1, d, scale=0.5)
-    t["pos_embed"] = r.bias(1, gh * gw + int(config.class_token), d, scale=0.3)
-    for i in range(config.num_layers):
-        b = f"blocks.{i}."
-        t[b + "norm1.weight"], t[b + "norm1.bias"] = r.scale(d), r.bias(d, scale=0.1)
-        t[b + "attn.qkv.weight"] = r.kernel(3 * d, d, fan_in=d)
-        if config.qkv_bias:
-            t[b + "attn.qkv.bias"] = r.bias(3 * d)
-        t[b + "attn.proj.weight"], t[b + "attn.proj.bias"] = r.kernel(d, d, fan_in=d), r.bias(d)
-        t[b + "norm2.weight"], t[b + "norm2.bias"] = r.scale(d), r.bias(d, scale=0.1)
-        t[b + "mlp.fc1.weight"], t[b + "mlp.fc1.bias"] = r.kernel(m, d, fan_in=d), r.bias(m)
-        t[b + "mlp.fc2.weight"], t[b + "mlp.fc2.bias"] = r.kernel(d, m, fan_in=m), r.bias(d)
-    norm = "fc_norm" if config.pooling == "avg-fcnorm" else "norm"
-    t[norm + ".weight"], t[norm + ".bias"] = r.scale(d), r.bias(d, scale=0.1)
-    width = d
-    if config.representation_size:
-        width = config.representation_size
-        t["pre_logits.fc.weight"], t["pre_logits.fc.bias"] = r.kernel(width, d, fan_in=d), r.bias(width)
-    if config.num_classes:
-        t["head.weight"] = r.kernel(config.num_classes, width, fan_in=width)
-        t["head.bias"] = r.bias(config.num_classes)
-    return t
 
 
 _SAFETENSORS_KINDS = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4"}

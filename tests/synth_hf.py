@@ -1,5 +1,7 @@
-"""Hugging Face ViT checkpoints for tests, written by transformers itself (safetensors, .bin) or, for
-``tf_model.h5``, by h5py in the layout transformers 4.x's TF ViT saved (transformers 5 has no TF code).
+"""Hugging Face ViT checkpoints for tests, written by transformers itself (safetensors, .bin), from the
+layout tables of ``tests/layouts.py`` (``from_weights``: given weights in the published layout, loaded by
+transformers) or, for ``tf_model.h5``, by h5py in the layout transformers 4.x's TF ViT saved (transformers
+5 has no TF code; the key names are pinned to a file its TF code wrote).
 
 Every model is random with non-trivial LayerNorm scales, biases and embeddings, so a swapped or missed
 tensor shows in the outputs. Needs torch and transformers (the test extra).
@@ -7,10 +9,10 @@ tensor shows in the outputs. Needs torch and transformers (the test extra).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-import numpy as np
+import layouts
+from synth_checkpoints import write_safetensors
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
              image_size=32, patch_size=8)
@@ -94,54 +96,62 @@ def rounded(model, dtype):
     return copy.deepcopy(model).to(dtype).float().eval()
 
 
+def spec_of(config, **changes):
+    """The vit_zoo ViTConfig of the architecture of transformers ``config`` (a classifier of num_labels)."""
+    import vit_zoo
+
+    return vit_zoo.ViTConfig(image_size=config.image_size, patch_size=config.patch_size,
+                             hidden_size=config.hidden_size, mlp_size=config.intermediate_size,
+                             num_heads=config.num_attention_heads, num_layers=config.num_hidden_layers,
+                             num_classes=config.num_labels, **changes)
+
+
+def from_weights(values, spec, config, directory, bare=False):
+    """A transformers model holding the weights ``values`` (``layouts.weights``): written in the published
+    layout (``layouts.hf_torch``) with ``config`` into ``directory`` and loaded back with
+    ``from_pretrained``, which must use every tensor. A ``ViTModel`` with pooler when ``bare``, else a
+    ``ViTForImageClassification``; in eval mode."""
+    from transformers import ViTForImageClassification, ViTModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(directory / "model.safetensors", layouts.tensors(layouts.hf_torch(spec, bare), values))
+    config.save_pretrained(directory)
+    model, info = (ViTModel if bare else ViTForImageClassification).from_pretrained(directory,
+                                                                                  output_loading_info=True)
+    assert not any(info.values()), info  # every tensor loaded, none left over
+    return model.eval()
+
+
 # ---- tf_model.h5 ------------------------------------------------------------------------------------
-# transformers 4.x, models/vit/modeling_tf_vit.py: TFViTMainLayer(name="vit") holds embeddings
-# (cls_token, position_embeddings, patch_embeddings/projection = Conv2D), encoder/layer_._{i} (Keras
-# names list members "layer_._i"), layernorm, pooler/dense; TFViTForImageClassification adds
-# Dense "classifier". Keras 2 save_weights (legacy h5): root attr layer_names, one group per top-level
-# layer, attr weight_names, one dataset per variable named by variable.name, whose first scope is the
-# model's name (transformers ignores it when loading).
-TF_MODEL_NAMES = {"classifier": "tf_vi_t_for_image_classification", "base": "tf_vi_t_model"}
+# transformers 4.x (modeling_tf_vit.py) saved with Keras 2 save_weights (legacy h5): root attrs
+# layer_names (one group per top-level layer: "vit", "classifier"), backend, keras_version; each group's
+# attr weight_names; one dataset per variable at GROUP/<its name>, whose first scope is the model's name.
+# Key names: layouts.hf_tf, checked against the file transformers wrote (tests/fixtures).
+TF_RECORD = Path(__file__).parent / "fixtures" / "tf_model_h5_keys.json"
 
 
-def _tf_name(torch_key: str) -> tuple:
-    """(top-level layer, variable name without the model scope, is a Linear/Conv weight)."""
-    key = torch_key if torch_key.startswith(("vit.", "classifier.")) else "vit." + torch_key
-    parts = key.split(".")
-    module, param = parts[:-1], parts[-1]
-    path = "/".join(module)
-    path = re.sub(r"layer/(\d+)", r"layer_._\1", path)
-    if param in ("cls_token", "position_embeddings"):
-        return parts[0], f"{path}/{param}:0", False
-    norm = module[-1].startswith("layernorm")
-    if param == "weight":
-        return parts[0], f"{path}/{'gamma' if norm else 'kernel'}:0", not norm
-    return parts[0], f"{path}/{'beta' if norm else 'bias'}:0", False
-
-
-def write_tf_h5(model, path, kind="classifier", model_name=None) -> Path:
-    """``tf_model.h5`` of the TF twin of the torch ``model`` (ViTForImageClassification or ViTModel),
-    plus config.json beside it."""
+def write_tf_h5(values, spec, config, path, kind="classifier", model_name=None) -> Path:
+    """``tf_model.h5`` holding the weights ``values`` (``layouts.weights`` of ``spec``) as transformers'
+    TFViTForImageClassification (kind "classifier") or TFViTModel ("base") saves them, plus ``config``
+    as config.json beside it. ``model_name``: the model's scope (Keras numbers a second instance's)."""
     import h5py
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.config.to_json_file(str(path.parent / "config.json"))
-    scope = model_name or TF_MODEL_NAMES[kind]
+    config.to_json_file(str(path.parent / "config.json"))
     groups = {}
-    for key, tensor in original_state_dict(model).items():
-        value = tensor.float().numpy()
-        layer, name, is_kernel = _tf_name(key)
-        if is_kernel:
-            value = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T  # Conv2D / Dense kernels
-        groups.setdefault(layer, []).append((f"{scope}/{name}", np.ascontiguousarray(value)))
+    for key, value in layouts.tensors(layouts.hf_tf(spec, kind, model_name), values).items():
+        group, _, name = key.partition("/")
+        groups.setdefault(group, []).append((name, value))
+    recorded = json.loads(TF_RECORD.read_text())["models"]["TFViTModel"]["root_attrs"]
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [name.encode() for name in groups]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.15.0"
-        for layer in sorted(groups):
-            group = f.create_group(layer)
-            group.attrs["weight_names"] = [name.encode() for name, _ in groups[layer]]
-            for name, value in groups[layer]:
+        for attribute, value in recorded.items():
+            f.attrs[attribute] = value.encode()
+        for group_name, weights in groups.items():
+            group = f.create_group(group_name)
+            group.attrs["weight_names"] = [name.encode() for name, _ in weights]
+            for name, value in weights:
                 group.create_dataset(name, data=value)
     return path

@@ -275,3 +275,31 @@ def test_safetensors_header_that_contradicts_its_data_is_refused(tmp_path):
     path.write_bytes(raw[:8] + encoded + raw[8 + size:])
     with pytest.raises(converters.CheckpointError, match=r"'a' is F32 \[3, 3\] \(36 bytes\).*span 24 bytes"):
         converters.open_checkpoint(path)
+
+
+# ------------------------------------------------------------------------------------------------
+def test_error_types_let_callers_branch_without_reading_messages():
+    import pickle
+
+    assert issubclass(converters.UnsupportedLayoutError, converters.CheckpointError)
+    assert issubclass(converters.ConversionError, converters.CheckpointError)
+    assert not issubclass(converters.UnsupportedLayoutError, converters.ConversionError)
+    error = pickle.loads(pickle.dumps(converters.UnsupportedLayoutError("x.npz is a MAP head", "big_vision MAP")))
+    assert (type(error), str(error), error.layout) == (converters.UnsupportedLayoutError, "x.npz is a MAP head",
+                                                       "big_vision MAP")
+
+
+def test_loading_another_architecture_is_a_conversion_error(config, tmp_path):
+    from vit_zoo.weights.convert import load_checkpoint
+
+    path = write_npz(tmp_path / "x.npz", npz_tensors(config))
+    with pytest.raises(converters.ConversionError, match="not vit-tiny-16.*drop name="):
+        load_checkpoint(path, requested=vit_zoo.ViTConfig.from_name("vit-tiny-16"), name="vit-tiny-16")
+
+
+def test_unknown_file_kind_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "weights.txt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(converters.CheckpointError, match="unknown checkpoint file type 'weights.txt'") as error:
+        converters.open_checkpoint(path)
+    assert type(error.value) is converters.CheckpointError

@@ -17,6 +17,7 @@ from vit_zoo.converters import huggingface as hf  # noqa: E402
 from vit_zoo.converters.apply import ConversionError, apply_rows  # noqa: E402
 from vit_zoo.converters.checkpoint import CheckpointError, open_checkpoint  # noqa: E402
 
+import layouts  # noqa: E402
 import synth_hf  # noqa: E402
 from conftest import load_converted  # noqa: E402
 
@@ -130,22 +131,30 @@ def test_pytorch_bin(tmp_path):
     assert_parity(path, reference, "pytorch_model.bin classifier")
 
 
+def tf_checkpoint(directory, kind="classifier", seed=0, model_name=None):
+    """(the torch reference, its tf_model.h5): the same random weights written in the published torch
+    layout (loaded by transformers) and in transformers 4.x's TF layout (``layouts.hf_tf``, whose names
+    tests/converters/test_tf_model_h5.py pins to a file transformers' TF code wrote)."""
+    config = synth_hf.hf_config()
+    spec = synth_hf.spec_of(config, representation_size=config.hidden_size if kind == "base" else None)
+    values = layouts.weights(spec, seed)
+    reference = synth_hf.from_weights(values, spec, config, directory / "torch", bare=kind == "base")
+    return reference, synth_hf.write_tf_h5(values, spec, config, directory / "tf" / "tf_model.h5", kind, model_name)
+
+
 @pytest.mark.parametrize("kind", ["classifier", "base"])
 def test_tf_model_h5(tmp_path, kind):
-    reference = synth_hf.random_model(synth_hf.hf_config(), kind=kind, seed=6)
-    path = synth_hf.write_tf_h5(reference, tmp_path / "tf_model.h5", kind=kind)
-    with open_checkpoint(tmp_path) as checkpoint:  # the directory resolves to tf_model.h5
+    reference, path = tf_checkpoint(tmp_path, kind, seed=6)
+    with open_checkpoint(path.parent) as checkpoint:  # the directory resolves to tf_model.h5
         assert checkpoint.path.name == "tf_model.h5"
-        assert hf.layout(checkpoint) == hf.Layout("tf", synth_hf.TF_MODEL_NAMES[kind])
+        assert hf.layout(checkpoint) == hf.Layout("tf", layouts.TF_MODEL_NAMES[kind])
         assert converters.detect_format(checkpoint) is hf
     assert_parity(path, reference, f"tf_model.h5 {kind}")
 
 
 def test_tf_model_h5_with_numbered_model_scope(tmp_path):
     # Keras 2 numbers a second instance's scope ("..._4"); transformers ignores that scope, so do we.
-    reference = synth_hf.random_model(synth_hf.hf_config(), seed=7)
-    path = synth_hf.write_tf_h5(reference, tmp_path / "tf_model.h5",
-                                model_name="tf_vi_t_for_image_classification_4")
+    reference, path = tf_checkpoint(tmp_path, seed=7, model_name="tf_vi_t_for_image_classification_4")
     assert_parity(path, reference, "tf_model.h5 numbered scope")
 
 
@@ -249,8 +258,9 @@ def test_not_a_vit_model_type(tmp_path):
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "model_type": "deit"}))
     with open_checkpoint(path) as checkpoint:
-        with pytest.raises(CheckpointError, match="model_type 'deit'"):
+        with pytest.raises(converters.UnsupportedLayoutError, match="model_type 'deit'") as error:
             hf.config_fields(checkpoint)
+    assert error.value.layout == "Hugging Face model_type 'deit'"
 
 
 # ---- through the public API --------------------------------------------------------------------------
@@ -270,11 +280,10 @@ def test_load_with_weights_path(tmp_path):
 
 @pytest.mark.skipif(not hasattr(vit_zoo, "load"), reason="vit_zoo.load not available yet")
 def test_load_bare_model_pooled_and_tf_h5(tmp_path):
-    reference = synth_hf.random_model(synth_hf.hf_config(), kind="base", seed=9)
-    synth_hf.write_tf_h5(reference, tmp_path / "tf_model.h5", kind="base")
+    reference, path = tf_checkpoint(tmp_path, "base", seed=9)
     pixels = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     normalised = torch.from_numpy(((pixels / 255 - 0.5) / 0.5).transpose(0, 3, 1, 2).copy())
-    pooled = vit_zoo.load(weights=str(tmp_path), include_top=False, pooling="token").predict(pixels, verbose=0)
+    pooled = vit_zoo.load(weights=str(path.parent), include_top=False, pooling="token").predict(pixels, verbose=0)
     error = relative_error(pooled, torch_outputs(reference, normalised)["output"])
     print(f"\nhf parity vit_zoo.load tf_model.h5 ViTModel pooler: {error:.2e}")
     assert error <= TOLERANCE
@@ -285,12 +294,7 @@ def test_load_bare_model_pooled_and_tf_h5(tmp_path):
 def test_wrong_numerics_fail_the_tolerance(tmp_path, wrong):
     # A tanh-GELU model converted with exact GELU, or with Keras' default LayerNorm eps, misses 1e-4.
     reference = synth_hf.random_model(synth_hf.hf_config(hidden_act="gelu_new"))
-    with open_checkpoint(synth_hf.save(reference, tmp_path)) as checkpoint:
-        fields = {**hf.config_fields(checkpoint), **wrong}
-        fields.pop("assumed")
-        config = vit_zoo.ViTConfig(**fields)
-        model = vit_zoo.build(config, include_preprocessing=False)
-        apply_rows(model, hf.mapping(config, checkpoint), checkpoint, ignored=hf.IGNORED)
+    model, _ = load_converted(synth_hf.save(reference, tmp_path), known={"config": wrong})
     nhwc, nchw = images_for(reference.config)
     error = relative_error(model.predict(nhwc, verbose=0), torch_outputs(reference, nchw)["output"])
     print(f"\nhf negative control {wrong}: {error:.2e}")

@@ -13,10 +13,12 @@ from vit_zoo import converters
 from vit_zoo.converters import timm
 from vit_zoo.model.variants import variant_fields
 
+import layouts
+import synth_hf
 from conftest import load_converted
 from reference_numpy import timm_forward
 from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,
-                               write_safetensors, write_timm)
+                               write_timm)
 
 TOLERANCE = 1e-4
 SMALL = dict(image_size=32, patch_size=8, hidden_size=32, mlp_size=64, num_heads=4, num_layers=2,
@@ -151,8 +153,9 @@ def test_unsupported_tensors_are_named(tmp_path, extra, feature):
     path = write_timm(tmp_path, spec, tensors={**timm_tensors(spec), **extra})
     with converters.open_checkpoint(path) as checkpoint:
         assert converters.detect_format(checkpoint) is timm
-        with pytest.raises(converters.CheckpointError, match=feature) as error:
+        with pytest.raises(converters.UnsupportedLayoutError, match=feature) as error:
             timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
+    assert feature in error.value.layout
     for key in extra:
         assert key in str(error.value)
     assert "model.safetensors" in str(error.value)
@@ -172,8 +175,9 @@ def test_position_embedding_without_class_entry_is_refused(tmp_path):
 def test_architectures_with_other_numerics_are_refused(tmp_path, architecture):
     spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-base-16"), num_layers=1))
     with converters.open_checkpoint(write_timm(tmp_path, spec, architecture)) as checkpoint:
-        with pytest.raises(converters.CheckpointError, match=f"{architecture}.*numerics"):
+        with pytest.raises(converters.UnsupportedLayoutError, match=f"{architecture}.*numerics") as error:
             timm.config_fields(checkpoint)
+    assert error.value.layout == f"timm {architecture}"
 
 
 def test_heads_of_an_unnamed_width(tmp_path):
@@ -212,44 +216,17 @@ def test_fc_norm_with_token_pooling_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # The reference itself, against Hugging Face transformers' torch ViT on the same weights.
-def _hf_checkpoint(tensors, directory, hf_config):
-    """timm tensors → a Hugging Face ViTForImageClassification checkpoint in its published layout."""
-    t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
-    s = {"vit.embeddings.cls_token": t["cls_token"], "vit.embeddings.position_embeddings": t["pos_embed"],
-         "vit.embeddings.patch_embeddings.projection.weight": t["patch_embed.proj.weight"],
-         "vit.embeddings.patch_embeddings.projection.bias": t["patch_embed.proj.bias"],
-         "vit.layernorm.weight": t["norm.weight"], "vit.layernorm.bias": t["norm.bias"],
-         "classifier.weight": t["head.weight"], "classifier.bias": t["head.bias"]}
-    i = 0
-    while f"blocks.{i}.norm1.weight" in t:
-        b, h = f"blocks.{i}.", f"vit.encoder.layer.{i}."
-        for part, weight, bias in zip(("query", "key", "value"), np.split(t[b + "attn.qkv.weight"], 3),
-                                      np.split(t[b + "attn.qkv.bias"], 3)):
-            s[f"{h}attention.attention.{part}.weight"] = weight
-            s[f"{h}attention.attention.{part}.bias"] = bias
-        for ours, theirs in (("attn.proj", "attention.output.dense"), ("norm1", "layernorm_before"),
-                             ("norm2", "layernorm_after"), ("mlp.fc1", "intermediate.dense"),
-                             ("mlp.fc2", "output.dense")):
-            s[f"{h}{theirs}.weight"], s[f"{h}{theirs}.bias"] = t[f"{b}{ours}.weight"], t[f"{b}{ours}.bias"]
-        i += 1
-    write_safetensors(directory / "model.safetensors", s)
-    hf_config.save_pretrained(directory)
-    return directory
-
-
 def test_reference_matches_transformers(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3})
-    tensors = timm_tensors(spec, seed=5)
+    values = layouts.weights(spec, seed=5)
+    tensors = layouts.tensors(layouts.timm(spec), values)
     hf_config = transformers.ViTConfig(
         hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
         intermediate_size=spec.mlp_size, image_size=32, patch_size=8, num_labels=spec.num_classes,
         hidden_act="gelu", layer_norm_eps=1e-6)
-    hf, info = transformers.ViTForImageClassification.from_pretrained(
-        _hf_checkpoint(tensors, tmp_path, hf_config), output_loading_info=True)
-    assert not any(info.values()), info
-    hf = hf.double().eval()
+    hf = synth_hf.from_weights(values, spec, hf_config, tmp_path).double()
     x = images(spec, batch=2)
     reference = timm_forward(tensors, x, spec.num_heads)
     with torch.no_grad():

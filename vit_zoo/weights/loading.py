@@ -26,9 +26,9 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
         include_top, pooling, include_preprocessing, classifier_activation: see ``vit_zoo.build``.
         dropout_rate, attention_dropout_rate, drop_path_rate: regularisation for fine-tuning.
         dtype: dtype or mixed-precision policy (``"mixed_bfloat16"``); outputs stay float32.
-        weights: a checkpoint path: a vit_jax ``.npz``, a Hugging Face directory / ``model.safetensors``
-            / ``tf_model.h5`` / ``pytorch_model.bin``, a timm ``model.safetensors``, a vit_zoo
-            ``.weights.h5`` or ``.keras`` file; or ``"hf-hub:REPO[@REVISION]"`` for a Hugging Face repo.
+        weights: a checkpoint path: a vit_jax or big_vision ``.npz``, a Hugging Face directory /
+            ``model.safetensors`` / ``tf_model.h5`` / ``pytorch_model.bin``, a timm ``model.safetensors``, a
+            vit_zoo ``.weights.h5`` or ``.keras`` file; or ``"hf-hub:REPO[@REVISION]"`` for a Hugging Face repo.
         pretrained: True (the manifest's default for ``name``) or a tag, for published weights: downloaded
             once, converted once, cached under ``VIT_ZOO_HOME`` (see ``vit_zoo.list_weights``).
         dynamic_size: input (None, None, 3); position embeddings resampled in the graph per input size.

@@ -1,0 +1,25 @@
+"""PyTorch ``.bin`` / ``.pth`` state dicts, only through ``torch.load(weights_only=True)`` (torch optional)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vit_zoo.converters.errors import CheckpointError
+from vit_zoo.converters.readers import Contents
+
+
+def read(path: Path) -> Contents:
+    try:
+        import torch  # optional: only for pytorch_model.bin files
+    except ImportError:
+        raise CheckpointError(f"{path.name} is a PyTorch pickle file; reading it safely needs torch "
+                              f"(torch.load(weights_only=True)): pip install torch, or use the repo's "
+                              f"model.safetensors instead") from None
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path.name} holds a {type(state).__name__}, not a state dict")
+    entries = {}
+    for key, tensor in state.items():
+        dtype = "bfloat16" if tensor.dtype == torch.bfloat16 else str(tensor.dtype).replace("torch.", "")
+        entries[key] = (tuple(tensor.shape), dtype, (lambda t=tensor: t.float().numpy()
+                                                     if t.dtype == torch.bfloat16 else t.numpy()))
+    return Contents(entries)
