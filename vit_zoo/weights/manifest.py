@@ -30,7 +30,7 @@ MANIFEST_FILENAME = "weights_manifest.json"
 MANIFEST_ENV = "VIT_ZOO_MANIFEST"
 SCHEMA_VERSION = 1
 
-FORMATS = ("google-npz", "hf", "timm")
+FORMATS = ("google-npz", "big-vision-npz", "hf", "timm")
 LABEL_SETS = tuple(LABEL_SET_SIZES)
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -146,8 +146,8 @@ def _cross_field_problems(e, label) -> list[str]:
         problems.append(f"{label}: give exactly one of 'url' or 'hf_repo' (got {'both' if has_url else 'neither'})")
     if has_repo and not e.get("filename"):
         problems.append(f"{label}: 'hf_repo' needs 'filename' (the weights file inside the repo)")
-    if e.get("format") == "google-npz" and has_repo:
-        problems.append(f"{label}: format 'google-npz' is downloaded from a 'url', not an 'hf_repo'")
+    if e.get("format") in ("google-npz", "big-vision-npz") and has_repo:
+        problems.append(f"{label}: format {e['format']!r} is downloaded from a 'url', not an 'hf_repo'")
     if e.get("format") in ("hf", "timm") and has_url:
         problems.append(f"{label}: format {e['format']!r} is downloaded from an 'hf_repo', not a 'url'")
     if e.get("top1") is not None and not e.get("top1_source"):
