@@ -1,4 +1,5 @@
-"""Features from any encoder block, as a Keras model that shares the original model's weights."""
+"""Features from any encoder block, or the pooled features a classifier's head sees, as Keras models that
+share the original model's weights and carry its identity."""
 from __future__ import annotations
 
 from typing import List, Sequence, Union
@@ -6,8 +7,12 @@ from typing import List, Sequence, Union
 import keras
 from keras import ops
 
+# ``builder`` as a module, read at call time: this module registers a Keras class, so it is imported
+# while Keras itself loads, which can be in the middle of importing the builder (see model.keras_classes)
+from vit_zoo.model import builder
 from vit_zoo.model import layers as vit_layers
-from vit_zoo.model.builder import block_name
+from vit_zoo.model.identity import identity_of
+from vit_zoo.model.vision_transformer import VisionTransformer
 
 OUTPUTS = ("tokens", "spatial", "cls")
 
@@ -39,7 +44,7 @@ def block_count(model: keras.Model) -> int:
     """Number of encoder blocks of a vit_zoo model (counted from its ``block_{i:02d}_add2`` layers)."""
     names = {layer.name for layer in model.layers}
     count = 0
-    while block_name(count, "add2") in names:
+    while builder.block_name(count, "add2") in names:
         count += 1
     if count == 0:
         raise ValueError(f"model {model.name!r} has no layers named 'block_00_add2'; expected a vit_zoo ViT "
@@ -89,8 +94,9 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
             last block's output is normed before pooling (an error for models that norm after pooling).
 
     Returns:
-        keras.Model with one output per entry of ``layers``; one block (an int, or a list of one — Keras
-        unwraps one-element output lists) gives a single output tensor.
+        A ``VisionTransformer`` (a functional keras.Model carrying ``model``'s identity, which
+        ``save``/``load_model`` keep) with one output per entry of ``layers``; one block (an int, or a
+        list of one — Keras unwraps one-element output lists) gives a single output tensor.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
@@ -107,16 +113,36 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
                              f"has none (it norms after pooling, with 'fc_norm'); use norm=False") from None
     outputs = []
     for index in indices:
-        features = model.get_layer(block_name(index, "add2")).output
+        features = model.get_layer(builder.block_name(index, "add2")).output
         if norm:
             features = final_norm(features)
         if output == "spatial":
             grid = model.get_layer("patch_embed").output
-            features = PatchTokensToGrid(prefix, name=f"features_{block_name(index, 'spatial')}")(
+            features = PatchTokensToGrid(prefix, name=f"features_{builder.block_name(index, 'spatial')}")(
                 [features, grid])
         elif output == "cls":
-            features = vit_layers.TokenPooling("token", prefix, name=f"features_{block_name(index, 'cls')}")(
+            features = vit_layers.TokenPooling("token", prefix, name=f"features_{builder.block_name(index, 'cls')}")(
                 features)
         outputs.append(features)
-    return keras.Model(model.input, outputs[0] if len(outputs) == 1 else outputs,
-                       name=name or f"{model.name}_features")
+    return _sub_model(model, outputs[0] if len(outputs) == 1 else outputs, name or f"{model.name}_features")
+
+
+def pooled_features(model: keras.Model, name: str = None) -> keras.Model:
+    """The pooled features of a vit_zoo model: (B, D) float32 per image, what its head sees.
+
+    For a classifier, the input of its ``head`` (after the pooling, ``fc_norm`` and ``pre_logits`` its
+    weights were trained with), as a model sharing its weights and carrying its identity; a model built
+    with ``include_top=False`` and a pooling already outputs them and is returned as it is. A model that
+    outputs the token sequence (``pooling=None``) is an error saying how to build a pooled one.
+    """
+    if any(layer.name == "head" for layer in model.layers):
+        return _sub_model(model, model.get_layer("head").input, name or f"{model.name}_features")
+    if len(model.output_shape) == 2:
+        return model
+    raise ValueError(f"model {model.name!r} outputs {model.output_shape}, not pooled features (B, D): load it "
+                     f"with include_top=False and pooling='token' or 'gap', or with its classification head")
+
+
+def _sub_model(model: keras.Model, outputs, name: str) -> keras.Model:
+    """A model from ``model``'s input to ``outputs`` (its own tensors), with ``model``'s identity."""
+    return VisionTransformer(model.input, outputs, name=name, identity=identity_of(model))
