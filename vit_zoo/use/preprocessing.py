@@ -217,9 +217,25 @@ def apply_recipe(image: np.ndarray, recipe: Recipe, size: Tuple[int, int]) -> np
         return _resize(image, size, recipe)
     height, width = image.shape[:2]
     resized = _resize(image, timm_resize_size(height, width, size, recipe.crop_pct), recipe)
-    top = int(round((resized.shape[0] - size[0]) / 2.0))
-    left = int(round((resized.shape[1] - size[1]) / 2.0))
+    top, left = _crop_offsets(resized.shape[:2], size)
     return resized[top:top + size[0], left:left + size[1]]
+
+
+def input_region(height: int, width: int, recipe: Recipe, size: Tuple[int, int]):
+    """The part of a (height, width) photo that ``apply_recipe`` turns into the model input of ``size``:
+    (top, left, bottom, right) in photo pixels (floats) — the whole photo for the squash recipes, the
+    centre crop for "shorter-side-crop"."""
+    if recipe.resize == "squash":
+        return 0.0, 0.0, float(height), float(width)
+    resized = timm_resize_size(height, width, size, recipe.crop_pct)
+    top, left = _crop_offsets(resized, size)
+    scale_y, scale_x = height / resized[0], width / resized[1]
+    return top * scale_y, left * scale_x, (top + size[0]) * scale_y, (left + size[1]) * scale_x
+
+
+def _crop_offsets(resized: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, int]:
+    """(top, left) of torchvision's ``CenterCrop(size)`` of a ``resized`` (height, width) image."""
+    return int(round((resized[0] - size[0]) / 2.0)), int(round((resized[1] - size[1]) / 2.0))
 
 
 def timm_resize_size(height: int, width: int, size: Tuple[int, int], crop_pct: float) -> Tuple[int, int]:
