@@ -125,12 +125,14 @@ def test_feature_extractor_keeps_the_identity_through_save_and_load(config, imag
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("changes", [{}, {"representation_size": 24}, {"pooling": "avg-fcnorm", "class_token": False}])
+@pytest.mark.parametrize("changes", [{}, {"representation_size": 24},
+                                     {"pooling": "avg-fcnorm", "class_token": False}])
 def test_pooled_features_are_what_the_head_sees(config, images, changes):
     from vit_zoo.use.features import pooled_features
     classifier = vit_zoo.build(config.replace(**changes))
     pooled = pooled_features(classifier)
-    assert pooled.identity == classifier.identity and pooled.output_shape == (None, changes.get("representation_size", 32))
+    assert pooled.identity == classifier.identity
+    assert pooled.output_shape == (None, changes.get("representation_size", 32))
     # the same weights in a model built without a head, pooled as the classifier's config says
     headless = copy_weights(classifier, vit_zoo.build(config.replace(**changes), include_top=False,
                                                       pooling="gap" if changes.get("pooling") else "token"))
