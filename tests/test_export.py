@@ -3,7 +3,9 @@ interpreter for TFLite, onnxruntime for ONNX, TensorFlow for the SavedModel, Ker
 the Keras model's outputs, for both GELU flavours. Tolerances on max |Δ logits| (logits spanning ~10;
 measured in brackets): .keras 1e-6 (0), SavedModel 1e-5 (1e-6), TFLite float32 2e-5 (2.5e-6), ONNX 2e-5
 (2.7e-6); TFLite dynamic-range int8: 5% of the logit range (1.5%) and the same top-1 on at least 3 of 4
-images (4 of 4). The two GELU flavours differ by 6e-4 here, 20x the float tolerances."""
+images (4 of 4). The two GELU flavours differ by 6e-4 here, 20x the float tolerances. Every format
+carries the model's identity (read back equal), and an exported model classifies photos as the Keras model
+does with the class names and preprocessing of its metadata alone."""
 import numpy as np
 import pytest
 

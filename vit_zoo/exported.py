@@ -15,6 +15,7 @@ import numpy as np
 
 from vit_zoo.export_metadata import read_metadata
 from vit_zoo.model.identity import Identity
+from vit_zoo.native_output import native_stderr_silenced
 
 EXPORTED_SUFFIXES = (".tflite", ".onnx")
 _ONNX_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}
@@ -128,6 +129,8 @@ def _tflite_runtime(path: Path):
         from tensorflow.lite import Interpreter
     interpreter = Interpreter(model_path=str(path))
     detail = interpreter.get_input_details()[0]
+    with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate at the first allocation
+        interpreter.allocate_tensors()
 
     def run(images):
         interpreter.resize_tensor_input(detail["index"], images.shape)
