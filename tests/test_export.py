@@ -224,3 +224,14 @@ def test_exports_without_metadata_are_refused_for_prediction(tmp_path):
         predict_exported(path, np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(FileNotFoundError, match="no such exported model: 'missing.onnx'"):
         predict_exported("missing.onnx", np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_saved_model_export_replaces_the_previous_folder(named_model, tmp_path):
+    from vit_zoo.exporting import export, read_identity
+
+    path = tmp_path / "m"
+    path.mkdir()
+    (path / "stale.txt").write_text("from an earlier export")
+    export(named_model, "saved_model", path, verify=False)
+    assert not (path / "stale.txt").exists() and read_identity(path) == named_model.identity
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -35,6 +35,7 @@ from keras import ops
 from vit_zoo import export_metadata
 from vit_zoo.export_metadata import read_identity, read_metadata  # noqa: F401  (part of this module's API)
 from vit_zoo.exported import run_exported
+from vit_zoo.files import replace_atomically
 from vit_zoo.model.builder import has_preprocessing
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
@@ -90,9 +91,9 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         graph = export_graph(model, input_dtype)
         record = export_metadata.export_record(model, format, input_dtype)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _written_atomically(path) as temporary:
-            {"saved_model": _saved_model, "tflite": _tflite, "onnx": _onnx}[format](graph, temporary, quantize,
-                                                                                  record)
+        writer = {"saved_model": _saved_model, "tflite": _tflite, "onnx": _onnx}[format]
+        _written_atomically(path, lambda temporary: writer(graph, temporary, quantize, record),
+                            folder=format == "saved_model")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     result = {"format": format, "path": str(path), "input_dtype": input_dtype, "quantize": quantize,
               "bytes": size}
@@ -179,32 +180,31 @@ def _onnx(graph, path: Path, quantize, record=None):
         raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") from None
 
 
-class _written_atomically:
-    """``with _written_atomically(path) as temporary:`` write a file or folder at ``temporary`` (beside
-    ``path``, same suffix); on success it replaces ``path``, on failure it is removed and ``path`` is left
-    as it was."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.temporary = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
-
-    def __enter__(self) -> Path:
-        _remove(self.temporary)
-        return self.temporary
-
-    def __exit__(self, kind, error, traceback):
+def _written_atomically(path: Path, write_to, folder: bool) -> None:
+    """``write_to(temporary)`` at a temporary name beside ``path`` (same suffix), renamed over ``path`` when
+    complete: a file through ``vit_zoo.files.replace_atomically``; a SavedModel folder, which cannot be
+    renamed over an existing one, by moving the old folder aside just before (a kill between the two
+    renames leaves it as ``.NAME.PID.old``). On failure ``path`` is left as it was and the temporary is
+    removed."""
+    if folder:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        moved_aside = False
         try:
-            if kind is None:
-                if self.path.is_dir() and not self.path.is_symlink():  # a folder cannot be renamed over one
-                    old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
-                    os.replace(self.path, old)
-                    os.replace(self.temporary, self.path)
-                    _remove(old)
-                else:
-                    os.replace(self.temporary, self.path)
+            _remove(temporary)
+            write_to(temporary)
+            if path.exists():
+                os.replace(path, old)
+                moved_aside = True
+            os.replace(temporary, path)
+            moved_aside = False
         finally:
-            _remove(self.temporary)
-        return False
+            if moved_aside:  # the new folder did not take its place: put the old one back
+                os.replace(old, path)
+            _remove(temporary)
+            _remove(old)
+    else:
+        replace_atomically(path, write_to)
 
 
 def _remove(path: Path) -> None:

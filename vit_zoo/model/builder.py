@@ -32,22 +32,10 @@ import keras
 from vit_zoo.model import layers as vit_layers
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity
+from vit_zoo.model.names import PREPROCESSING_LAYER, block_name, has_preprocessing  # noqa: F401 (re-exported)
 from vit_zoo.model.vision_transformer import VisionTransformer
 
 OUTPUT_POOLINGS = (None, "token", "gap")
-PREPROCESSING_LAYER = "preprocessing"
-
-
-def has_preprocessing(model: keras.Model) -> bool:
-    """True when ``model`` normalises its own inputs (built with ``include_preprocessing=True``): it takes
-    RGB in [0, 255] rather than normalised pixels."""
-    return any(layer.name == PREPROCESSING_LAYER for layer in model.layers)
-
-
-def block_name(index: int, part: str) -> str:
-    return f"block_{index:02d}_{part}"
-
-
 def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
     """The pooling a model outputs with: one of config.POOLINGS, or None for the token sequence.
 

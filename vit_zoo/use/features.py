@@ -7,12 +7,12 @@ from typing import List, Sequence, Union
 import keras
 from keras import ops
 
-# ``builder`` as a module, read at call time: this module registers a Keras class, so it is imported
-# while Keras itself loads, which can be in the middle of importing the builder (see model.keras_classes)
-from vit_zoo.model import builder
 from vit_zoo.model import layers as vit_layers
+from vit_zoo.model.names import block_name
+# the module, not the name: this module registers a Keras class, so it is imported while Keras itself
+# loads, which can be in the middle of importing vision_transformer (see model.keras_classes)
+from vit_zoo.model import vision_transformer
 from vit_zoo.model.identity import identity_of
-from vit_zoo.model.vision_transformer import VisionTransformer
 
 OUTPUTS = ("tokens", "spatial", "cls")
 
@@ -44,7 +44,7 @@ def block_count(model: keras.Model) -> int:
     """Number of encoder blocks of a vit_zoo model (counted from its ``block_{i:02d}_add2`` layers)."""
     names = {layer.name for layer in model.layers}
     count = 0
-    while builder.block_name(count, "add2") in names:
+    while block_name(count, "add2") in names:
         count += 1
     if count == 0:
         raise ValueError(f"model {model.name!r} has no layers named 'block_00_add2'; expected a vit_zoo ViT "
@@ -113,15 +113,15 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
                              f"has none (it norms after pooling, with 'fc_norm'); use norm=False") from None
     outputs = []
     for index in indices:
-        features = model.get_layer(builder.block_name(index, "add2")).output
+        features = model.get_layer(block_name(index, "add2")).output
         if norm:
             features = final_norm(features)
         if output == "spatial":
             grid = model.get_layer("patch_embed").output
-            features = PatchTokensToGrid(prefix, name=f"features_{builder.block_name(index, 'spatial')}")(
+            features = PatchTokensToGrid(prefix, name=f"features_{block_name(index, 'spatial')}")(
                 [features, grid])
         elif output == "cls":
-            features = vit_layers.TokenPooling("token", prefix, name=f"features_{builder.block_name(index, 'cls')}")(
+            features = vit_layers.TokenPooling("token", prefix, name=f"features_{block_name(index, 'cls')}")(
                 features)
         outputs.append(features)
     return _sub_model(model, outputs[0] if len(outputs) == 1 else outputs, name or f"{model.name}_features")
@@ -145,4 +145,4 @@ def pooled_features(model: keras.Model, name: str = None) -> keras.Model:
 
 def _sub_model(model: keras.Model, outputs, name: str) -> keras.Model:
     """A model from ``model``'s input to ``outputs`` (its own tensors), with ``model``'s identity."""
-    return VisionTransformer(model.input, outputs, name=name, identity=identity_of(model))
+    return vision_transformer.VisionTransformer(model.input, outputs, name=name, identity=identity_of(model))
