@@ -196,6 +196,70 @@ def test_embed_writes_embeddings_of_a_folder(local_weights, tmp_path, capsys):
         assert store["embeddings"].shape == (2, 32)
 
 
+def test_finetune_then_export_through_the_command_line(tmp_path, capsys):
+    import keras
+    import numpy as np
+
+    import vit_zoo
+    from conftest import tiny_config
+    from finetune_helpers import write_folder
+
+    data = write_folder(tmp_path / "data", counts=(6, 6))
+    start = tmp_path / "start.keras"
+    vit_zoo.build(tiny_config(num_classes=2)).save(start)
+    code, out, err = run(capsys, "finetune", data, "--model", start, "--steps", "2", "--batch-size", "4",
+                         "--output-dir", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run_json["steps"] == 2
+    assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
+    exported = tmp_path / "model.tflite"
+    code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite",
+                         "-o", exported)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
+    code, _, err = run(capsys, "finetune")
+    assert code == 1 and "finetune needs DATA" in err
+    # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
+    import h5py
+
+    code, _, err = run(capsys, "embed", data / "class_0", "--weights", tmp_path / "run" / "model.keras",
+                       "-o", tmp_path / "e.h5", "--quiet")
+    assert code == 0, err
+    with h5py.File(tmp_path / "e.h5") as store:
+        assert store["embeddings"].shape == (6, 32)
+
+
+def test_download_converts_published_weights_into_the_cache_once(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    import vit_zoo
+    from fixtures_http import FaultServer, use_loopback_cache
+    from synth_checkpoints import npz_tensors, write_npz
+    from vit_zoo.weights import cache, pretrained
+
+    config = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=1000)
+    data = write_npz(tmp_path / "tiny.npz", npz_tensors(config, seed=1)).read_bytes()
+    entry = dict(tag="tiny", model="vit-tiny-16", format="google-npz", sha256=hashlib.sha256(data).hexdigest(),
+                 url="https://storage.googleapis.com/vit_models/test/tiny.npz", size=len(data), image_size=32,
+                 num_classes=1000, labels="imagenet1k", default=True, mean=[0.5] * 3, std=[0.5] * 3,
+                 pooling="token", license="apache-2.0", source="tests")
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
+    monkeypatch.setenv("VIT_ZOO_MANIFEST", str(tmp_path / "manifest.json"))
+    with FaultServer() as server:
+        use_loopback_cache(monkeypatch, tmp_path / "home", server.url)
+        server.add("/vit_models/test/tiny.npz", data)
+        for _ in range(2):
+            code, out, err = run(capsys, "download", "vit-tiny-16:tiny", "--quiet")
+            assert code == 0, err
+        assert len(server.gets("/vit_models/test/tiny.npz")) == 1
+    path = tmp_path / "home" / "converted" / "vit-tiny-16" / "tiny" / \
+        f"32x32-v{pretrained.CONVERTED_FORMAT_VERSION}.weights.h5"
+    assert out == f"vit-tiny-16:tiny: converted weights at {path}\n"
+    assert cache.is_valid(path, source="vit-tiny-16.tiny")
+
+
 @pytest.fixture(scope="module")
 def shapes_model(tmp_path_factory):
     """A tiny 3-class model with shape names in its identity, saved as .keras; and a labels file."""
@@ -266,67 +330,3 @@ def test_attention_names_the_top_class_and_embed_refuses_an_empty_folder(shapes_
                        "-o", tmp_path / "e.h5")
     assert code == 1 and f"no image files in folder '{tmp_path / 'empty'}'" in err
     assert not (tmp_path / "e.h5").exists()
-
-
-def test_finetune_then_export_through_the_command_line(tmp_path, capsys):
-    import keras
-    import numpy as np
-
-    import vit_zoo
-    from conftest import tiny_config
-    from finetune_helpers import write_folder
-
-    data = write_folder(tmp_path / "data", counts=(6, 6))
-    start = tmp_path / "start.keras"
-    vit_zoo.build(tiny_config(num_classes=2)).save(start)
-    code, out, err = run(capsys, "finetune", data, "--model", start, "--steps", "2", "--batch-size", "4",
-                         "--output-dir", tmp_path / "run", "--quiet")
-    assert code == 0, err
-    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run_json["steps"] == 2
-    assert f"saved {tmp_path / 'run' / 'model.keras'}" in out
-    exported = tmp_path / "model.tflite"
-    code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite",
-                         "-o", exported)
-    assert code == 0, err
-    result = json.loads(out)
-    assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
-    code, _, err = run(capsys, "finetune")
-    assert code == 1 and "finetune needs DATA" in err
-    # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
-    import h5py
-
-    code, _, err = run(capsys, "embed", data / "class_0", "--weights", tmp_path / "run" / "model.keras",
-                       "-o", tmp_path / "e.h5", "--quiet")
-    assert code == 0, err
-    with h5py.File(tmp_path / "e.h5") as store:
-        assert store["embeddings"].shape == (6, 32)
-
-
-def test_download_converts_published_weights_into_the_cache_once(tmp_path, monkeypatch, capsys):
-    import hashlib
-
-    import vit_zoo
-    from fixtures_http import FaultServer, use_loopback_cache
-    from synth_checkpoints import npz_tensors, write_npz
-    from vit_zoo.weights import cache, pretrained
-
-    config = vit_zoo.ViTConfig.from_name("vit-tiny-16", image_size=32, num_classes=1000)
-    data = write_npz(tmp_path / "tiny.npz", npz_tensors(config, seed=1)).read_bytes()
-    entry = dict(tag="tiny", model="vit-tiny-16", format="google-npz", sha256=hashlib.sha256(data).hexdigest(),
-                 url="https://storage.googleapis.com/vit_models/test/tiny.npz", size=len(data), image_size=32,
-                 num_classes=1000, labels="imagenet1k", default=True, mean=[0.5] * 3, std=[0.5] * 3,
-                 pooling="token", license="apache-2.0", source="tests")
-    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
-    monkeypatch.setenv("VIT_ZOO_MANIFEST", str(tmp_path / "manifest.json"))
-    with FaultServer() as server:
-        use_loopback_cache(monkeypatch, tmp_path / "home", server.url)
-        server.add("/vit_models/test/tiny.npz", data)
-        for _ in range(2):
-            code, out, err = run(capsys, "download", "vit-tiny-16:tiny", "--quiet")
-            assert code == 0, err
-        assert len(server.gets("/vit_models/test/tiny.npz")) == 1
-    path = tmp_path / "home" / "converted" / "vit-tiny-16" / "tiny" / \
-        f"32x32-v{pretrained.CONVERTED_FORMAT_VERSION}.weights.h5"
-    assert out == f"vit-tiny-16:tiny: converted weights at {path}\n"
-    assert cache.is_valid(path, source="vit-tiny-16.tiny")

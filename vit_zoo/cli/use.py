@@ -1,5 +1,5 @@
-"""``vit-zoo predict``, ``embed``, ``attention``: using a model on images, with its own class names and
-preprocessing (``--labels FILE`` overrides the names)."""
+"""``vit-zoo predict``, ``embed``, ``attention``, ``evaluate``: using a model on images, with its own class
+names and preprocessing (``--labels FILE`` overrides the names)."""
 from __future__ import annotations
 
 import json
@@ -65,6 +65,32 @@ def _command_attention(args):
     print(line)
 
 
+def _command_evaluate(args):
+    from vit_zoo.use.evaluation import evaluate, format_report
+
+    options = {"batch_size": args.batch_size} if args.batch_size else {}
+    result = evaluate(load_model(args), args.data, ground_truth=args.ground_truth, workers=args.workers,
+                      progress=not args.quiet, results=args.results, **options)
+    print("\n".join(format_report(result)))
+    if args.results:
+        print(f"appended to {args.results}")
+
+
+def _add_evaluate(commands) -> None:
+    sub = commands.add_parser("evaluate", help="top-1/top-5 accuracy, loss and images/s on labelled images")
+    sub.add_argument("data", help="a folder of class folders (class names, or WordNet ids for ImageNet), or a "
+                     "folder of images with --ground-truth")
+    sub.add_argument("--ground-truth", default=None, help="labels of a flat folder: one class index per line "
+                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines")
+    sub.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64)")
+    sub.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: cores, <= 16)")
+    sub.add_argument("--results", default=None, help="append a row to this CSV (model, tag, img_size, top1, "
+                     "top5, images_per_second, examples)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(sub)
+    sub.set_defaults(run=_command_evaluate)
+
+
 def add_commands(commands) -> None:
     for command, helptext, run in (("predict", "classify images", _command_predict),
                                    ("embed", "embed a folder of images into an HDF5 file", _command_embed),
@@ -87,3 +113,4 @@ def add_commands(commands) -> None:
                              help="fraction of the weakest attention discarded in the rollout (default 0.9)")
         add_model_options(sub, exported=command == "predict")
         sub.set_defaults(run=run)
+    _add_evaluate(commands)  # vit_zoo.use.evaluation comes with the train part (on main)

@@ -7,12 +7,12 @@ from typing import List, Sequence, Union
 import keras
 from keras import ops
 
-from vit_zoo.model import layers as vit_layers
-from vit_zoo.model.names import block_name
-# the module, not the name: this module registers a Keras class, so it is imported while Keras itself
-# loads, which can be in the middle of importing vision_transformer (see model.keras_classes)
+# vision_transformer as a module, not its class: this module registers a Keras class, so it is imported
+# while Keras itself loads, which can be in the middle of importing vision_transformer (model.keras_classes)
 from vit_zoo.model import vision_transformer
 from vit_zoo.model.identity import identity_of
+from vit_zoo.model import layers as vit_layers
+from vit_zoo.model.names import block_name
 
 OUTPUTS = ("tokens", "spatial", "cls")
 
