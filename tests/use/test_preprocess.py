@@ -275,7 +275,8 @@ def test_dynamic_size_models_take_multiples_of_the_patch_size():
     message = (r"model 'vit(_features)?' \(dynamic_size=True\) takes any input size divisible by its patch size; input "
                r"width 41 is not divisible by patch_size 8; the nearest valid sizes are 40 and 48")
     pixels = np.zeros((1, 32, 41, 3), np.float32)
-    for call in (model, model.predict_on_batch, vit_zoo.feature_extractor(model)):
+    for call in (model, model.predict_on_batch, vit_zoo.feature_extractor(model), lambda x:
+                 vit_zoo.attention_maps(model, x)):
         with pytest.raises(ValueError, match=message):
             call(pixels)
     assert model(pixels[:, :, :40]).shape == (1, 3)

@@ -122,7 +122,7 @@ class VisionTransformer(keras.Model):
     # ---------------------------------------------------------------------------------- fast path
     def __call__(self, *args, **kwargs):
         if self._dynamic_patch_size and args:  # checked before Keras wraps errors of call() in its own text
-            _check_input_size(self, args[0])
+            check_input_size(self, args[0])
         return super().__call__(*args, **kwargs)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
@@ -144,13 +144,16 @@ def _dynamic_patch_size(model) -> int:
     return int(patch_embed[0].strides[0]) if patch_embed else 0
 
 
-def _check_input_size(model, inputs) -> None:
+def check_input_size(model, images) -> None:
     """A ``dynamic_size`` model refuses an input size its patch size does not divide, as ``image_size=``
-    does (its patch convolution would drop the remainder silently). Checked where the size is known: on
-    every eager call, and when a graph is traced for a static shape."""
-    shape = tuple(getattr(inputs, "shape", ()))
-    if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
-        check_patch_multiple((int(shape[1]), int(shape[2])), model._dynamic_patch_size,
+    does (its patch convolution would drop the remainder silently): a ValueError naming the nearest sizes
+    that work. ``model``: any vit_zoo model or sub-model (fixed-size ones pass); ``images``: an array or
+    tensor (B, H, W, 3), checked where its size is known (eager, or traced for a static shape)."""
+    patch = getattr(model, "_dynamic_patch_size", None)
+    patch = _dynamic_patch_size(model) if patch is None else patch
+    shape = tuple(getattr(images, "shape", ()))
+    if patch and len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+        check_patch_multiple((int(shape[1]), int(shape[2])), patch,
                              f"model {model.name!r} (dynamic_size=True) takes any input size divisible by its "
                              f"patch size; input")
 

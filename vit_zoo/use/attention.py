@@ -14,6 +14,7 @@ import numpy as np
 
 from vit_zoo.use.features import has_class_token, resolve_block_indices
 from vit_zoo.model.builder import block_name, has_preprocessing
+from vit_zoo.model.vision_transformer import check_input_size
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -29,6 +30,7 @@ def model_inputs(model: keras.Model, images) -> np.ndarray:
             raise ValueError(f"images have shape {array.shape} but model {model.name!r} takes (B, "
                              f"{', '.join('any' if e is None else str(e) for e in expected)}); pass file paths "
                              f"or uint8 images to have them preprocessed, or resize them first")
+        check_input_size(model, array)
         return array.astype(np.float32)
     from vit_zoo.use.preprocessing import preprocess
 
