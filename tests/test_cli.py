@@ -263,3 +263,75 @@ def test_download_converts_published_weights_into_the_cache_once(tmp_path, monke
         f"32x32-v{pretrained.CONVERTED_FORMAT_VERSION}.weights.h5"
     assert out == f"vit-tiny-16:tiny: converted weights at {path}\n"
     assert cache.is_valid(path, source="vit-tiny-16.tiny")
+
+
+@pytest.fixture(scope="module")
+def shapes_model(tmp_path_factory):
+    """A tiny 3-class model with shape names in its identity, saved as .keras; and a labels file."""
+    import keras
+
+    import vit_zoo
+    from conftest import tiny_config
+    from vit_zoo.model.identity import Identity
+
+    folder = tmp_path_factory.mktemp("shapes")
+    keras.utils.set_random_seed(3)
+    config = tiny_config(num_classes=3)
+    model = vit_zoo.build(config, identity=Identity(config, labels=("circle", "square", "ring")))
+    kernel, bias = model.get_layer("head").get_weights()
+    model.get_layer("head").set_weights([kernel * 20, bias])
+    model.save(folder / "model.keras")
+    (folder / "labels.txt").write_text("rond\ncarré\nanneau\n", encoding="utf-8")
+    return folder, model
+
+
+def top_classes(capsys, *args):
+    code, out, err = run(capsys, "predict", SAMPLE, "--top", "3", "--json", *args)
+    assert code == 0, err
+    return [(entry["index"], entry["label"]) for entry in json.loads(out)[0]["top"]]
+
+
+def test_predict_uses_the_model_class_names_and_labels_file(shapes_model, capsys):
+    import numpy as np
+
+    import vit_zoo
+
+    folder, model = shapes_model
+    logits = np.asarray(model(vit_zoo.preprocess([SAMPLE], weights=model)))[0]
+    order = [int(i) for i in np.argsort(-logits)]
+    assert top_classes(capsys, "--weights", folder / "model.keras") == \
+        [(i, ("circle", "square", "ring")[i]) for i in order]
+    assert top_classes(capsys, "--weights", folder / "model.keras", "--labels", folder / "labels.txt") == \
+        [(i, ("rond", "carré", "anneau")[i]) for i in order]
+    (folder / "two.txt").write_text("a\nb\n")
+    code, _, err = run(capsys, "predict", SAMPLE, "--weights", folder / "model.keras", "--labels", folder / "two.txt")
+    assert code == 1 and err.strip() == (
+        f"vit-zoo predict: error: labels file '{folder / 'two.txt'}' has 2 class names (one per line), but the "
+        f"model's head has 3 classes; give one name per class, in class-index order")
+
+
+def test_predict_with_the_exported_model_same_classes(shapes_model, tmp_path, capsys):
+    folder, _ = shapes_model
+    expected = top_classes(capsys, "--weights", folder / "model.keras")
+    for format, name in (("tflite", "m.tflite"), ("saved_model", "m_saved")):
+        code, _, err = run(capsys, "export", folder / "model.keras", "--format", format, "-o", tmp_path / name,
+                           "--no-verify")
+        assert code == 0, err
+        assert top_classes(capsys, "--weights", tmp_path / name) == expected
+    relabelled = top_classes(capsys, "--weights", tmp_path / "m.tflite", "--labels", folder / "labels.txt")
+    assert relabelled == [(i, ("rond", "carré", "anneau")[i]) for i, _ in expected]
+    code, _, err = run(capsys, "embed", folder, "--weights", tmp_path / "m.tflite", "-o", tmp_path / "e.h5")
+    assert code == 1 and "is an exported model, which only `vit-zoo predict` runs" in err
+
+
+def test_attention_names_the_top_class_and_embed_refuses_an_empty_folder(shapes_model, tmp_path, capsys):
+    folder, _ = shapes_model
+    _, top_name = top_classes(capsys, "--weights", folder / "model.keras")[0]
+    code, out, err = run(capsys, "attention", SAMPLE, "--weights", folder / "model.keras", "-o", tmp_path / "a.png")
+    assert code == 0, err
+    assert out.startswith(f"attention rollout overlay of {SAMPLE} → {tmp_path / 'a.png'} (top class: {top_name}, ")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "embed", tmp_path / "empty", "--weights", folder / "model.keras",
+                       "-o", tmp_path / "e.h5")
+    assert code == 1 and f"no image files in folder '{tmp_path / 'empty'}'" in err
+    assert not (tmp_path / "e.h5").exists()

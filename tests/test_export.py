@@ -3,7 +3,9 @@ interpreter for TFLite, onnxruntime for ONNX, TensorFlow for the SavedModel, Ker
 the Keras model's outputs, for both GELU flavours. Tolerances on max |Δ logits| (logits spanning ~10;
 measured in brackets): .keras 1e-6 (0), SavedModel 1e-5 (1e-6), TFLite float32 2e-5 (2.5e-6), ONNX 2e-5
 (2.7e-6); TFLite dynamic-range int8: 5% of the logit range (1.5%) and the same top-1 on at least 3 of 4
-images (4 of 4). The two GELU flavours differ by 6e-4 here, 20x the float tolerances."""
+images (4 of 4). The two GELU flavours differ by 6e-4 here, 20x the float tolerances. Every format
+carries the model's identity (read back equal), and an exported model classifies photos as the Keras model
+does with the class names and preprocessing of its metadata alone."""
 import numpy as np
 import pytest
 
@@ -111,3 +113,125 @@ def test_export_errors(tmp_path):
     dynamic = vit_zoo.load(config=tiny_config(num_layers=1), dynamic_size=True)
     with pytest.raises(ValueError, match="fixed input size"):
         export(dynamic, "tflite", tmp_path / "x.tflite")
+
+
+@pytest.fixture(scope="module")
+def named_model():
+    """A 3-class model whose identity says everything a consumer needs: class names, a timm crop with
+    bilinear resizing, its own mean/std and where it came from."""
+    import keras
+
+    import vit_zoo
+    from vit_zoo.model.identity import Identity, Preprocessing, Provenance
+
+    keras.utils.set_random_seed(2)
+    config = tiny_config(num_layers=1, num_classes=3, mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3))
+    identity = Identity(config, Preprocessing("timm", 0.8, "bilinear"), ("circle", "square", "ring"),
+                        Provenance("keras", source="run/model.keras", finetuned_from={"format": "built"}))
+    net = vit_zoo.build(config, identity=identity)
+    kernel, bias = net.get_layer("head").get_weights()
+    net.get_layer("head").set_weights([kernel * 20, bias])
+    return net
+
+
+@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx"])
+def test_exports_carry_the_identity(named_model, format, tmp_path):
+    from vit_zoo.exporting import export, read_identity, read_metadata
+
+    if format == "onnx":
+        pytest.importorskip("tf2onnx")
+    path = export(named_model, format, tmp_path / f"m{SUFFIX[format]}", verify=False)["path"]
+    assert read_identity(path) == named_model.identity
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    if format == "keras":
+        return
+    assert read_metadata(path)["export"] == {"format": format, "input_dtype": "uint8", "inputs": "pixels",
+                                             "outputs": "logits"}
+    record = read_metadata(path)
+    if format == "saved_model":  # readable without vit_zoo: a JSON file, and a signature
+        import json
+
+        import tensorflow as tf
+
+        assert json.loads((tmp_path / "m" / "assets.extra" / "vit_zoo_identity.json").read_text()) == record
+        served = tf.saved_model.load(path).signatures["metadata"]()["vit_zoo_identity"].numpy()
+        assert json.loads(served) == record
+    if format == "tflite":  # the converter's own metadata stays beside ours
+        from ai_edge_litert import schema_py_generated as schema
+
+        flatbuffer = schema.Model.GetRootAs(open(path, "rb").read(), 0)
+        names = {flatbuffer.Metadata(i).Name().decode() for i in range(flatbuffer.MetadataLength())}
+        assert {"vit_zoo_identity", "min_runtime_version"} <= names
+    if format == "onnx":  # human-readable keys, as onnxruntime shows them
+        import json
+
+        import onnxruntime
+
+        props = onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map
+        assert json.loads(props["class_names"]) == ["circle", "square", "ring"]
+        assert (json.loads(props["image_size"]), json.loads(props["mean"])) == ([32, 32], [0.4, 0.45, 0.5])
+        assert json.loads(props["preprocessing"]) == {"recipe": "timm", "crop_pct": 0.8, "interpolation": "bilinear"}
+        assert props["input"] == "images (B, 32, 32, 3) uint8 RGB, in [0, 255]"
+
+
+@pytest.mark.parametrize("format", ["saved_model", "tflite", "onnx"])
+def test_predict_with_the_exported_model_same_classes(named_model, format, tmp_path):
+    """The exported model classifies a photo as the Keras model does, with the names and preprocessing
+    from its metadata alone (timm crop, bilinear: uint8 pixels, so the inputs are the same)."""
+    from pathlib import Path
+
+    from vit_zoo.exported import predict_exported
+    from vit_zoo.exporting import export
+    from vit_zoo.use.prediction import predict
+
+    if format == "onnx":
+        pytest.importorskip("tf2onnx")
+    photos = [Path(__file__).parent.parent / "samples" / name for name in ("chelsea.png", "grace_hopper.jpg")]
+    path = export(named_model, format, tmp_path / f"m{SUFFIX[format]}", verify=False)["path"]
+    expected = predict(named_model, photos, top=3)
+    got = predict_exported(path, photos, top=3, batch_size=1)
+    for mine, theirs in zip(got, expected):
+        assert [(i, n) for i, n, _ in mine] == [(i, n) for i, n, _ in theirs]
+        np.testing.assert_allclose([p for *_, p in mine], [p for *_, p in theirs], atol=1e-5)
+    assert {name for top in got for _, name, _ in top} <= {"circle", "square", "ring"}
+    relabelled = predict_exported(path, photos[:1], top=1, labels=["a", "b", "c"])
+    assert relabelled[0][0][1] == "abc"[got[0][0][0]]
+
+
+def test_a_failed_export_leaves_the_previous_file(named_model, tmp_path, monkeypatch):
+    from vit_zoo import exporting
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"the previous export")
+
+    def interrupted(graph, temporary, quantize, record):
+        temporary.write_bytes(b"half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(exporting, "_tflite", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exporting.export(named_model, "tflite", path, verify=False)
+    assert path.read_bytes() == b"the previous export" and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_exports_without_metadata_are_refused_for_prediction(tmp_path):
+    import vit_zoo
+    from vit_zoo.exported import predict_exported
+    from vit_zoo.exporting import export
+
+    bare = vit_zoo.build(tiny_config(num_layers=1))
+    path = export(bare, "tflite", tmp_path / "bare.tflite", verify=False)["path"]
+    with pytest.raises(ValueError, match=r"has 10 classes and no class names in its identity"):
+        predict_exported(path, np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(FileNotFoundError, match="no such exported model: 'missing.onnx'"):
+        predict_exported("missing.onnx", np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_saved_model_export_replaces_the_previous_folder(named_model, tmp_path):
+    from vit_zoo.exporting import export, read_identity
+
+    path = tmp_path / "m"
+    path.mkdir()
+    (path / "stale.txt").write_text("from an earlier export")
+    export(named_model, "saved_model", path, verify=False)
+    assert not (path / "stale.txt").exists() and read_identity(path) == named_model.identity
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -13,11 +13,17 @@ TFLite runtime supports. The exported graph therefore computes exact GELU as ``0
 (the same function; ONNX has ``Erf`` since opset 9, and the TFLite converter fuses the pattern into its
 builtin ``GELU`` op with ``approximate=False``). Tanh-GELU models export unchanged. The exported graph
 is float32 whatever the model's mixed-precision policy.
+
+Every export carries the model's identity (config, preprocessing, class names, provenance) and how to feed
+it, in the place its format has for it (``vit_zoo.export_metadata``); ``read_identity(path)`` reads it back
+from any of them, and ``vit_zoo.exported.ExportedModel`` runs an export with it. Files and folders are
+written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -26,6 +32,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from vit_zoo import export_metadata
+from vit_zoo.export_metadata import read_identity, read_metadata  # noqa: F401  (part of this module's API)
+from vit_zoo.exported import run_exported
+from vit_zoo.files import replace_atomically
 from vit_zoo.model.builder import has_preprocessing
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
@@ -79,8 +89,11 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         model.save(path)
     else:
         graph = export_graph(model, input_dtype)
+        record = export_metadata.export_record(model, format, input_dtype)
         path.parent.mkdir(parents=True, exist_ok=True)
-        {"saved_model": _saved_model, "tflite": _tflite, "onnx": _onnx}[format](graph, path, quantize)
+        writer = {"saved_model": _saved_model, "tflite": _tflite, "onnx": _onnx}[format]
+        _written_atomically(path, lambda temporary: writer(graph, temporary, quantize, record),
+                            folder=format == "saved_model")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
     result = {"format": format, "path": str(path), "input_dtype": input_dtype, "quantize": quantize,
               "bytes": size}
@@ -121,17 +134,23 @@ def export_graph(model, input_dtype: str = "uint8") -> keras.Model:
     return keras.Model(images, {"predictions": outputs}, name=model.name)
 
 
-def _saved_model(graph, path: Path, quantize):
+def _saved_model(graph, path: Path, quantize, record=None):
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(graph)
     spec = tf.TensorSpec((None, *graph.input_shape[1:]), graph.inputs[0].dtype, name="images")
     archive.add_endpoint("serving_default", lambda images: graph(images, training=False), input_signature=[spec])
+    if record is not None:
+        text = export_metadata.record_json(record)
+        archive.add_endpoint(export_metadata.METADATA_SIGNATURE,
+                             lambda: {export_metadata.METADATA_KEY: tf.constant(text)}, input_signature=[])
     archive.write_out(str(path), verbose=False)
+    if record is not None:
+        export_metadata.write_saved_model_record(path, record)
 
 
-def _tflite(graph, path: Path, quantize):
+def _tflite(graph, path: Path, quantize, record=None):
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as folder:
@@ -140,10 +159,13 @@ def _tflite(graph, path: Path, quantize):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # runs on plain LiteRT
         if quantize == "dynamic-int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        path.write_bytes(converter.convert())
+        flatbuffer = converter.convert()
+    if record is not None:
+        flatbuffer = export_metadata.with_tflite_metadata(flatbuffer, record)
+    path.write_bytes(flatbuffer)
 
 
-def _onnx(graph, path: Path, quantize):
+def _onnx(graph, path: Path, quantize, record=None):
     import logging
 
     import tensorflow as tf
@@ -152,40 +174,41 @@ def _onnx(graph, path: Path, quantize):
     spec = tf.TensorSpec((None, *graph.input_shape[1:]), graph.inputs[0].dtype, name="images")
     try:
         graph.export(str(path), format="onnx", verbose=False, input_signature=[spec])
+        if record is not None:
+            export_metadata.add_onnx_metadata(path, record)
     except ImportError as error:
         raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") from None
 
 
-def run_exported(path, images) -> np.ndarray:
-    """Run an exported model on ``images`` (B, H, W, 3) of its input dtype; returns (B, C) float32.
-    Uses LiteRT (``ai_edge_litert``, else ``tf.lite``) for ``.tflite``, onnxruntime for ``.onnx``, the
-    ``serving_default`` signature for a SavedModel folder and Keras for ``.keras``."""
-    path = Path(path)
-    images = np.asarray(images)
-    if path.is_dir():
-        import tensorflow as tf
+def _written_atomically(path: Path, write_to, folder: bool) -> None:
+    """``write_to(temporary)`` at a temporary name beside ``path`` (same suffix), renamed over ``path`` when
+    complete: a file through ``vit_zoo.files.replace_atomically``; a SavedModel folder, which cannot be
+    renamed over an existing one, by moving the old folder aside just before (a kill between the two
+    renames leaves it as ``.NAME.PID.old``). On failure ``path`` is left as it was and the temporary is
+    removed."""
+    if folder:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        moved_aside = False
+        try:
+            _remove(temporary)
+            write_to(temporary)
+            if path.exists():
+                os.replace(path, old)
+                moved_aside = True
+            os.replace(temporary, path)
+            moved_aside = False
+        finally:
+            if moved_aside:  # the new folder did not take its place: put the old one back
+                os.replace(old, path)
+            _remove(temporary)
+            _remove(old)
+    else:
+        replace_atomically(path, write_to)
 
-        loaded = tf.saved_model.load(str(path))
-        return loaded.signatures["serving_default"](images=tf.constant(images))["predictions"].numpy()
-    if path.suffix == ".tflite":
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            from tensorflow.lite import Interpreter
-        interpreter = Interpreter(model_path=str(path))
-        detail = interpreter.get_input_details()[0]
-        interpreter.resize_tensor_input(detail["index"], images.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(detail["index"], images.astype(detail["dtype"]))
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    if path.suffix == ".onnx":
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ImportError("checking an ONNX export needs onnxruntime; pip install 'vit-zoo[export]'") from None
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: images})[0]
-    if path.suffix == ".keras":
-        return keras_outputs(keras.models.load_model(path), images)
-    raise ValueError(f"cannot run '{path}': expected a SavedModel folder, .tflite, .onnx or .keras file")
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -139,20 +139,88 @@ def test_class_token_map_and_errors():
         attention_rollout([np.eye(17)])
 
 
-def test_attention_mask_and_overlay(model, tmp_path):
+def test_attention_mask_and_figure(model, tmp_path):
     mask = attention_mask(model, [str(CHELSEA), str(CHELSEA)], layers=[0, 1])
     assert mask.shape == (2, 4, 4) and mask.dtype == np.float32 and np.isclose(mask.max(), 1.0)
+    raw = attention_mask(model, [str(CHELSEA)], layers=[0, 1], normalize=False)[0]
+    np.testing.assert_allclose(raw / raw.max(), mask[0], rtol=1e-6)
     pytest.importorskip("matplotlib")
-    from PIL import Image
-
-    from vit_zoo.use.attention_plot import attention_overlay, plot_attention
-    out = tmp_path / "overlay.png"
-    assert attention_overlay(model, CHELSEA, out).shape == (4, 4)
-    assert Image.open(out).size == (400, 400)
+    from vit_zoo.use.attention_plot import plot_attention
     figure = plot_attention(CHELSEA, attention_maps(model, [str(CHELSEA)]), path=tmp_path / "maps.png")
     assert (tmp_path / "maps.png").stat().st_size > 1000 and figure.axes
     with pytest.raises(ValueError, match=r"expected a mask \(h, w\) or \(1, h, w\)"):
         plot_attention(CHELSEA, np.zeros((2, 3, 4, 5)))
+
+
+def test_colour_map_is_inferno():
+    from vit_zoo.use.attention_overlay import colorize
+    assert colorize(np.array([0.0, 1.0])).tolist() == [[0, 0, 4], [252, 255, 164]]
+    matplotlib = pytest.importorskip("matplotlib")
+    values = np.random.RandomState(2).uniform(0, 1, 200)
+    reference = np.asarray(matplotlib.colormaps["inferno"](values))[:, :3] * 255
+    assert np.abs(colorize(values) - reference).max() <= 5  # 33 anchors, linear between them
+
+
+def test_overlay_is_the_photo_with_the_map_and_a_colour_bar():
+    from vit_zoo.use.attention_overlay import render_overlay
+    photo = np.full((40, 60, 3), 128, np.uint8)
+    picture = np.asarray(render_overlay(photo, np.array([[0.0, 0.0], [0.0, 0.25]]), alpha=0.5))
+    assert picture.shape[0] == 40 and picture.shape[1] > 60
+    # corners take their patch's value exactly: inferno(0) = (0, 0, 4), inferno(max) = (252, 255, 164)
+    assert picture[0, 0].tolist() == [64, 64, 66] and picture[-1, 59].tolist() == [190, 192, 146]
+    bar = picture[:, 60:]
+    assert (bar == 255).all(axis=-1).any()  # the white panel
+    column = bar[:, np.argmax((bar == [252, 255, 164]).all(axis=-1).any(axis=0))]
+    rows = np.flatnonzero((np.abs(column.astype(int) - [252, 255, 164]).max(axis=-1) <= 8))
+    assert rows.size and rows.max() < 10  # the bar's top is the maximum's colour
+    # a centre crop: the map covers that region only, outlined; the rest is the photo as it was
+    picture = np.asarray(render_overlay(photo, np.ones((2, 2)), region=(10.0, 15.0, 30.0, 45.0)))
+    assert (picture[:9, :60] == 128).all() and (picture[:, :14] == 128).all()
+    assert picture[10, 20].tolist() == [255, 255, 255] and picture[20, 30].tolist() == [190, 192, 146]
+
+
+def test_attention_overlay_draws_on_the_photo_at_its_size(model, tmp_path):
+    from PIL import Image
+
+    from vit_zoo.model.identity import Preprocessing
+    from vit_zoo.use.attention_overlay import attention_overlay
+    out = tmp_path / "overlay.png"
+    mask = attention_overlay(model, CHELSEA, out, discard_ratio=0.0)
+    np.testing.assert_allclose(mask, attention_mask(model, [str(CHELSEA)], normalize=False)[0], rtol=1e-6)
+    picture, photo = Image.open(out), Image.open(CHELSEA)
+    assert picture.height == photo.height and picture.width > photo.width  # 451 × 300, not 32 × 32
+    # a "timm" model sees the centre crop: 300 → floor(32 / 0.9) = 35, width int(35 * 451 / 300) = 52,
+    # crop 32 at left int(round(10.0)) = 10 → columns 10 · 451 / 52 ≈ 86.7 to 42 · 451 / 52 ≈ 364.3
+    cropping = vit_zoo.build(model.identity.config, identity=model.identity.replace(
+        preprocessing=Preprocessing("timm", 0.9, "bicubic")))
+    cropping.set_weights(model.get_weights())
+    attention_overlay(cropping, CHELSEA, out)
+    picture, photo = np.asarray(Image.open(out)), np.asarray(photo.convert("RGB"))
+    np.testing.assert_array_equal(picture[:, :86], photo[:, :86])
+    np.testing.assert_array_equal(picture[:, 366:451], photo[:, 366:451])
+    assert (picture[:, 87:364] != photo[:, 87:364]).any()
+
+
+def test_attention_overlay_needs_no_matplotlib(tmp_path):
+    """``vit-zoo attention`` in a fresh process where matplotlib cannot be imported."""
+    import subprocess
+    import textwrap
+
+    from vit_zoo.model.identity import Identity
+    config = tiny_config(num_classes=3)
+    vit_zoo.build(config, identity=Identity(config, labels=("a", "b", "c"))).save_weights(tmp_path / "m.weights.h5")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["matplotlib"] = None  # import matplotlib now raises ImportError
+        from vit_zoo import cli
+        sys.exit(cli.main(["attention", {str(CHELSEA)!r}, "--weights", {str(tmp_path / "m.weights.h5")!r},
+                           "-o", {str(tmp_path / "o.png")!r}]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+    assert Image.open(tmp_path / "o.png").height == 300
 
 
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch):

@@ -1,4 +1,6 @@
 """embed: HDF5 contents equal the model's outputs, resuming after an interruption, unreadable files."""
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -6,6 +8,7 @@ from PIL import Image
 
 import vit_zoo
 from conftest import tiny_config
+from vit_zoo.model.identity import Identity
 from vit_zoo.use.embedding import embed, list_images
 from vit_zoo.use.preprocessing import preprocess
 
@@ -49,6 +52,7 @@ def test_embeds_a_folder_and_warns_about_unreadable_files(model, folder, tmp_pat
     np.testing.assert_allclose(vectors, expected_rows(model, folder, names), atol=1e-5)
     assert (attrs["model"], attrs["tag"], attrs["recipe"]) == (model.name, "tiny.test", "google")
     assert list(attrs["image_size"]) == [32, 32] and attrs["complete"]
+    assert Identity.from_dict(json.loads(attrs["identity"])) == model.identity
     assert (result.total, result.added, result.skipped) == (7, 7, ["b/broken.jpg"])
     with h5py.File(output, "r") as store:
         assert [s.decode() for s in store["skipped"][:]] == ["b/broken.jpg"]
@@ -103,3 +107,12 @@ def test_errors(model, folder, tmp_path):
         embed(classifier, folder, output=tmp_path / "x.h5", progress=False)
     with pytest.raises(FileNotFoundError, match="no such folder or file"):
         list_images(tmp_path / "missing")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("not an image")
+    message = (rf"no image files in folder '{tmp_path / 'empty'}' \(searched it and its sub-folders for "
+               rf"\.jpg, \.jpeg, \.png, ")
+    with pytest.raises(ValueError, match=message):
+        embed(model, tmp_path / "empty", output=tmp_path / "empty.h5", progress=False)
+    assert not (tmp_path / "empty.h5").exists()
+    with pytest.raises(ValueError, match="no image files given"):
+        list_images([tmp_path / "empty"])

@@ -108,3 +108,39 @@ def test_errors(config, model):
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="has no layers named 'block_00_add2'"):
         feature_extractor(plain, -1)
+
+
+def test_feature_extractor_keeps_the_identity_through_save_and_load(config, images, tmp_path):
+    import keras
+
+    from vit_zoo.model.identity import Identity, Preprocessing
+    named = vit_zoo.build(config, identity=Identity(config, Preprocessing("hf", 1.0, "bicubic"),
+                                                    tuple(f"c{i}" for i in range(10))))
+    features = feature_extractor(named, [0, -1], output="cls")
+    assert features.identity == named.identity
+    features.save(tmp_path / "features.keras")
+    reloaded = keras.models.load_model(tmp_path / "features.keras")
+    assert reloaded.identity == named.identity
+    for got, expected in zip(reloaded(images), features(images)):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("changes", [{}, {"representation_size": 24},
+                                     {"pooling": "avg-fcnorm", "class_token": False}])
+def test_pooled_features_are_what_the_head_sees(config, images, changes):
+    from vit_zoo.use.features import pooled_features
+    classifier = vit_zoo.build(config.replace(**changes))
+    pooled = pooled_features(classifier)
+    assert pooled.identity == classifier.identity
+    assert pooled.output_shape == (None, changes.get("representation_size", 32))
+    # the same weights in a model built without a head, pooled as the classifier's config says
+    headless = copy_weights(classifier, vit_zoo.build(config.replace(**changes), include_top=False,
+                                                      pooling="gap" if changes.get("pooling") else "token"))
+    np.testing.assert_allclose(pooled(images), headless(images), atol=1e-5)
+    logits = np.asarray(pooled(images)) @ classifier.get_layer("head").kernel.numpy() + \
+        classifier.get_layer("head").bias.numpy()
+    np.testing.assert_allclose(logits, classifier(images), atol=1e-4)
+    assert pooled_features(headless) is headless
+    tokens = vit_zoo.build(config, include_top=False)
+    with pytest.raises(ValueError, match=r"outputs \(None, 17, 32\), not pooled features \(B, D\)"):
+        pooled_features(tokens)

@@ -79,3 +79,25 @@ def test_decode_predictions_errors():
         decode_predictions(np.zeros((1, 1000)), labels="imagenet22k")
     with pytest.warns(UserWarning, match="head is probably all zeros"):
         decode_predictions(np.zeros((1, 1000)))
+
+
+def test_read_label_file(tmp_path):
+    from vit_zoo.use.labels import read_label_file
+    path = tmp_path / "labels.txt"
+    path.write_text("circle\n  square \r\nring\n\n\n", encoding="utf-8")
+    assert read_label_file(path) == ("circle", "square", "ring")
+    assert read_label_file(path, num_classes=3) == ("circle", "square", "ring")
+    with pytest.raises(ValueError, match=rf"labels file '{path}' has 3 class names \(one per line\), but the "
+                                         rf"model's head has 4 classes; give one name per class, in class-index"):
+        read_label_file(path, num_classes=4)
+    path.write_text("circle\n\nring\n")
+    with pytest.raises(ValueError, match=r"has empty lines inside \(line 2\)"):
+        read_label_file(path)
+    path.write_text("\n \n")
+    with pytest.raises(ValueError, match="holds no class names"):
+        read_label_file(path)
+    path.write_bytes(b"caf\xe9\n")
+    with pytest.raises(ValueError, match=r"is not UTF-8 text \(invalid continuation byte at byte 3\)"):
+        read_label_file(path)
+    with pytest.raises(FileNotFoundError, match="labels file '.*missing.txt' not found"):
+        read_label_file(tmp_path / "missing.txt")

@@ -199,12 +199,84 @@ def test_bad_settings():
 
 def test_settings_from_a_manifest_key():
     from vit_zoo.weights import manifest
-    from vit_zoo.use.preprocessing import FORMAT_RECIPES, resolve_settings
+    from vit_zoo.use.preprocessing import resolve_settings
     entries = manifest.list_weights()
     if not entries:
         pytest.skip("the manifest is empty")
-    for entry in entries[:5]:
+    # each source family's own evaluation transform (the manifest states no crop or interpolation)
+    expected = {"google-npz": ("google", 1.0, "bilinear"), "hf": ("hf", 1.0, "bilinear"),
+                "timm": ("timm", 0.9, "bicubic")}
+    for format in expected:
+        entry = next(e for e in entries if e["format"] == format and e["image_size"] < 384)
         settings = resolve_settings(entry["key"])
         assert settings.image_size == (entry["image_size"],) * 2
         assert (settings.mean, settings.std) == (tuple(entry["mean"]), tuple(entry["std"]))
-        assert settings.recipe.name == FORMAT_RECIPES[entry["format"]]
+        recipe = settings.recipe
+        assert (recipe.name, recipe.crop_pct, recipe.interpolation) == expected[format]
+
+
+def identity_model(preprocessing, image_size=32, **config):
+    from vit_zoo.model.identity import Identity
+
+    config = vit_zoo.ViTConfig(image_size=image_size, patch_size=8, hidden_size=16, mlp_size=32, num_heads=2,
+                               num_layers=1, num_classes=3, **config)
+    return vit_zoo.build(config, identity=Identity(config, preprocessing))
+
+
+def test_the_identity_decides_recipe_crop_and_interpolation():
+    from vit_zoo.model.identity import Preprocessing
+    from vit_zoo.use.preprocessing import resolve_settings
+
+    # a Hugging Face processor that resamples bicubically (resample=3): a bicubic Pillow squash
+    hf_bicubic = identity_model(Preprocessing("hf", 1.0, "bicubic"), image_size=(40, 48))
+    bicubic = np.asarray(pil_rgb(CHELSEA).resize((48, 40), Image.BICUBIC), dtype=np.float32)
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=hf_bicubic)[0], bicubic)
+    assert not np.array_equal(preprocess(CHELSEA, recipe="hf", image_size=(40, 48))[0], bicubic)
+    # timm with its pretrained_cfg's crop_pct 0.8 and bilinear: shorter side (300) → floor(32 / 0.8) = 40,
+    # width int(40 * 451 / 300) = 60; centre crop 32 at top int(round(4.0)) = 4, left int(round(14.0)) = 14
+    timm_bilinear = identity_model(Preprocessing("timm", 0.8, "bilinear"))
+    resized = np.asarray(pil_rgb(CHELSEA).resize((60, 40), Image.BILINEAR), dtype=np.float32)
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=timm_bilinear)[0], resized[4:36, 14:46])
+    # an Identity itself, with nothing else, gives the same settings as the model carrying it
+    assert resolve_settings(timm_bilinear.identity) == resolve_settings(timm_bilinear)
+    # explicit arguments win; an explicit recipe brings its own crop and interpolation
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=timm_bilinear, interpolation="bicubic")[0],
+                                  np.asarray(pil_rgb(CHELSEA).resize((60, 40), Image.BICUBIC), np.float32)[4:36, 14:46])
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=timm_bilinear, recipe="hf")[0],
+                                  np.asarray(pil_rgb(CHELSEA).resize((32, 32), Image.BILINEAR), np.float32))
+    assert resolve_settings(timm_bilinear, recipe="timm").recipe.crop_pct == 0.8
+    with pytest.raises(ValueError, match=r"interpolation must be one of \['bilinear', 'bicubic'\], got 'area'"):
+        preprocess(CHELSEA, weights=timm_bilinear, interpolation="area")
+
+
+def test_the_identity_survives_saving(tmp_path):
+    import keras
+
+    from vit_zoo.model.identity import Preprocessing
+
+    model = identity_model(Preprocessing("timm", 0.8, "bilinear"), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    expected = preprocess(CHELSEA, weights=model, normalize=True)
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=reloaded, normalize=True), expected)
+    through_load = vit_zoo.load(weights=str(tmp_path / "m.keras"))
+    np.testing.assert_array_equal(preprocess(CHELSEA, weights=through_load, normalize=True), expected)
+
+
+def test_dynamic_size_models_take_multiples_of_the_patch_size():
+    from vit_zoo.model.identity import Preprocessing
+
+    model = vit_zoo.build(identity_model(Preprocessing()).identity.config, dynamic_size=True)
+    assert preprocess(CHELSEA, weights=model).shape == (1, 32, 32, 3)  # the identity's size
+    assert preprocess(CHELSEA, weights=model, image_size=(40, 48)).shape == (1, 40, 48, 3)
+    message = "image_size height 36 is not divisible by patch_size 8; the nearest valid sizes are 32 and 40"
+    with pytest.raises(ValueError, match=message):
+        preprocess(CHELSEA, weights=model, image_size=36)
+    message = (r"model 'vit(_features)?' \(dynamic_size=True\) takes any input size divisible by its patch size; input "
+               r"width 41 is not divisible by patch_size 8; the nearest valid sizes are 40 and 48")
+    pixels = np.zeros((1, 32, 41, 3), np.float32)
+    for call in (model, model.predict_on_batch, vit_zoo.feature_extractor(model), lambda x:
+                 vit_zoo.attention_maps(model, x)):
+        with pytest.raises(ValueError, match=message):
+            call(pixels)
+    assert model(pixels[:, :, :40]).shape == (1, 3)

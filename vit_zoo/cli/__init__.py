@@ -40,14 +40,10 @@ def _import_keras_quietly() -> None:
     if "keras" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    from vit_zoo.native_output import native_stderr_silenced
+
+    with native_stderr_silenced():
         import keras  # noqa: F401  (registers vit_zoo's Keras classes too)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def main(argv=None) -> int:

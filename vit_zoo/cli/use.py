@@ -1,32 +1,19 @@
-"""``vit-zoo predict``, ``embed``, ``attention``, ``evaluate``: using a model on images."""
+"""``vit-zoo predict``, ``embed``, ``attention``, ``evaluate``: using a model on images, with its own class
+names and preprocessing (``--labels FILE`` overrides the names)."""
 from __future__ import annotations
 
 import json
 
-DEFAULT_MODEL = "vit-base-16"
-
-
-def _load_model(args, **options):
-    """The model a command asks for: ``--weights PATH`` (a checkpoint or a saved ``.keras`` model), else
-    the published weights ``--model NAME[:TAG]``."""
-    import vit_zoo
-
-    weights = getattr(args, "weights", None)
-    if weights and str(weights).endswith(".keras"):
-        import keras
-
-        return keras.models.load_model(weights)
-    name, _, tag = args.model.partition(":")
-    if weights:
-        return vit_zoo.load(name if args.model_given else None, weights=weights, **options)
-    return vit_zoo.load(name, pretrained=tag or True, **options)
+from vit_zoo.cli.options import add_model_options, load_model
 
 
 def _command_predict(args):
+    from vit_zoo.exported import ExportedModel, predict_exported
     from vit_zoo.use.prediction import predict
 
-    model = _load_model(args)
-    results = predict(model, args.images, top=args.top)
+    model = load_model(args, exported=True)
+    run = predict_exported if isinstance(model, ExportedModel) else predict
+    results = run(model, args.images, top=args.top)
     if args.json:
         print(json.dumps([{"image": image, "top": [{"index": i, "label": label, "probability": round(p, 6)}
                                                    for i, label, p in top]}
@@ -38,33 +25,51 @@ def _command_predict(args):
             print(f"  {probability:7.2%}  {index:5d}  {label}")
 
 
+def _model_with_or_without_head(args):
+    """The model with its classification head where the checkpoint has one (its pooled features are then
+    what the head sees), else its features pooled at the class token. Published weights load without
+    their head (an ImageNet-21k release's head is all zeros)."""
+    if not args.weights:
+        return load_model(args, include_top=False, pooling="token")
+    from vit_zoo.converters import CheckpointError
+
+    try:
+        return load_model(args)
+    except CheckpointError:  # a checkpoint without a head; any other problem fails again, with its message
+        return load_model(args, include_top=False, pooling="token")
+
+
 def _command_embed(args):
     from vit_zoo.use.embedding import embed
+    from vit_zoo.use.features import pooled_features
 
-    model = _load_model(args, include_top=False, pooling="token")
-    if any(layer.name == "head" for layer in model.layers):  # a saved classifier: embed what its head sees
-        import keras
-
-        model = keras.Model(model.inputs, model.get_layer("head").input, name=f"{model.name}_features")
+    model = pooled_features(_model_with_or_without_head(args))
     result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,
-                   tag=args.model, progress=not args.quiet)
+                   tag=args.weights or args.model, progress=not args.quiet)
     print(f"{args.output}: {result.total} embeddings ({result.added} new, {len(result.skipped)} unreadable "
           f"skipped)")
 
 
 def _command_attention(args):
-    from vit_zoo.use.attention_plot import attention_overlay
+    from vit_zoo.model.identity import identity_of
+    from vit_zoo.use.attention_overlay import attention_overlay
+    from vit_zoo.use.prediction import predict
 
-    model = _load_model(args)
+    model = _model_with_or_without_head(args)
     attention_overlay(model, args.image, args.output, discard_ratio=args.discard_ratio)
-    print(f"attention rollout overlay of {args.image} → {args.output}")
+    line = f"attention rollout overlay of {args.image} → {args.output}"
+    identity = identity_of(model)
+    if identity is not None and identity.labels is not None and any(layer.name == "head" for layer in model.layers):
+        (_, name, probability), = predict(model, [args.image], top=1)[0]
+        line += f" (top class: {name}, {probability:.1%})"
+    print(line)
 
 
 def _command_evaluate(args):
     from vit_zoo.use.evaluation import evaluate, format_report
 
     options = {"batch_size": args.batch_size} if args.batch_size else {}
-    result = evaluate(_load_model(args), args.data, ground_truth=args.ground_truth, workers=args.workers,
+    result = evaluate(load_model(args), args.data, ground_truth=args.ground_truth, workers=args.workers,
                       progress=not args.quiet, results=args.results, **options)
     print("\n".join(format_report(result)))
     if args.results:
@@ -82,16 +87,8 @@ def _add_evaluate(commands) -> None:
     sub.add_argument("--results", default=None, help="append a row to this CSV (model, tag, img_size, top1, "
                      "top5, images_per_second, examples)")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_model_arguments(sub)
+    add_model_options(sub)
     sub.set_defaults(run=_command_evaluate)
-
-
-def _add_model_arguments(sub) -> None:
-    sub.add_argument("--model", default=DEFAULT_MODEL,
-                     help=f"NAME[:TAG] of published weights (default {DEFAULT_MODEL}, its default tag)")
-    sub.add_argument("--weights", default=None,
-                     help="a local checkpoint (.npz, Hugging Face dir, timm .safetensors, .weights.h5) "
-                          "or a saved .keras model, instead of downloading")
 
 
 def add_commands(commands) -> None:
@@ -110,9 +107,10 @@ def add_commands(commands) -> None:
             sub.add_argument("--quiet", action="store_true", help="no progress bar")
         else:
             sub.add_argument("image", help="image file")
-            sub.add_argument("-o", "--output", required=True, help="output picture (.png)")
+            sub.add_argument("-o", "--output", required=True, help="output picture (.png): the photo at its own "
+                             "size with the map over it and a colour bar")
             sub.add_argument("--discard-ratio", type=float, default=0.9,
                              help="fraction of the weakest attention discarded in the rollout (default 0.9)")
-        _add_model_arguments(sub)
+        add_model_options(sub, exported=command == "predict")
         sub.set_defaults(run=run)
-    _add_evaluate(commands)
+    _add_evaluate(commands)  # vit_zoo.use.evaluation comes with the train part (on main)

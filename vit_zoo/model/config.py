@@ -133,13 +133,7 @@ class ViTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for axis, size in zip(("height", "width"), self.image_size):
-            if size % self.patch_size:
-                lower = size // self.patch_size * self.patch_size
-                nearest = [s for s in (lower, lower + self.patch_size) if s > 0]
-                raise ValueError(
-                    f"image_size {axis} {size} is not divisible by patch_size {self.patch_size}; "
-                    f"the nearest valid sizes are {' and '.join(map(str, nearest))}")
+        check_patch_multiple(self.image_size, self.patch_size, "image_size")
         if self.hidden_size % self.num_heads:
             divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
             raise ValueError(
@@ -166,6 +160,17 @@ class ViTConfig:
                 raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be positive for every channel, got {self.std}")
+
+
+def check_patch_multiple(size: Tuple[int, int], patch_size: int, what: str) -> None:
+    """ValueError unless ``patch_size`` divides both sides of ``size`` (height, width) in pixels; the
+    message names the side and the nearest sizes that work. ``what`` names the size in the message."""
+    for axis, value in zip(("height", "width"), size):
+        if value % patch_size:
+            lower = value // patch_size * patch_size
+            nearest = [s for s in (lower, lower + patch_size) if s > 0]
+            raise ValueError(f"{what} {axis} {value} is not divisible by patch_size {patch_size}; "
+                             f"the nearest valid sizes are {' and '.join(map(str, nearest))}")
 
 
 def _image_size_pair(image_size) -> Tuple[int, int]:

@@ -17,6 +17,7 @@ from typing import Optional
 
 import keras
 
+from vit_zoo.model.config import check_patch_multiple
 from vit_zoo.model.fast_path import CompiledForward, eager_array_input, xla_by_default
 from vit_zoo.files import replace_atomically
 from vit_zoo.model.identity import Identity
@@ -56,6 +57,7 @@ class VisionTransformer(keras.Model):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
         self._identity = identity
         self._compiled_forward = CompiledForward(_plain_inference)
+        self._dynamic_patch_size = _dynamic_patch_size(self)
         if xla_by_default(self):
             self.jit_compile = True
 
@@ -118,6 +120,11 @@ class VisionTransformer(keras.Model):
         _atomically(filepath, overwrite, write)
 
     # ---------------------------------------------------------------------------------- fast path
+    def __call__(self, *args, **kwargs):
+        if self._dynamic_patch_size and args:  # checked before Keras wraps errors of call() in its own text
+            check_input_size(self, args[0])
+        return super().__call__(*args, **kwargs)
+
     def call(self, inputs, training=None, mask=None, **kwargs):
         if not training and mask is None and not kwargs and self._use_compiled_forward(inputs):
             return self._compiled_forward(self, inputs)
@@ -125,6 +132,30 @@ class VisionTransformer(keras.Model):
 
     def _use_compiled_forward(self, inputs) -> bool:
         return xla_by_default(self) and self.jit_compile and not self.run_eagerly and eager_array_input(inputs)
+
+
+def _dynamic_patch_size(model) -> int:
+    """The patch size of a model built with ``dynamic_size=True`` (any input size it divides); 0 for a
+    model with a fixed input size."""
+    shape = model.input_shape if len(model.inputs) == 1 else None
+    if not shape or None not in shape[1:3]:
+        return 0
+    patch_embed = [layer for layer in model.layers if layer.name == "patch_embed"]
+    return int(patch_embed[0].strides[0]) if patch_embed else 0
+
+
+def check_input_size(model, images) -> None:
+    """A ``dynamic_size`` model refuses an input size its patch size does not divide, as ``image_size=``
+    does (its patch convolution would drop the remainder silently): a ValueError naming the nearest sizes
+    that work. ``model``: any vit_zoo model or sub-model (fixed-size ones pass); ``images``: an array or
+    tensor (B, H, W, 3), checked where its size is known (eager, or traced for a static shape)."""
+    patch = getattr(model, "_dynamic_patch_size", None)
+    patch = _dynamic_patch_size(model) if patch is None else patch
+    shape = tuple(getattr(images, "shape", ()))
+    if patch and len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+        check_patch_multiple((int(shape[1]), int(shape[2])), patch,
+                             f"model {model.name!r} (dynamic_size=True) takes any input size divisible by its "
+                             f"patch size; input")
 
 
 def _plain_inference(model, images):

@@ -14,6 +14,7 @@ import numpy as np
 
 from vit_zoo.use.features import has_class_token, resolve_block_indices
 from vit_zoo.model.builder import block_name, has_preprocessing
+from vit_zoo.model.vision_transformer import check_input_size
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -29,6 +30,7 @@ def model_inputs(model: keras.Model, images) -> np.ndarray:
             raise ValueError(f"images have shape {array.shape} but model {model.name!r} takes (B, "
                              f"{', '.join('any' if e is None else str(e) for e in expected)}); pass file paths "
                              f"or uint8 images to have them preprocessed, or resize them first")
+        check_input_size(model, array)
         return array.astype(np.float32)
     from vit_zoo.use.preprocessing import preprocess
 
@@ -146,12 +148,14 @@ def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = 
 
 
 def attention_mask(model: keras.Model, images, layers: Union[int, Sequence[int], None] = None,
-                   head_fusion: str = "mean", discard_ratio: float = 0.0, batch_size: int = 8) -> np.ndarray:
-    """The class token's rollout map for each image: (B, h, w) float32 in [0, 1] on the model's patch
-    grid (``images`` as for ``attention_maps``)."""
+                   head_fusion: str = "mean", discard_ratio: float = 0.0, batch_size: int = 8,
+                   normalize: bool = True) -> np.ndarray:
+    """The class token's rollout map for each image: (B, h, w) float32 on the model's patch grid
+    (``images`` as for ``attention_maps``); in [0, 1] with a maximum of 1, or with ``normalize=False``
+    the rollout's own values (the class token's share of the attention flow from each patch)."""
     if not has_class_token(model):
         raise ValueError(f"model {model.name!r} has no class token, so it has no class-token attention map")
     pixels = model_inputs(model, images)
     maps = attention_maps(model, pixels, layers=layers, batch_size=batch_size)
     grid = tuple(model.get_layer("patch_embed").compute_output_shape((1, *pixels.shape[1:]))[1:3])
-    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid)
+    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid, normalize=normalize)

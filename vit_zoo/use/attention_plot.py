@@ -1,14 +1,15 @@
-"""Attention overlays drawn with matplotlib (the optional ``plot`` extra: ``pip install vit-zoo[plot]``)."""
+"""Attention figures drawn with matplotlib (the optional ``plot`` extra: ``pip install vit-zoo[plot]``); the
+overlay picture of ``vit-zoo attention`` needs only Pillow (``vit_zoo.use.attention_overlay``)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image
 
-from vit_zoo.use.attention import attention_mask, attention_rollout, class_token_map
+from vit_zoo.use.attention import attention_rollout, class_token_map
 from vit_zoo.use.images import load_images
 
 
@@ -77,20 +78,3 @@ def _grid_for(patches: int, image_shape) -> tuple:
     aspect = image_shape[0] / image_shape[1]
     pairs = [(h, patches // h) for h in range(1, patches + 1) if patches % h == 0]
     return min(pairs, key=lambda hw: abs(math.log(hw[0] / hw[1]) - math.log(aspect)))
-
-
-def attention_overlay(model, image, path: Union[str, Path], layers: Union[int, Sequence[int], None] = None,
-                      head_fusion: str = "mean", discard_ratio: float = 0.9, alpha: float = 0.5) -> np.ndarray:
-    """Write ``image`` (as ``model`` sees it after preprocessing) with its class-token attention-rollout map
-    to ``path``; the library function behind ``vit-zoo attention IMAGE -o overlay.png``.
-
-    Returns:
-        The mask (h, w) float32 in [0, 1] on the model's patch grid.
-    """
-    from vit_zoo.use.preprocessing import preprocess
-
-    mask = attention_mask(model, [image], layers=layers, head_fusion=head_fusion,
-                          discard_ratio=discard_ratio)[0]
-    pixels = preprocess([image], weights=model)[0]
-    plot_attention(pixels, mask, path=path, alpha=alpha)
-    return mask

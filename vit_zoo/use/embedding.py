@@ -7,13 +7,15 @@ File layout (h5py):
                  when a folder was given, else the paths as given
     skipped      UTF-8 strings: the files of the last run that could not be read
     attributes   model (model name), tag, recipe, image_size (H, W), root (the folder, if any),
-                 complete (True once every file was processed)
+                 identity (the model's identity record as JSON: config, preprocessing, class names,
+                 provenance; "" for a model without one), complete (True once every file was processed)
 A run that stops (interrupt, crash) leaves every finished batch on disk; running the same command again
 skips the files already written and continues.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import warnings
@@ -22,6 +24,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageReadError, read_image_file
 from vit_zoo.use.preprocessing import apply_recipe, resolve_settings
 
@@ -36,11 +39,16 @@ class EmbedResult:
 
 def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]):
     """(root or None, [names]): every image file (by suffix, recursively, sorted) of a folder, relative to
-    it; or the given paths as strings (folders in the list are expanded)."""
+    it; or the given paths as strings (folders in the list are expanded). A folder without images, or no
+    paths at all, is an error."""
     if isinstance(paths_or_dir, (str, os.PathLike)) and Path(paths_or_dir).is_dir():
         root = Path(paths_or_dir)
-        return root, sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not names:
+            raise ValueError(f"no image files in folder '{root}' (searched it and its sub-folders for "
+                             f"{', '.join(IMAGE_SUFFIXES)})")
+        return root, names
     if isinstance(paths_or_dir, (str, os.PathLike)):
         if not Path(paths_or_dir).exists():
             raise FileNotFoundError(f"no such folder or file: '{paths_or_dir}'")
@@ -53,6 +61,9 @@ def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.Pat
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         else:
             names.append(str(path))
+    if not names:
+        raise ValueError(f"no image files given (the folders in the list hold none with the suffixes "
+                         f"{', '.join(IMAGE_SUFFIXES)})")
     return None, names
 
 
@@ -154,7 +165,9 @@ def _prepare_store(store, model, width: int, tag, settings, root) -> set:
                              chunks=(64, width))
         store.create_dataset("filenames", shape=(0,), maxshape=(None,), dtype=h5py.string_dtype("utf-8"),
                              chunks=(256,))
+        identity = identity_of(model)
         store.attrs.update({"model": model.name, "tag": tag or "", "recipe": settings.recipe.name,
+                            "identity": json.dumps(identity.to_dict()) if identity is not None else "",
                             "image_size": list(settings.image_size),
                             "root": str(root.resolve()) if root else "",
                             "complete": False})

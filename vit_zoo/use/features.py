@@ -1,4 +1,5 @@
-"""Features from any encoder block, as a Keras model that shares the original model's weights."""
+"""Features from any encoder block, or the pooled features a classifier's head sees, as Keras models that
+share the original model's weights and carry its identity."""
 from __future__ import annotations
 
 from typing import List, Sequence, Union
@@ -6,6 +7,10 @@ from typing import List, Sequence, Union
 import keras
 from keras import ops
 
+# vision_transformer as a module, not its class: this module registers a Keras class, so it is imported
+# while Keras itself loads, which can be in the middle of importing vision_transformer (model.keras_classes)
+from vit_zoo.model import vision_transformer
+from vit_zoo.model.identity import identity_of
 from vit_zoo.model import layers as vit_layers
 from vit_zoo.model.names import block_name
 
@@ -89,8 +94,9 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
             last block's output is normed before pooling (an error for models that norm after pooling).
 
     Returns:
-        keras.Model with one output per entry of ``layers``; one block (an int, or a list of one — Keras
-        unwraps one-element output lists) gives a single output tensor.
+        A ``VisionTransformer`` (a functional keras.Model carrying ``model``'s identity, which
+        ``save``/``load_model`` keep) with one output per entry of ``layers``; one block (an int, or a
+        list of one — Keras unwraps one-element output lists) gives a single output tensor.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
@@ -118,5 +124,25 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
             features = vit_layers.TokenPooling("token", prefix, name=f"features_{block_name(index, 'cls')}")(
                 features)
         outputs.append(features)
-    return keras.Model(model.input, outputs[0] if len(outputs) == 1 else outputs,
-                       name=name or f"{model.name}_features")
+    return _sub_model(model, outputs[0] if len(outputs) == 1 else outputs, name or f"{model.name}_features")
+
+
+def pooled_features(model: keras.Model, name: str = None) -> keras.Model:
+    """The pooled features of a vit_zoo model: (B, D) float32 per image, what its head sees.
+
+    For a classifier, the input of its ``head`` (after the pooling, ``fc_norm`` and ``pre_logits`` its
+    weights were trained with), as a model sharing its weights and carrying its identity; a model built
+    with ``include_top=False`` and a pooling already outputs them and is returned as it is. A model that
+    outputs the token sequence (``pooling=None``) is an error saying how to build a pooled one.
+    """
+    if any(layer.name == "head" for layer in model.layers):
+        return _sub_model(model, model.get_layer("head").input, name or f"{model.name}_features")
+    if len(model.output_shape) == 2:
+        return model
+    raise ValueError(f"model {model.name!r} outputs {model.output_shape}, not pooled features (B, D): load it "
+                     f"with include_top=False and pooling='token' or 'gap', or with its classification head")
+
+
+def _sub_model(model: keras.Model, outputs, name: str) -> keras.Model:
+    """A model from ``model``'s input to ``outputs`` (its own tensors), with ``model``'s identity."""
+    return vision_transformer.VisionTransformer(model.input, outputs, name=name, identity=identity_of(model))

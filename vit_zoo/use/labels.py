@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import warnings
-from typing import List, Sequence, Tuple, Union
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -64,6 +65,37 @@ def label_names(labels: Union[str, Sequence[str]]) -> List[str]:
     if not all(isinstance(name, str) for name in names):
         raise TypeError("labels must be 'imagenet1k', 'imagenet21k' or a sequence of class-name strings")
     return names
+
+
+def read_label_file(path, num_classes: Optional[int] = None) -> Tuple[str, ...]:
+    """Class names from a text file: one name per line, in class-index order (line 1 is class 0), UTF-8;
+    surrounding spaces and trailing empty lines are dropped. ``num_classes``: the head's size, which the
+    count must match. Errors name the file and say what is wrong (an empty line inside, a wrong count).
+
+    Example: a file ``circle\\nsquare\\n`` gives ``("circle", "square")``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"labels file '{path}' not found; give a text file with one class name per "
+                                f"line, in class-index order") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"labels file '{path}' is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         f"give one class name per line") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ValueError(f"labels file '{path}' holds no class names; give one per line, in class-index order")
+    empty = [number for number, name in enumerate(names, 1) if not name]
+    if empty:
+        raise ValueError(f"labels file '{path}' has empty lines inside (line {', '.join(map(str, empty[:5]))}); "
+                         f"every line up to the last names one class, in class-index order")
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(f"labels file '{path}' has {len(names)} class names (one per line), but the model's "
+                         f"head has {num_classes} classes; give one name per class, in class-index order")
+    return tuple(names)
 
 
 def decode_predictions(logits, labels: Union[str, Sequence[str]] = "imagenet1k", top: int = 5,

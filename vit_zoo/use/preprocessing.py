@@ -11,8 +11,11 @@ Recipes (each reproduces its source's *evaluation* transform; all decode files w
               checkpoint (0.9 for timm's ViTs at 224, 1.0 at 384; timm's global default is 0.875).
     "hf"      transformers ``ViTImageProcessor`` (its Pillow backend, ``ViTImageProcessorPil``): resize
               straight to the input size with Pillow bilinear (antialiased when shrinking).
-Every recipe then rescales to [0, 1] and normalises with the checkpoint's mean/std — which our models
-do inside (``include_preprocessing=True``), so ``preprocess`` returns [0, 255] unless ``normalize=True``.
+Each recipe's interpolation above is its source's default; weights that state another one are resized
+with theirs (``identity.preprocessing.interpolation``: e.g. a Hugging Face processor with ``resample=3``
+is resized bicubically). Every recipe then rescales to [0, 1] and normalises with the checkpoint's
+mean/std — which our models do inside (``include_preprocessing=True``), so ``preprocess`` returns
+[0, 255] unless ``normalize=True``.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from vit_zoo.model.identity import identity_of
+from vit_zoo.model.config import check_patch_multiple
+from vit_zoo.model.identity import INTERPOLATIONS, Identity, identity_of, source_preprocessing
 from vit_zoo.use.images import MAX_PIXELS, load_images
 
 
@@ -53,8 +57,6 @@ RECIPES = {
     "hf": Recipe("hf", "squash", "bilinear", "pil", 1.0,
                  "transformers ViTImageProcessor / ViTImageProcessorPil (resample=BILINEAR)"),
 }
-# manifest / converter format name → recipe
-FORMAT_RECIPES = {"google-npz": "google", "google": "google", "timm": "timm", "hf": "hf", "keras": "google"}
 _PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
@@ -68,28 +70,33 @@ class Settings:
 
 
 def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size=None,
-               crop_pct: Optional[float] = None, normalize: bool = False, mean=None, std=None,
-               value_range=(0, 255), max_pixels: int = MAX_PIXELS) -> np.ndarray:
+               crop_pct: Optional[float] = None, interpolation: Optional[str] = None, normalize: bool = False,
+               mean=None, std=None, value_range=(0, 255), max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode, resize and crop images as a checkpoint's own evaluation does.
 
     Args:
         images: a path, PIL image, array or tensor ((H, W[, C]) one image, (B, H, W, C) a batch), or a list
             of paths / PIL images / (H, W[, C]) arrays. Arrays: uint8, integers in 0..255, or floats in
             ``value_range``. Grayscale becomes RGB; RGBA is composited over white (a warning says so).
-        weights: where the settings come from: a manifest key (``"vit-base-16"`` for its default weights,
-            ``"vit-base-16.TAG"``), a Keras model (its input size; mean/std of its
-            ``preprocessing`` layer; the recipe and crop of its ``identity``),
-            a manifest entry dict (``image_size``, ``mean``, ``std``, ``format``, optional ``crop_pct``
-            and ``recipe``) or a ``ViTConfig``.
-        recipe: ``"google"``, ``"timm"`` or ``"hf"``; default: from the entry's ``format``, else "google".
+        weights: where the settings come from: a vit_zoo model (its ``identity``: recipe, crop fraction,
+            interpolation, image size, mean/std; its input size and ``preprocessing`` layer), an
+            ``Identity``, a manifest key (``"vit-base-16"`` for its default weights, ``"vit-base-16.TAG"``),
+            a manifest entry dict (``image_size``, ``mean``, ``std``, ``format``; optional ``recipe``,
+            ``crop_pct``, ``interpolation``) or a ``ViTConfig`` (size and mean/std only).
+        recipe: ``"google"``, ``"timm"`` or ``"hf"``; default: the weights', else "google".
         image_size: output (H, W) or int; overrides the one from ``weights``.
-        crop_pct: the "timm" recipe's crop fraction; default: the entry's, else as timm's ViT configs
+        crop_pct: the "timm" recipe's crop fraction; default: the weights', else as timm's ViT configs
             (0.9 below 384 px, 1.0 at 384 px and above).
+        interpolation: ``"bilinear"`` or ``"bicubic"``; default: the weights', else the recipe's own
+            (bicubic for "timm", bilinear for the others).
         normalize: False: return [0, 255] pixels (for models built with ``include_preprocessing=True``);
             True: return ``(x / 255 - mean) / std``.
         mean, std: per-channel normalisation of [0, 1] pixels; default: from ``weights``.
         value_range: (low, high) of float array inputs; ``(0, 1)`` for [0, 1] images.
         max_pixels: files and PIL images with more pixels are refused before decoding.
+
+    A recipe given explicitly takes the recipe's own crop fraction and interpolation unless they are given
+    too (the weights' crop and interpolation belong to the weights' recipe).
 
     Returns:
         (B, H, W, 3) float32 NumPy array: RGB in [0, 255], or normalised when ``normalize=True``.
@@ -100,7 +107,7 @@ def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size
         (1, 32, 32, 3)
     """
     settings = resolve_settings(weights, recipe=recipe, image_size=image_size, crop_pct=crop_pct,
-                                mean=mean, std=std)
+                                interpolation=interpolation, mean=mean, std=std)
     pixels = np.stack([apply_recipe(image, settings.recipe, settings.image_size)
                        for image in load_images(images, max_pixels=max_pixels, value_range=value_range)])
     if not normalize:
@@ -112,16 +119,22 @@ def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size
     return ((pixels / np.float32(255.0) - mean) / std).astype(np.float32)
 
 
-def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=None, mean=None,
-                     std=None) -> Settings:
-    """The settings for ``weights`` (a model, manifest entry dict or ViTConfig, or None), explicit
-    arguments taking precedence."""
+def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=None, interpolation=None,
+                     mean=None, std=None) -> Settings:
+    """The settings for ``weights`` (a model, ``Identity``, manifest key or entry dict, ``ViTConfig``, or
+    None), explicit arguments taking precedence (see ``preprocess``)."""
     found = _settings_from(weights)
-    name = recipe or found.get("recipe") or FORMAT_RECIPES.get(found.get("format"), "google")
+    name = recipe or found.get("recipe") or "google"
     if name not in RECIPES:
         raise ValueError(f"unknown preprocessing recipe {name!r}; known: {sorted(RECIPES)}")
     chosen = RECIPES[name]
-    crop_pct = crop_pct if crop_pct is not None else found.get("crop_pct")
+    if found.get("recipe") == name:  # the weights' crop and interpolation belong to their own recipe
+        crop_pct = crop_pct if crop_pct is not None else found.get("crop_pct")
+        interpolation = interpolation or found.get("interpolation")
+    if interpolation is not None:
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {interpolation!r}")
+        chosen = dataclasses.replace(chosen, interpolation=interpolation)
     if crop_pct is not None:
         if not (isinstance(crop_pct, (int, float)) and 0 < crop_pct <= 1):
             raise ValueError(f"crop_pct must be a fraction in (0, 1], got {crop_pct!r}")
@@ -134,6 +147,8 @@ def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=Non
         raise ValueError("the output size is unknown: pass image_size= or weights= (a model with a fixed "
                          "input size, or a manifest entry)")
     size = _size_pair(size)
+    if image_size is not None and found.get("patch_size"):  # a dynamic_size model takes multiples of it
+        check_patch_multiple(size, found["patch_size"], "image_size")
     if crop_pct is None and chosen.resize == "shorter-side-crop":
         # timm's ViT configs: crop_pct 0.9 at 224 px, 1.0 for the 384 px fine-tunes
         chosen = dataclasses.replace(chosen, crop_pct=1.0 if max(size) >= 384 else 0.9)
@@ -143,7 +158,7 @@ def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=Non
 
 
 def _settings_from(weights) -> dict:
-    """Settings fields found on a model, manifest entry dict or ViTConfig (missing ones absent)."""
+    """Settings fields found on a model, Identity, manifest entry or ViTConfig (missing ones absent)."""
     if weights is None:
         return {}
     if isinstance(weights, str):  # "vit-base-16" (its default weights) or "vit-base-16.TAG"
@@ -151,27 +166,49 @@ def _settings_from(weights) -> dict:
 
         model, _, tag = weights.partition(".")
         return _settings_from(manifest.resolve(model, tag or True))
-    if isinstance(weights, dict):
-        return {key: weights[key] for key in ("image_size", "mean", "std", "format", "crop_pct", "recipe")
-                if weights.get(key) is not None}
-    if hasattr(weights, "input_shape") and hasattr(weights, "get_layer"):  # a Keras model
-        identity = identity_of(weights)
-        found = {} if identity is None else {
-            "recipe": identity.preprocessing.recipe, "crop_pct": identity.preprocessing.crop_pct,
-            "image_size": identity.config.image_size, "mean": identity.config.mean, "std": identity.config.std}
-        height, width = weights.input_shape[1:3]
-        if height is not None and width is not None:
-            found["image_size"] = (height, width)
-        try:
-            layer = weights.get_layer("preprocessing")
-            found["mean"], found["std"] = layer.mean, layer.std
-        except ValueError:
-            pass  # built with include_preprocessing=False: mean/std must be given for normalize=True
+    if isinstance(weights, Identity):
+        return _identity_settings(weights)
+    if isinstance(weights, dict):  # a manifest entry: its format's evaluation transform unless it states one
+        found = {key: weights[key] for key in ("image_size", "mean", "std") if weights.get(key) is not None}
+        if weights.get("format") is not None:
+            size = _size_pair(found.get("image_size", 224))
+            found.update(_preprocessing_fields(source_preprocessing(weights["format"], size)))
+        found.update({key: weights[key] for key in ("recipe", "crop_pct", "interpolation")
+                      if weights.get(key) is not None})
         return found
+    if hasattr(weights, "input_shape") and hasattr(weights, "get_layer"):  # a Keras model
+        return _model_settings(weights)
     if all(hasattr(weights, field) for field in ("image_size", "mean", "std", "patch_size")):  # ViTConfig
         return {"image_size": weights.image_size, "mean": weights.mean, "std": weights.std}
-    raise TypeError(f"weights must be a Keras model, a manifest entry dict or a ViTConfig, "
+    raise TypeError(f"weights must be a Keras model, an Identity, a manifest key or entry dict or a ViTConfig, "
                     f"got {type(weights).__name__}")
+
+
+def _identity_settings(identity: Identity) -> dict:
+    config = identity.config
+    return {**_preprocessing_fields(identity.preprocessing), "image_size": config.image_size,
+            "mean": config.mean, "std": config.std}
+
+
+def _preprocessing_fields(preprocessing) -> dict:
+    return {"recipe": preprocessing.recipe, "crop_pct": preprocessing.crop_pct,
+            "interpolation": preprocessing.interpolation}
+
+
+def _model_settings(model) -> dict:
+    """A Keras model's settings: its identity's, its fixed input size, its preprocessing layer's mean/std;
+    for a ``dynamic_size`` model also its patch size (an image_size= must be a multiple of it)."""
+    identity = identity_of(model)
+    found = {} if identity is None else _identity_settings(identity)
+    height, width = model.input_shape[1:3]
+    if height is not None and width is not None:
+        found["image_size"] = (height, width)
+    layers = {layer.name: layer for layer in model.layers}
+    if (height is None or width is None) and "patch_embed" in layers:
+        found["patch_size"] = layers["patch_embed"].strides[0]
+    if "preprocessing" in layers:  # else built with include_preprocessing=False: normalize=True needs mean/std
+        found["mean"], found["std"] = layers["preprocessing"].mean, layers["preprocessing"].std
+    return found
 
 
 def apply_recipe(image: np.ndarray, recipe: Recipe, size: Tuple[int, int]) -> np.ndarray:
@@ -180,9 +217,25 @@ def apply_recipe(image: np.ndarray, recipe: Recipe, size: Tuple[int, int]) -> np
         return _resize(image, size, recipe)
     height, width = image.shape[:2]
     resized = _resize(image, timm_resize_size(height, width, size, recipe.crop_pct), recipe)
-    top = int(round((resized.shape[0] - size[0]) / 2.0))
-    left = int(round((resized.shape[1] - size[1]) / 2.0))
+    top, left = _crop_offsets(resized.shape[:2], size)
     return resized[top:top + size[0], left:left + size[1]]
+
+
+def input_region(height: int, width: int, recipe: Recipe, size: Tuple[int, int]):
+    """The part of a (height, width) photo that ``apply_recipe`` turns into the model input of ``size``:
+    (top, left, bottom, right) in photo pixels (floats) — the whole photo for the squash recipes, the
+    centre crop for "shorter-side-crop"."""
+    if recipe.resize == "squash":
+        return 0.0, 0.0, float(height), float(width)
+    resized = timm_resize_size(height, width, size, recipe.crop_pct)
+    top, left = _crop_offsets(resized, size)
+    scale_y, scale_x = height / resized[0], width / resized[1]
+    return top * scale_y, left * scale_x, (top + size[0]) * scale_y, (left + size[1]) * scale_x
+
+
+def _crop_offsets(resized: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, int]:
+    """(top, left) of torchvision's ``CenterCrop(size)`` of a ``resized`` (height, width) image."""
+    return int(round((resized[0] - size[0]) / 2.0)), int(round((resized[1] - size[1]) / 2.0))
 
 
 def timm_resize_size(height: int, width: int, size: Tuple[int, int], crop_pct: float) -> Tuple[int, int]:
