@@ -145,7 +145,7 @@ def array_to_rgb(array: np.ndarray, where: str, value_range: Tuple[float, float]
     channels = array.shape[-1]
     if channels not in (1, 2, 3, 4):
         first_axis_hint = ("; it looks channels-first — transpose it to (H, W, C) with "
-                           f"np.transpose(x, (1, 2, 0))" if array.shape[0] in (1, 3, 4) else "")
+                           "np.transpose(x, (1, 2, 0))" if array.shape[0] in (1, 3, 4) else "")
         raise ValueError(f"{where} has {channels} channels (shape {array.shape}); expected channels-last "
                          f"(H, W, C) with C = 3 (RGB), 1 (gray) or 4 (RGBA){first_axis_hint}")
     if min(array.shape[:2]) < 1:
