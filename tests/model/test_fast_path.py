@@ -244,6 +244,31 @@ def test_engine_follows_the_policy_and_the_cpu(monkeypatch):
     assert (fast_path.inference_engine(fp32), fast_path.inference_engine(bf16)) == ("xla", "xla")
     bf16.inference_engine = "graph"
     assert fast_path.inference_engine(bf16) == "graph"
+
+
+@tensorflow_only
+def test_bf16_on_a_native_bf16_cpu_trains_without_xla_and_keeps_its_fast_inference(monkeypatch):
+    from vit_zoo.model import fast_path
+
+    monkeypatch.setattr(fast_path, "has_accelerator", lambda: False)
+    monkeypatch.setattr(fast_path, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    model = build(tiny_config(num_layers=1), dtype="mixed_bfloat16")
+    assert model.jit_compile is False and model._use_fast_path()
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.jit_compile is False and model._use_fast_path()
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    assert model.jit_compile is True and model._use_fast_path()
+    model.jit_compile = False  # by hand: plain Keras everywhere
+    assert not model._use_fast_path()
+    fp32 = build(tiny_config(num_layers=1))
+    fp32.compile(optimizer="sgd", loss="mse")
+    assert fp32.jit_compile is True and fp32._use_fast_path()
+
+
+def test_unknown_engine_names_are_refused(monkeypatch):
+    from vit_zoo.model import fast_path
+
+    bf16 = build(tiny_config(num_layers=1), dtype="mixed_bfloat16")
     bf16.inference_engine = "tpu"
     with pytest.raises(ValueError, match="inference_engine must be 'auto' or one of"):
         fast_path.inference_engine(bf16)
