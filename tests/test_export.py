@@ -97,6 +97,16 @@ def test_tflite_dynamic_int8(model, batch, expected, tmp_path):
     assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.75
 
 
+def test_onnx_dynamic_int8(model, batch, expected, tmp_path):
+    from vit_zoo.exporting import export, run_exported
+
+    result = export(model, "onnx", tmp_path / "q.onnx", quantize="dynamic-int8")
+    assert result["bytes"] < 0.6 * 4 * model.count_params() + 60_000  # int8 weights, plus graph overhead
+    got = run_exported(result["path"], batch)
+    assert np.max(np.abs(got - expected)) <= 0.05 * float(expected.max() - expected.min())
+    assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.75
+
+
 def test_export_errors(tmp_path):
     import vit_zoo
     from vit_zoo.exporting import export
@@ -104,8 +114,8 @@ def test_export_errors(tmp_path):
     net = vit_zoo.load(config=tiny_config(num_layers=1))
     with pytest.raises(ValueError, match="format must be one of"):
         export(net, "pb", tmp_path / "x")
-    with pytest.raises(ValueError, match="applies to format 'tflite' only"):
-        export(net, "onnx", tmp_path / "x.onnx", quantize="dynamic-int8")
+    with pytest.raises(ValueError, match="applies to formats 'tflite' and 'onnx' only"):
+        export(net, "saved_model", tmp_path / "x", quantize="dynamic-int8")
     with pytest.raises(ValueError, match="must end in .keras"):
         export(net, "keras", tmp_path / "x.h5")
     dynamic = vit_zoo.load(config=tiny_config(num_layers=1), dynamic_size=True)
