@@ -127,7 +127,6 @@ def make_runner(path, name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="vit-base-16")
     parser.add_argument("--weights", help="a local checkpoint to load (else random init)")
     parser.add_argument("--pretrained", nargs="?", const=True, default=None,
@@ -135,11 +134,7 @@ def main(argv=None):
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=64, help="images for the top-1 agreement")
-    parser.add_argument("--min-time", type=float, default=2.0)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=300)
-    parser.add_argument("--json")
+    common.add_run_arguments(parser, min_time=2.0)
     args = parser.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
@@ -161,11 +156,7 @@ def main(argv=None):
         if "error" in record:
             print(f"  ! {record.get('kind')} {record.get('format', '')}: {record['error']}")
     report(records, args)
-    print(f"\nload average (1/5/15 min) at end: {common.load_average()}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(machine=facts, load_start=load_before, load_end=common.load_average(), records=records),
-                      handle, indent=1)
+    common.finish(args, facts, load_before, records)
 
 
 def report(records, args):

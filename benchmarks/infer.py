@@ -50,7 +50,6 @@ KERAS_HUB_PATHS = ("predict", "call", "xla", "graph")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="default 1 8 32 (--gpu: 1 32 256)")
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--model", default="vit-base-16", help="variant (vit-tiny-16 for a quick check)")
@@ -60,13 +59,8 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="+", default=list(VIT_ZOO_PATHS), choices=VIT_ZOO_PATHS,
                         help="vit_zoo paths to time")
     parser.add_argument("--gpu", action="store_true", help="measure on the GPU (torch cuda, TF's GPU)")
-    parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timed run")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     parser.add_argument("--matmul-n", type=int, default=None, help="default 2048 (--gpu: 8192)")
-    parser.add_argument("--max-load", type=float, default=1.0,
-                        help="wait (up to --wait s) until the 1-min load average is below this")
-    parser.add_argument("--wait", type=float, default=300)
-    parser.add_argument("--json", help="also write all records to this file")
+    common.add_run_arguments(parser, min_time=2.0)
     args = parser.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
@@ -122,11 +116,7 @@ def main(argv=None):
                 else:
                     run(dict(base, kind="transformers", framework="transformers"))
         report(name, records, peak, args)
-    print(f"\nload average (1/5/15 min) at end: {common.load_average()}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(machine=facts, load_start=load_before, load_end=common.load_average(),
-                           peak_gflops=peak, records=records), handle, indent=1)
+    common.finish(args, facts, load_before, records, peak_gflops=peak)
 
 
 def gpu_present() -> bool:

@@ -36,8 +36,6 @@ def peak_rss_mb() -> float:
 
 
 def worker(spec):
-    import numpy as np
-
     import vit_zoo
 
     dtype = "mixed_bfloat16" if spec["precision"] == "bf16" else None
@@ -81,17 +79,13 @@ def worker(spec):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="vit-base-16")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--files", type=int, default=10000)
     parser.add_argument("--folder", help="a folder of images to use (default: JPEGs written to a temp folder)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
-    parser.add_argument("--min-time", type=float, default=20.0, help="seconds of the in-memory timing")
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=300)
-    parser.add_argument("--json")
+    common.add_run_arguments(parser, min_time=20.0, repeats=1)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
@@ -119,11 +113,7 @@ def main(argv=None):
             for p, r in rates.items()]
     print(common.table(rows, ["path", "files", "img_s", "seconds", "vs_in_memory", "peak_rss_mb",
                               "rss_after_warm_up_mb"]))
-    print(f"\nload average (1/5/15 min) at end: {common.load_average()}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(machine=facts, load_start=load_before, load_end=common.load_average(), records=records),
-                      handle, indent=1)
+    common.finish(args, facts, load_before, records)
 
 
 def write_files(count, folder, chunk=256):

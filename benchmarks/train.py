@@ -78,7 +78,6 @@ def worker(spec):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="vit-base-16")
     parser.add_argument("--image-size", type=int, nargs="+", default=[224, 384])
     parser.add_argument("--batch", type=int, default=8)
@@ -86,11 +85,7 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="+", default=["default", "jit", "no-jit"],
                         choices=["default", "jit", "no-jit"])
     parser.add_argument("--frameworks", nargs="+", default=["vit_zoo", "keras-hub"], choices=["vit_zoo", "keras-hub"])
-    parser.add_argument("--min-time", type=float, default=5.0, help="seconds per timed run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=300)
-    parser.add_argument("--json")
+    common.add_run_arguments(parser, min_time=5.0)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
@@ -139,11 +134,7 @@ def main(argv=None):
         if {"fp32", "bf16"} <= set(default):
             print(f"  {size} px vit_zoo default path bf16 / fp32: {default['bf16'] / default['fp32']:.2f}x "
                   f"(target on a native-bf16 CPU: >= 1.5x)")
-    print(f"\nload average (1/5/15 min) at end: {common.load_average()}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(machine=facts, load_start=load_before, load_end=common.load_average(),
-                           records=records), handle, indent=1)
+    common.finish(args, facts, load_before, records)
 
 
 if __name__ == "__main__":

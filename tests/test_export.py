@@ -87,21 +87,12 @@ def test_export_keeps_the_gelu_flavour(model, batch, expected):
     assert np.max(np.abs(keras_outputs(other, batch) - expected)) >= 20 * TOLERANCE["tflite"]
 
 
-def test_tflite_dynamic_int8(model, batch, expected, tmp_path):
+@pytest.mark.parametrize("format, overhead", [("tflite", 40_000), ("onnx", 60_000)])
+def test_dynamic_int8(model, batch, expected, tmp_path, format, overhead):
     from vit_zoo.exporting import export, run_exported
 
-    result = export(model, "tflite", tmp_path / "q.tflite", quantize="dynamic-int8")
-    assert result["bytes"] < 0.6 * 4 * model.count_params() + 40_000  # int8 weights, plus graph overhead
-    got = run_exported(result["path"], batch)
-    assert np.max(np.abs(got - expected)) <= 0.05 * float(expected.max() - expected.min())
-    assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.75
-
-
-def test_onnx_dynamic_int8(model, batch, expected, tmp_path):
-    from vit_zoo.exporting import export, run_exported
-
-    result = export(model, "onnx", tmp_path / "q.onnx", quantize="dynamic-int8")
-    assert result["bytes"] < 0.6 * 4 * model.count_params() + 60_000  # int8 weights, plus graph overhead
+    result = export(model, format, tmp_path / f"q.{format}", quantize="dynamic-int8")
+    assert result["bytes"] < 0.6 * 4 * model.count_params() + overhead  # int8 weights, plus graph overhead
     got = run_exported(result["path"], batch)
     assert np.max(np.abs(got - expected)) <= 0.05 * float(expected.max() - expected.min())
     assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.75

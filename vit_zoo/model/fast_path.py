@@ -129,23 +129,17 @@ class CompiledForward:
         plain_call: ``plain_call(model, images)``, the model's graph without the fast path.
     """
 
-    __slots__ = ("plain_call", "traces", "_xla", "_graphs", "_buckets")
+    __slots__ = ("plain_call", "traces", "_programs")
 
     def __init__(self, plain_call):
         self.plain_call = plain_call
         self.traces: List[Tuple[str, tuple, str]] = []
-        self._xla = None          # one tf.function(jit_compile=True): a program per input shape
-        self._graphs = {}         # (image shape, dtype) → concrete function with an unknown batch size
-        self._buckets = {}        # (image shape, dtype) → XLA batch buckets compiled so far
-
-    @property
-    def function(self):
-        """The XLA ``tf.function`` (None until the first XLA call)."""
-        return self._xla
+        self._programs = {}  # (engine, input shape, dtype) → a tf.function traced for that one signature
 
     def compiled_buckets(self, images) -> set:
         """Batch sizes already compiled by XLA for images shaped like ``images`` (B, H, W, C)."""
-        return self._buckets.get((tuple(images.shape[1:]), images.dtype.name), set())
+        tail, dtype = tuple(images.shape[1:]), images.dtype.name
+        return {shape[0] for engine, shape, kind in self._programs if (engine, shape[1:], kind) == ("xla", tail, dtype)}
 
     def __call__(self, model, images, pad_to: Optional[int] = None):
         """Outputs of ``model`` on ``images`` (B, H, W, C), as the plain graph computes them.
@@ -171,32 +165,31 @@ class CompiledForward:
             return outputs[0]
         return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
 
-    def _traced(self, model, engine: str):
-        owner, plain_call, traces = weakref.ref(model), self.plain_call, self.traces
+    def _program(self, model, engine: str, shape: tuple, dtype: str):
+        """The tf.function of one (engine, input shape, dtype): each is traced exactly once (a trace is
+        one XLA compilation or one oneDNN graph), so no retracing, and ``traces`` counts programs."""
+        import tensorflow as tf
 
-        def forward(images):  # the Python body runs once per trace, never per call
-            traces.append((engine, tuple(images.shape), images.dtype.name))
-            return plain_call(owner(), images)
-        return forward
+        key = (engine, shape, dtype)
+        if key not in self._programs:
+            owner, plain_call, traces = weakref.ref(model), self.plain_call, self.traces
+
+            def forward(images):  # the Python body runs once per trace, never per call
+                traces.append((engine, tuple(images.shape), images.dtype.name))
+                return plain_call(owner(), images)
+            function = tf.function(forward, jit_compile=engine == "xla", reduce_retracing=False)
+            self._programs[key] = function.get_concrete_function(tf.TensorSpec(shape, dtype))
+        return self._programs[key]
 
     def _run_xla(self, model, images, bucket: int):
         import tensorflow as tf
 
-        if self._xla is None:
-            self._xla = tf.function(self._traced(model, "xla"), jit_compile=True)
         rows = images.shape[0]
-        self._buckets.setdefault((tuple(images.shape[1:]), images.dtype.name), set()).add(bucket)
+        program = self._program(model, "xla", (bucket, *images.shape[1:]), images.dtype.name)
         if rows == bucket:
-            return self._xla(images)
+            return program(images)
         padded = tf.pad(images, [[0, bucket - rows]] + [[0, 0]] * (len(images.shape) - 1))
-        return tf.nest.map_structure(lambda output: output[:rows], self._xla(padded))
+        return tf.nest.map_structure(lambda output: output[:rows], program(padded))
 
     def _graph(self, model, images):
-        import tensorflow as tf
-
-        key = (tuple(images.shape[1:]), images.dtype.name)
-        if key not in self._graphs:
-            function = tf.function(self._traced(model, "graph"), jit_compile=False)
-            spec = tf.TensorSpec((None, *images.shape[1:]), images.dtype)
-            self._graphs[key] = function.get_concrete_function(spec)
-        return self._graphs[key]
+        return self._program(model, "graph", (None, *images.shape[1:]), images.dtype.name)
