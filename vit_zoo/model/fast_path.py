@@ -46,6 +46,7 @@ def native_bf16_cpu() -> bool:
     return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
 
 
+@functools.lru_cache(maxsize=None)
 def has_accelerator() -> bool:
     """True when TensorFlow sees a GPU or TPU (the engine choice below is for CPUs)."""
     import tensorflow as tf
