@@ -5,6 +5,7 @@ thread pools never compete, a mixed-precision policy never leaks, and a crash co
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -112,3 +113,23 @@ def print_machine(max_load, wait):
           f"native bf16 (avx512_bf16/amx): {'yes' if facts['native_bf16'] else 'NO'}")
     print(f"load average (1/5/15 min) at start: {load_before}")
     return facts, load_before
+
+
+def add_run_arguments(parser, min_time: float, repeats: int = 3):
+    """The options every measuring script shares: the hidden ``--worker``, timing, quiet-machine wait, JSON."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--min-time", type=float, default=min_time, help="seconds per timed run")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per cell (median reported)")
+    parser.add_argument("--max-load", type=float, default=1.0,
+                        help="wait (up to --wait s) until the 1-min load average is below this")
+    parser.add_argument("--wait", type=float, default=300)
+    parser.add_argument("--json", help="also write all records to this file")
+
+
+def finish(args, facts, load_before, records, **extra):
+    """Print the load at the end; write the records (with the machine and loads) to ``args.json``."""
+    print(f"\nload average (1/5/15 min) at end: {load_average()}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(dict(machine=facts, load_start=load_before, load_end=load_average(), records=records,
+                           **extra), handle, indent=1)

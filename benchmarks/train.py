@@ -3,8 +3,9 @@
 
 One training step = forward + backward + SGD update on a batch (default 8) of random images and
 labels, through ``model.train_on_batch`` after ``model.compile(optimizer=SGD, loss=sparse CE)``:
-    default      ``compile()`` with Keras' defaults (vit_zoo: XLA on the TensorFlow backend;
-                 keras-hub: Keras' "auto", which turns XLA off on CPU-only machines)
+    default      ``compile()`` with each library's defaults (vit_zoo: XLA on the TensorFlow backend,
+                 except bf16 on a native-bf16 CPU: TensorFlow's oneDNN graph; keras-hub: Keras' "auto",
+                 which turns XLA off on CPU-only machines)
     jit          ``compile(jit_compile=True)``   (the best path of both)
     no-jit       ``compile(jit_compile=False)``  (vit_zoo only: plain Keras)
 keras-hub's model is ``ViTBackbone`` + class token + Dense head, the same parameters as vit_zoo's
@@ -60,8 +61,8 @@ def worker(spec):
     for path in spec["paths"]:
         if spec["framework"] != "vit_zoo" and path == "no-jit":
             continue  # keras-hub's "no-jit" is its default on CPU
-        if spec["framework"] == "vit_zoo" and path == "jit" and "default" in spec["paths"] and xla_default:
-            continue  # vit_zoo's default already compiles with XLA: the same step
+        if spec["framework"] == "vit_zoo" and xla_default is not None and path == ("jit" if xla_default else "no-jit"):
+            continue  # vit_zoo's default already is this step (XLA, or oneDNN for bf16 on a native-bf16 CPU)
         keras.backend.clear_session()
         model = _model(spec["framework"], spec["model"], size, spec["precision"])
         options = {"default": {}, "jit": {"jit_compile": True}, "no-jit": {"jit_compile": False}}[path]
@@ -77,7 +78,6 @@ def worker(spec):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="vit-base-16")
     parser.add_argument("--image-size", type=int, nargs="+", default=[224, 384])
     parser.add_argument("--batch", type=int, default=8)
@@ -85,11 +85,7 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="+", default=["default", "jit", "no-jit"],
                         choices=["default", "jit", "no-jit"])
     parser.add_argument("--frameworks", nargs="+", default=["vit_zoo", "keras-hub"], choices=["vit_zoo", "keras-hub"])
-    parser.add_argument("--min-time", type=float, default=5.0, help="seconds per timed run")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=300)
-    parser.add_argument("--json")
+    common.add_run_arguments(parser, min_time=5.0)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
@@ -132,11 +128,13 @@ def main(argv=None):
                 default = (f"default {ours['default'] / theirs['default']:.2f}x, "
                            if "default" in ours and "default" in theirs else "")
                 print(f"  {size} px {precision}: {default}best {best_ours / best_theirs:.2f}x")
-    print(f"\nload average (1/5/15 min) at end: {common.load_average()}")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(dict(machine=facts, load_start=load_before, load_end=common.load_average(),
-                           records=records), handle, indent=1)
+    for size in args.image_size:
+        default = {r["precision"]: r["rate"] for r in records if "rate" in r and r.get("image_size") == size
+                   and r["framework"] == "vit_zoo" and r["path"] == "default"}
+        if {"fp32", "bf16"} <= set(default):
+            print(f"  {size} px vit_zoo default path bf16 / fp32: {default['bf16'] / default['fp32']:.2f}x "
+                  f"(target on a native-bf16 CPU: >= 1.5x)")
+    common.finish(args, facts, load_before, records)
 
 
 if __name__ == "__main__":

@@ -89,11 +89,12 @@ def test_export_keeps_the_gelu_flavour(model, batch, expected):
     assert np.max(np.abs(keras_outputs(other, batch) - expected)) >= 20 * TOLERANCE["tflite"]
 
 
-def test_tflite_dynamic_int8(model, batch, expected, tmp_path):
+@pytest.mark.parametrize("format, overhead", [("tflite", 40_000), ("onnx", 60_000)])
+def test_dynamic_int8(model, batch, expected, tmp_path, format, overhead):
     from vit_zoo.exporting import export, run_exported
 
-    result = export(model, "tflite", tmp_path / "q.tflite", quantize="dynamic-int8")
-    assert result["bytes"] < 0.6 * 4 * model.count_params() + 40_000  # int8 weights, plus graph overhead
+    result = export(model, format, tmp_path / f"q.{format}", quantize="dynamic-int8")
+    assert result["bytes"] < 0.6 * 4 * model.count_params() + overhead  # int8 weights, plus graph overhead
     got = run_exported(result["path"], batch)
     assert np.max(np.abs(got - expected)) <= 0.05 * float(expected.max() - expected.min())
     assert np.mean(np.argmax(got, -1) == np.argmax(expected, -1)) >= 0.75
@@ -106,8 +107,8 @@ def test_export_errors(tmp_path):
     net = vit_zoo.load(config=tiny_config(num_layers=1))
     with pytest.raises(ValueError, match="format must be one of"):
         export(net, "pb", tmp_path / "x")
-    with pytest.raises(ValueError, match="applies to format 'tflite' only"):
-        export(net, "onnx", tmp_path / "x.onnx", quantize="dynamic-int8")
+    with pytest.raises(ValueError, match="applies to formats 'tflite' and 'onnx' only"):
+        export(net, "saved_model", tmp_path / "x", quantize="dynamic-int8")
     with pytest.raises(ValueError, match="must end in .keras"):
         export(net, "keras", tmp_path / "x.h5")
     dynamic = vit_zoo.load(config=tiny_config(num_layers=1), dynamic_size=True)

@@ -6,7 +6,9 @@
                    (B, H, W, 3) uint8 RGB and returns ``{"predictions": (B, C) float32}``
     "tflite"       a LiteRT (TFLite) flatbuffer of builtin ops only, input ``images`` (B, H, W, 3) uint8;
                    ``quantize="dynamic-int8"``: int8 weights, float activations (dynamic-range quantization)
-    "onnx"         an ONNX model (through ``tf2onnx``, Keras' own ONNX path), input ``images`` uint8
+    "onnx"         an ONNX model (through ``tf2onnx``, Keras' own ONNX path), input ``images`` uint8;
+                   ``quantize="dynamic-int8"``: onnxruntime's ``quantize_dynamic`` (int8 weights, activations
+                   quantized per call)
 
 Exact GELU: TensorFlow's ``gelu(approximate=False)`` lowers to ``Erfc``, which neither tf2onnx nor every
 TFLite runtime supports. The exported graph therefore computes exact GELU as ``0.5 x (1 + erf(x / √2))``
@@ -57,7 +59,7 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     Args:
         output: file (``.tflite``, ``.onnx``, ``.keras``) or folder (SavedModel); default: the model's name
             with the format's suffix in the current folder.
-        quantize: ``None`` or ``"dynamic-int8"`` (``"tflite"`` only).
+        quantize: ``None`` or ``"dynamic-int8"`` (``"tflite"`` and ``"onnx"``).
         input_dtype: ``"uint8"`` (default for models with built-in preprocessing: RGB in 0..255) or
             ``"float32"`` (default for models built with ``include_preprocessing=False``).
         verify: run the exported model on 2 random images and report ``max_abs_diff`` and
@@ -71,8 +73,8 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
-    if quantize and format != "tflite":
-        raise ValueError(f"quantize={quantize!r} applies to format 'tflite' only, not {format!r}")
+    if quantize and format not in ("tflite", "onnx"):
+        raise ValueError(f"quantize={quantize!r} applies to formats 'tflite' and 'onnx' only, not {format!r}")
     if isinstance(model, (str, os.PathLike)):
         model = keras.models.load_model(model)
     height, width = model.input_shape[1:3]
@@ -172,12 +174,21 @@ def _onnx(graph, path: Path, quantize, record=None):
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     spec = tf.TensorSpec((None, *graph.input_shape[1:]), graph.inputs[0].dtype, name="images")
-    try:
-        graph.export(str(path), format="onnx", verbose=False, input_signature=[spec])
-        if record is not None:
-            export_metadata.add_onnx_metadata(path, record)
-    except ImportError as error:
-        raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") from None
+    with tempfile.TemporaryDirectory() as folder:
+        float_path = Path(folder) / "float32.onnx" if quantize else path
+        try:
+            graph.export(str(float_path), format="onnx", verbose=False, input_signature=[spec])
+        except ImportError as error:
+            raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") \
+                from None
+        if quantize == "dynamic-int8":
+            try:
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+            except ImportError:
+                raise ImportError("int8 ONNX export needs onnxruntime; pip install 'vit-zoo[export]'") from None
+            quantize_dynamic(str(float_path), str(path), weight_type=QuantType.QInt8)
+    if record is not None:
+        export_metadata.add_onnx_metadata(path, record)
 
 
 def _written_atomically(path: Path, write_to, folder: bool) -> None:

@@ -81,7 +81,7 @@ def add_commands(commands) -> None:
     sub.add_argument("model", help="a .keras file, or NAME[:TAG] of published weights")
     sub.add_argument("--format", choices=("saved_model", "tflite", "onnx", "keras"), default="saved_model")
     sub.add_argument("-o", "--output", default=None, help="output file or folder")
-    sub.add_argument("--quantize", choices=("dynamic-int8",), default=None, help="TFLite dynamic-range int8")
+    sub.add_argument("--quantize", choices=("dynamic-int8",), default=None, help="dynamic-range int8 (TFLite, ONNX)")
     sub.add_argument("--input-dtype", choices=("uint8", "float32"), default=None)
     sub.add_argument("--image-size", type=int, default=None, help="input size for NAME[:TAG]")
     sub.add_argument("--no-verify", action="store_true", help="skip running the export against Keras")

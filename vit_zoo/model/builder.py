@@ -12,8 +12,10 @@ Layer names (stable; converters address weights through them with ``get_layer``)
                              output_kernel (H, Dh, D), output_bias (D,)
     block_{i:02d}_drop_path1, block_{i:02d}_add1
     block_{i:02d}_norm2
+    block_{i:02d}_mlp_flatten  (B, T, D) → (B·T, D): the MLP runs 2-D matmuls (oneDNN fuses bias + GELU)
     block_{i:02d}_mlp_fc1    Dense (D, M);  block_{i:02d}_mlp_gelu;  block_{i:02d}_mlp_dropout1
-    block_{i:02d}_mlp_fc2    Dense (M, D);  block_{i:02d}_mlp_dropout2
+    block_{i:02d}_mlp_fc2    Dense (M, D);  block_{i:02d}_mlp_unflatten (back to (B, T, D))
+    block_{i:02d}_mlp_dropout2
     block_{i:02d}_drop_path2, block_{i:02d}_add2
     encoder_norm             LayerNormalization                         [not for "avg-fcnorm"]
     pool                     TokenPooling                               [pooled outputs]
@@ -140,10 +142,12 @@ def _encoder_block(x, config: ViTConfig, index: int, drop_path: float, d: dict):
     x = keras.layers.Add(name=n("add1"), **d)([x, y])
 
     y = layer_norm(config, n("norm2"), d)(x)
+    y = vit_layers.FlattenTokens(name=n("mlp_flatten"), **d)(y)
     y = keras.layers.Dense(config.mlp_size, name=n("mlp_fc1"), **d)(y)
     y = vit_layers.Gelu(approximate=config.gelu == "tanh", name=n("mlp_gelu"), **d)(y)
     y = keras.layers.Dropout(config.dropout_rate, name=n("mlp_dropout1"), **d)(y)
     y = keras.layers.Dense(config.hidden_size, name=n("mlp_fc2"), **d)(y)
+    y = vit_layers.UnflattenTokens(name=n("mlp_unflatten"), **d)([y, x])
     y = keras.layers.Dropout(config.dropout_rate, name=n("mlp_dropout2"), **d)(y)
     y = vit_layers.DropPath(drop_path, name=n("drop_path2"), **d)(y)
     return keras.layers.Add(name=n("add2"), **d)([x, y])

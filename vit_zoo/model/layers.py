@@ -12,6 +12,11 @@ from vit_zoo.model import resample  # a module, not its names (see vit_zoo.model
 _register = keras.saving.register_keras_serializable(package="vit_zoo")
 
 
+def _leading_shape(x):
+    """(B, T) of a (B, T, ...) tensor: static sizes where known, else dynamic."""
+    return tuple(size if size is not None else ops.shape(x)[axis] for axis, size in enumerate(x.shape[:2]))
+
+
 @_register
 class Normalize(keras.layers.Layer):
     """RGB in [0, 255] → ``(x / 255 - mean) / std``. (B, H, W, 3) → same shape."""
@@ -121,8 +126,19 @@ class SelfAttention(keras.layers.Layer):
         self.output_bias = self.add_weight(name="output_bias", shape=(width,), initializer="zeros")
 
     def _project(self, x, name):
-        y = ops.einsum("btd,dhk->bthk", x, getattr(self, f"{name}_kernel"))
-        return y + getattr(self, f"{name}_bias") if self.use_bias else y
+        """(B, T, D) → (B, T, H, Dh), as one 2-D matmul + bias add (oneDNN fuses the pair; XLA does not care)."""
+        heads = self.num_heads * self.head_dim
+        y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), ops.reshape(getattr(self, f"{name}_kernel"), (-1, heads)))
+        if self.use_bias:
+            y = ops.add(y, ops.reshape(getattr(self, f"{name}_bias"), (heads,)))
+        return ops.reshape(y, (*_leading_shape(x), self.num_heads, self.head_dim))
+
+    def _output(self, attended):
+        """(B, T, H, Dh) → (B, T, D) through the output projection, as one 2-D matmul + bias add."""
+        heads = self.num_heads * self.head_dim
+        y = ops.matmul(ops.reshape(attended, (-1, heads)), ops.reshape(self.output_kernel, (heads, -1)))
+        y = ops.add(y, self.output_bias)
+        return ops.reshape(y, (*_leading_shape(attended), y.shape[-1]))
 
     def attention_probabilities(self, x):
         """Softmax(Q Kᵀ / √Dh) per head: (B, T, D) → (B, H, T, T), float32."""
@@ -138,7 +154,7 @@ class SelfAttention(keras.layers.Layer):
             attended = ops.einsum("bhqt,bthk->bqhk", ops.cast(probs, value.dtype), value)
         else:
             attended = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
-        return ops.einsum("bthk,hkd->btd", attended, self.output_kernel) + self.output_bias
+        return self._output(attended)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -146,6 +162,33 @@ class SelfAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "use_bias": self.use_bias,
                 "dropout_rate": self.dropout_rate}
+
+
+@_register
+class FlattenTokens(keras.layers.Layer):
+    """(B, T, D) → (B·T, D), so that the MLP's Dense layers run plain 2-D matmuls: TensorFlow's oneDNN
+    path then fuses matmul + bias + GELU into one kernel (a 3-D Dense is reshape-matmul-reshape, which it
+    cannot fuse). No weights; XLA and the other backends compute the same thing either way."""
+
+    def call(self, tokens):
+        return ops.reshape(tokens, (-1, tokens.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        batch, length = input_shape[:2]
+        return (None if batch is None or length is None else batch * length, input_shape[-1])
+
+
+@_register
+class UnflattenTokens(keras.layers.Layer):
+    """Called as ``layer([flat, like])``: flat (B·T, D') back to (B, T, D') for ``like`` (B, T, D)."""
+
+    def call(self, inputs):
+        flat, like = inputs
+        return ops.reshape(flat, (*_leading_shape(like), flat.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        flat, like = input_shape
+        return (*like[:2], flat[-1])
 
 
 @_register

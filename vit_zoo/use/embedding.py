@@ -1,4 +1,4 @@
-"""Embeddings of many images into an HDF5 file, streamed through ``tf.data``, resumable
+"""Embeddings of many images into an HDF5 file, streamed (``vit_zoo.use.streaming``), resumable
 (the library function behind ``vit-zoo embed DIR -o out.h5``).
 
 File layout (h5py):
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -27,6 +26,7 @@ import numpy as np
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageReadError, read_image_file
 from vit_zoo.use.preprocessing import apply_recipe, resolve_settings
+from vit_zoo.use.streaming import BatchStream
 
 
 @dataclasses.dataclass
@@ -87,7 +87,6 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
         EmbedResult(path, total, added, skipped). Unreadable files are skipped with one warning listing them.
     """
     import h5py
-    import tensorflow as tf
     from tqdm.auto import tqdm
 
     from vit_zoo.model.builder import has_preprocessing
@@ -107,41 +106,26 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
         done = _prepare_store(store, model, width, tag, settings, root)
         pending = [name for name in names if name not in done]
         failures = {}
-        lock = threading.Lock()
 
-        def load(name_tensor):
-            name = name_tensor.numpy().decode("utf-8")
-            try:
-                image = read_image_file(root / name if root else name, max_pixels)
-                pixels, ok = apply_recipe(image, settings.recipe, settings.image_size), True
-            except (OSError, ImageReadError) as error:
-                with lock:
-                    failures[name] = str(error)
-                pixels, ok = np.zeros((*settings.image_size, 3), np.float32), False
+        def load(name):
+            pixels = apply_recipe(read_image_file(root / name if root else name, max_pixels), settings.recipe,
+                                  settings.image_size)
             if not normalized_inside:
                 pixels = (pixels / 255.0 - np.asarray(settings.mean)) / np.asarray(settings.std)
-            return pixels.astype(np.float32), ok
-
-        def load_graph(name):
-            pixels, ok = tf.py_function(load, [name], [tf.float32, tf.bool])
-            pixels.set_shape((*settings.image_size, 3))
-            return name, pixels, ok
+            return pixels
 
         added = 0
         with tqdm(total=len(names), initial=len(names) - len(pending), disable=not progress, unit="img",
-                  desc=f"embed {output.name}") as bar:
-            if pending:
-                dataset = (tf.data.Dataset.from_tensor_slices(pending)
-                           .map(load_graph, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                           .batch(batch_size).prefetch(1))
-                for batch_names, pixels, ok in dataset:
-                    ok = ok.numpy()
-                    if ok.any():
-                        vectors = np.asarray(model.predict_on_batch(pixels.numpy()[ok]), dtype=np.float32)
-                        kept = [n.decode("utf-8") for n, good in zip(batch_names.numpy(), ok) if good]
-                        _append(store, vectors, kept)
-                        added += len(kept)
-                    bar.update(len(ok))
+                  desc=f"embed {output.name}") as bar, \
+                BatchStream(pending, load, batch_size, skip=(OSError, ImageReadError)) as stream:
+            for batch in stream:  # decoded in a thread pool while the model runs on the previous batch
+                failures.update({batch.items[i]: message for i, message in batch.errors.items()})
+                if batch.ok.any():
+                    vectors = np.asarray(model.predict_on_batch(batch.pixels), dtype=np.float32)
+                    kept = [name for name, good in zip(batch.items, batch.ok) if good]
+                    _append(store, vectors, kept)
+                    added += len(kept)
+                bar.update(len(batch.items))
         skipped = sorted(failures)
         if "skipped" in store:
             del store["skipped"]

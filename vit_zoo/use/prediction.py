@@ -2,6 +2,7 @@
 (the library function behind ``vit-zoo predict``)."""
 from __future__ import annotations
 
+import os
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use.labels import decode_predictions
 from vit_zoo.use.preprocessing import preprocess
+from vit_zoo.use.streaming import BatchStream
 
 
 def model_labels(model, labels: Union[str, Sequence[str], None] = None) -> Union[str, Sequence[str]]:
@@ -35,7 +37,9 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         top: classes per image.
         labels: ``"imagenet1k"``, ``"imagenet21k"`` or a list of names; default: see ``model_labels``.
         recipe: preprocessing recipe (``"google"``, ``"timm"``, ``"hf"``); default: the model's weights'.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass. Files are decoded in a thread pool while the model runs,
+            at most a few batches at a time (``vit_zoo.use.streaming``): memory does not grow with the
+            number of images.
 
     Returns:
         Per image, ``top`` tuples ``(class index, class name, softmax probability)``, most likely first.
@@ -44,11 +48,40 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         raise ValueError(f"model {model.name!r} has no classification head (built with include_top=False); "
                          f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.use.embedding")
     names = model_labels(model, labels)
-    from vit_zoo.model.builder import has_preprocessing
+    from vit_zoo.model.names import has_preprocessing
 
-    pixels = preprocess(images, weights=model, recipe=recipe, normalize=not has_preprocessing(model))
-    outputs = np.concatenate([np.asarray(model.predict_on_batch(pixels[start:start + batch_size]))
-                              for start in range(0, len(pixels), batch_size)])
+    normalize = not has_preprocessing(model)
     activation = getattr(model.get_layer("predictions"), "activation", None)
     from_logits = getattr(activation, "__name__", "linear") != "softmax"
-    return decode_predictions(outputs, labels=names, top=top, from_logits=from_logits)
+
+    def load(numbered):
+        index, item = numbered
+        try:
+            return preprocess([item], weights=model, recipe=recipe, normalize=normalize)[0]
+        except (ValueError, TypeError) as error:  # name the item by its place in the whole input
+            message = str(error)
+            if message.startswith("image 0 "):
+                raise type(error)(f"image {index} {message[len('image 0 '):]}") from None
+            raise
+
+    results = []
+    with BatchStream(list(enumerate(image_items(images))), load, batch_size) as stream:
+        for batch in stream:
+            outputs = np.asarray(model.predict_on_batch(batch.pixels))
+            results += decode_predictions(outputs, labels=names, top=top, from_logits=from_logits)
+    return results
+
+
+def image_items(images) -> list:
+    """The single images of anything ``preprocess`` accepts: a list's items, a batch array's rows, or
+    the one image (path, PIL image, (H, W[, C]) array) in a list."""
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("no images given (an empty list)")
+        return list(images)
+    if isinstance(images, (str, os.PathLike)) or not hasattr(images, "shape"):
+        return [images]
+    array = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    if array.ndim == 4 and array.shape[0] == 0:
+        raise ValueError("no images given (a batch of size 0)")
+    return list(array) if array.ndim == 4 else [array]
