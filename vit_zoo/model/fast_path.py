@@ -128,12 +128,14 @@ class CompiledForward:
 
     Args:
         plain_call: ``plain_call(model, images)``, the model's graph without the fast path.
+        check: ``check(model, images)`` raises for inputs the model refuses (run before every call: the
+            fast paths skip ``Model.__call__``); None for none.
     """
 
-    __slots__ = ("plain_call", "traces", "_programs")
+    __slots__ = ("plain_call", "check", "traces", "_programs")
 
-    def __init__(self, plain_call):
-        self.plain_call = plain_call
+    def __init__(self, plain_call, check=None):
+        self.plain_call, self.check = plain_call, check
         self.traces: List[Tuple[str, tuple, str]] = []
         self._programs = {}  # (engine, input shape, dtype) → a tf.function traced for that one signature
 
@@ -151,6 +153,8 @@ class CompiledForward:
         """
         import tensorflow as tf
 
+        if self.check is not None:
+            self.check(model, images)
         images = images if isinstance(images, tf.Tensor) else tf.convert_to_tensor(images)
         count = images.shape[0]
         if not count:

@@ -65,8 +65,9 @@ class VisionTransformer(keras.Model):
         if identity is not None and not isinstance(identity, Identity):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
         self._identity = identity
-        self._compiled_forward = CompiledForward(_plain_inference)
         self._dynamic_patch_size = _dynamic_patch_size(self)
+        self._compiled_forward = CompiledForward(_plain_inference,
+                                                 check=check_input_size if self._dynamic_patch_size else None)
         self._fast_inference = True
         if xla_by_default(self):
             keras.Model.jit_compile.fset(self, default_engine(self) == "xla")
@@ -161,21 +162,14 @@ class VisionTransformer(keras.Model):
         source = predict_source(x, batch_size, steps) if self._use_fast_path() else None
         if source is None:
             return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
-        return fast_predict(self, self._checked_forward, source, verbose=verbose, callbacks=callbacks)
+        return fast_predict(self, self._compiled_forward, source, verbose=verbose, callbacks=callbacks)
 
     def predict_on_batch(self, x):
         if self._use_compiled_forward(x):
             import tensorflow as tf
 
-            return tf.nest.map_structure(np.asarray, self._checked_forward(self, x))
+            return tf.nest.map_structure(np.asarray, self._compiled_forward(self, x))
         return super().predict_on_batch(x)
-
-    def _checked_forward(self, model, images):
-        """The compiled forward pass, after the input-size check of ``dynamic_size`` models (the fast paths
-        skip ``__call__``, where Keras calls make it)."""
-        if self._dynamic_patch_size:
-            check_input_size(self, images)
-        return self._compiled_forward(model, images)
 
     def _use_fast_path(self) -> bool:
         return xla_by_default(self) and self._fast_inference and not self.run_eagerly
