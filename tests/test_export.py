@@ -181,7 +181,7 @@ def test_predict_with_the_exported_model_same_classes(named_model, format, tmp_p
     from its metadata alone (timm crop, bilinear: uint8 pixels, so the inputs are the same)."""
     from pathlib import Path
 
-    from vit_zoo.exported import predict_exported
+    from vit_zoo.exporting.exported import predict_exported
     from vit_zoo.exporting import export
     from vit_zoo.use.prediction import predict
 
@@ -200,7 +200,7 @@ def test_predict_with_the_exported_model_same_classes(named_model, format, tmp_p
 
 
 def test_a_failed_export_leaves_the_previous_file(named_model, tmp_path, monkeypatch):
-    from vit_zoo import exporting
+    from vit_zoo.exporting import formats as exporting
 
     path = tmp_path / "m.tflite"
     path.write_bytes(b"the previous export")
@@ -216,7 +216,7 @@ def test_a_failed_export_leaves_the_previous_file(named_model, tmp_path, monkeyp
 
 def test_exports_without_metadata_are_refused_for_prediction(tmp_path):
     import vit_zoo
-    from vit_zoo.exported import predict_exported
+    from vit_zoo.exporting.exported import predict_exported
     from vit_zoo.exporting import export
 
     bare = vit_zoo.build(tiny_config(num_layers=1))

@@ -43,7 +43,7 @@ def load_model(args, *, exported: bool = False, **options):
     ``vit_zoo.load`` reads, ``.keras`` included; with ``exported``, also an exported model, as an
     ``ExportedModel``), else the published weights ``--model NAME[:TAG]``. ``options``: of ``vit_zoo.load``."""
     import vit_zoo
-    from vit_zoo.exported import ExportedModel, is_exported
+    from vit_zoo.exporting.exported import ExportedModel, is_exported
 
     weights = getattr(args, "weights", None)
     name, _, tag = args.model.partition(":")

@@ -8,7 +8,7 @@ from vit_zoo.cli.options import add_model_options, load_model
 
 
 def _command_predict(args):
-    from vit_zoo.exported import ExportedModel, predict_exported
+    from vit_zoo.exporting.exported import ExportedModel, predict_exported
     from vit_zoo.use.prediction import predict
 
     model = load_model(args, exported=True)

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from vit_zoo.export_metadata import read_metadata
+from vit_zoo.exporting.metadata import read_metadata
 from vit_zoo.model.identity import Identity
 from vit_zoo.native_output import native_stderr_silenced
 
@@ -32,7 +32,7 @@ class ExportedModel:
 
     Attributes:
         path: the file or folder.
-        metadata: the vit_zoo record it carries (``vit_zoo.export_metadata``), or None.
+        metadata: the vit_zoo record it carries (``vit_zoo.exporting.metadata``), or None.
         identity: the ``Identity`` of that record, or None.
         input_dtype: ``"uint8"`` or ``"float32"``, what the graph takes.
     Calling it runs (B, H, W, 3) images of any dtype (cast to ``input_dtype``; uint8 rounds) and returns its
@@ -70,7 +70,7 @@ def run_exported(path, images) -> np.ndarray:
     if path.suffix == ".keras":
         import keras
 
-        from vit_zoo.exporting import keras_outputs
+        from vit_zoo.exporting.formats import keras_outputs
 
         return keras_outputs(keras.models.load_model(path), images)
     if not is_exported(path):

@@ -56,7 +56,7 @@ def record_json(record: dict) -> str:
 # ------------------------------------------------------------------------------------------- writing
 def write_saved_model_record(folder: Path, record: dict) -> None:
     """The record as ``assets.extra/vit_zoo_identity.json`` of a SavedModel folder (the ``metadata``
-    signature is added while the SavedModel is written, by ``vit_zoo.exporting``)."""
+    signature is added while the SavedModel is written, by ``vit_zoo.exporting.formats``)."""
     target = Path(folder) / SAVED_MODEL_RECORD
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")

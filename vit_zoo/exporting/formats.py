@@ -17,8 +17,8 @@ builtin ``GELU`` op with ``approximate=False``). Tanh-GELU models export unchang
 is float32 whatever the model's mixed-precision policy.
 
 Every export carries the model's identity (config, preprocessing, class names, provenance) and how to feed
-it, in the place its format has for it (``vit_zoo.export_metadata``); ``read_identity(path)`` reads it back
-from any of them, and ``vit_zoo.exported.ExportedModel`` runs an export with it. Files and folders are
+it, in the place its format has for it (``vit_zoo.exporting.metadata``); ``read_identity(path)`` reads it back
+from any of them, and ``vit_zoo.exporting.exported.ExportedModel`` runs an export with it. Files and folders are
 written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
@@ -34,9 +34,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from vit_zoo import export_metadata
-from vit_zoo.export_metadata import read_identity, read_metadata  # noqa: F401  (part of this module's API)
-from vit_zoo.exported import run_exported
+from vit_zoo.exporting import metadata as export_metadata
+from vit_zoo.exporting.exported import run_exported
 from vit_zoo.files import replace_atomically
 from vit_zoo.model.builder import has_preprocessing
 
