@@ -6,6 +6,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+pytest_plugins = ("xla_switch",)  # XLA off except in tests marked @pytest.mark.xla
+
 
 def tiny_config(**changes):
     """A 3-block ViT on 32x32 images: builds and runs in well under a second."""

@@ -7,6 +7,7 @@ from vit_zoo import build
 from vit_zoo.model.vision_transformer import VisionTransformer
 from conftest import random_images, tiny_config
 
+pytestmark = pytest.mark.xla  # the XLA fast path is under test here (tests/xla_switch.py)
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 from finetune_helpers import max_weight_difference, toy_arrays, write_folder, write_tfrecord
 
-# XLA off (it compiles each train step for seconds); the first test trains with vit_zoo's default (XLA).
+# XLA off (it compiles each train step for seconds); test_trains_with_xla_by_default checks the default.
 RUN = dict(batch_size=16, learning_rate=0.05, log_every=100, progress=False, jit_compile=False)
 NAMES = ("dark", "dim", "light", "bright")
 
@@ -22,9 +22,7 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
 
     images, labels = toy_arrays()
     result = finetune((images, labels), tiny_config(num_classes=4), val_data=toy_arrays(32, seed=1), steps=12,
-                      class_names=NAMES, eval_every=6, output_dir=tmp_path,
-                      **{**RUN, "log_every": 1, "jit_compile": "auto"})
-    assert result["model"].jit_compile is True  # vit_zoo's default on TensorFlow
+                      class_names=NAMES, eval_every=6, output_dir=tmp_path, **{**RUN, "log_every": 1})
     losses = [h["loss"] for h in result["history"] if "loss" in h]
     assert len(losses) == 12 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert result["metrics"]["val_top1"] > 0.5
@@ -41,6 +39,16 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     assert identity.labels == NAMES and identity.preprocessing == Preprocessing()  # from scratch: "google"
     assert identity.provenance.format == "keras" and identity.provenance.finetuned_from["format"] == "built"
     assert identity.config == tiny_config(num_classes=4) and saved["identity"] == identity.to_dict()
+
+
+@pytest.mark.xla
+def test_trains_with_xla_by_default(tmp_path):
+    from vit_zoo.train.finetuning import finetune
+
+    options = {key: value for key, value in RUN.items() if key != "jit_compile"}
+    result = finetune(toy_arrays(16), tiny_config(num_classes=4, num_layers=1), steps=1, output_dir=tmp_path,
+                      **options)
+    assert result["model"].jit_compile is True  # vit_zoo's default on TensorFlow
 
 
 def test_resume_after_interruption_continues_the_same_trajectory(tmp_path):

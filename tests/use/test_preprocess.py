@@ -197,22 +197,26 @@ def test_bad_settings():
     assert math.isclose(float(half.max()), 127.5)
 
 
-def test_settings_from_a_manifest_key():
+# Each source family's own evaluation transform, read off its code (the manifest states none):
+# vit_jax input_pipeline.py resizes to the input size with tf.image.resize (bilinear), no crop;
+# transformers' ViTImageProcessor resizes to its size with resample=BILINEAR, no crop;
+# timm vision_transformer.py: _cfg(crop_pct=0.9, interpolation="bicubic"), the 384 px fine-tunes crop_pct=1.0.
+SOURCE_TRANSFORMS = {("google-npz", 224): ("google", 1.0, "bilinear"), ("google-npz", 384): ("google", 1.0, "bilinear"),
+                     ("hf", 224): ("hf", 1.0, "bilinear"), ("hf", 384): ("hf", 1.0, "bilinear"),
+                     ("timm", 224): ("timm", 0.9, "bicubic"), ("timm", 384): ("timm", 1.0, "bicubic")}
+
+
+@pytest.mark.parametrize("format, size", list(SOURCE_TRANSFORMS))
+def test_settings_from_a_manifest_key(format, size):
     from vit_zoo.weights import manifest
     from vit_zoo.use.preprocessing import resolve_settings
-    entries = manifest.list_weights()
-    if not entries:
-        pytest.skip("the manifest is empty")
-    # each source family's own evaluation transform (the manifest states no crop or interpolation)
-    expected = {"google-npz": ("google", 1.0, "bilinear"), "hf": ("hf", 1.0, "bilinear"),
-                "timm": ("timm", 0.9, "bicubic")}
-    for format in expected:
-        entry = next(e for e in entries if e["format"] == format and e["image_size"] < 384)
-        settings = resolve_settings(entry["key"])
-        assert settings.image_size == (entry["image_size"],) * 2
-        assert (settings.mean, settings.std) == (tuple(entry["mean"]), tuple(entry["std"]))
-        recipe = settings.recipe
-        assert (recipe.name, recipe.crop_pct, recipe.interpolation) == expected[format]
+
+    entry = next(e for e in manifest.list_weights() if (e["format"], e["image_size"]) == (format, size))
+    settings = resolve_settings(entry["key"])
+    assert settings.image_size == (size, size)
+    assert (settings.mean, settings.std) == (tuple(entry["mean"]), tuple(entry["std"]))
+    recipe = settings.recipe
+    assert (recipe.name, recipe.crop_pct, recipe.interpolation) == SOURCE_TRANSFORMS[format, size]
 
 
 def identity_model(preprocessing, image_size=32, **config):

@@ -1,0 +1,38 @@
+"""A pytest plugin (loaded by conftest.py): models built in tests run without XLA, except in tests marked
+``@pytest.mark.xla``, which test the XLA fast path itself.
+
+vit_zoo compiles a ``VisionTransformer``'s inference and training steps with XLA by default on TensorFlow
+(``vit_zoo.model.fast_path``): seconds of compiling per fresh model, for a call of milliseconds on the tiny
+configs of the tests. Here the one decision function, ``xla_by_default`` as ``vit_zoo.model.
+vision_transformer`` calls it, answers False outside ``xla`` tests, which gives every model Keras' own
+defaults: ``jit_compile`` False on a CPU, eager ``model(x)``, Keras' ``predict``. The switch is set before
+each test's fixtures are made, so a module-scoped model is built under the setting of the first test that
+asks for it. Subprocesses started by tests keep vit_zoo's defaults.
+"""
+import pytest
+
+_xla = {"on": True}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xla: tests vit_zoo's XLA fast path (every other test builds its models "
+                                       "with XLA off; tests/xla_switch.py)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _install()
+    _xla["on"] = item.get_closest_marker("xla") is not None
+
+
+def _install():
+    from vit_zoo.model import vision_transformer
+
+    decide = vision_transformer.xla_by_default
+    if getattr(decide, "switched", False):
+        return
+
+    def xla_by_default(model) -> bool:
+        return _xla["on"] and decide(model)
+    xla_by_default.switched = True
+    vision_transformer.xla_by_default = xla_by_default
