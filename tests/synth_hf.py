@@ -4,10 +4,12 @@ transformers) or, for ``tf_model.h5``, by h5py in the layout transformers 4.x's 
 5 has no TF code; the key names are pinned to a file its TF code wrote).
 
 Every model is random with non-trivial LayerNorm scales, biases and embeddings, so a swapped or missed
-tensor shows in the outputs. Needs torch and transformers (the test extra).
+tensor shows in the outputs. Needs transformers (the test extra); ``write`` and ``write_random`` need no
+torch, everything that makes a transformers model does.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -56,8 +58,6 @@ def save(model, directory, dtype=None, preprocessor=None) -> Path:
     """``save_pretrained`` into ``directory`` (model.safetensors + config.json), optionally cast to
     ``dtype`` (torch.float16 / torch.bfloat16) first; ``preprocessor`` is written as
     preprocessor_config.json."""
-    import copy
-
     directory = Path(directory)
     saved = copy.deepcopy(model).to(dtype) if dtype is not None else model
     saved.save_pretrained(directory)
@@ -91,8 +91,6 @@ def save_bin(model, directory) -> Path:
 
 def rounded(model, dtype):
     """The float32 torch model that a ``dtype`` (half-precision) save of ``model`` stands for."""
-    import copy
-
     return copy.deepcopy(model).to(dtype).float().eval()
 
 
@@ -106,17 +104,36 @@ def spec_of(config, **changes):
                              num_classes=config.num_labels, **changes)
 
 
-def from_weights(values, spec, config, directory, bare=False):
-    """A transformers model holding the weights ``values`` (``layouts.weights``): written in the published
-    layout (``layouts.hf_torch``) with ``config`` into ``directory`` and loaded back with
-    ``from_pretrained``, which must use every tensor. A ``ViTModel`` with pooler when ``bare``, else a
-    ``ViTForImageClassification``; in eval mode."""
-    from transformers import ViTForImageClassification, ViTModel
-
+def write(values, spec, config, directory, bare=False, preprocessor=None) -> Path:
+    """The Hub's files of a repo holding the weights ``values`` (``layouts.weights`` of ``spec``), without
+    torch: ``model.safetensors`` in the published layout (``layouts.hf_torch``; a bare ``ViTModel`` with
+    pooler when ``bare``), ``config`` (a transformers ViTConfig) as config.json, and ``preprocessor`` as
+    preprocessor_config.json. Returns ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(directory / "model.safetensors", layouts.tensors(layouts.hf_torch(spec, bare), values))
+    config = copy.deepcopy(config)  # config.json as a model's save_pretrained writes it:
+    config.architectures, config.dtype = ["ViTModel" if bare else "ViTForImageClassification"], "float32"
     config.save_pretrained(directory)
+    if preprocessor is not None:
+        (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return directory
+
+
+def write_random(config, directory, bare=False, seed=0, preprocessor=None) -> Path:
+    """``write`` with random weights (``layouts.weights``) for transformers ``config`` (a bare model's
+    pooler as wide as the model): a checkpoint on disk for tests that need no torch."""
+    spec = spec_of(config, representation_size=config.hidden_size if bare else None)
+    return write(layouts.weights(spec, seed), spec, config, directory, bare, preprocessor)
+
+
+def from_weights(values, spec, config, directory, bare=False):
+    """A transformers model holding the weights ``values`` (``layouts.weights``): written by ``write``
+    into ``directory`` and loaded back with ``from_pretrained``, which must use every tensor. A
+    ``ViTModel`` with pooler when ``bare``, else a ``ViTForImageClassification``; in eval mode."""
+    from transformers import ViTForImageClassification, ViTModel
+
+    directory = write(values, spec, config, directory, bare)
     model, info = (ViTModel if bare else ViTForImageClassification).from_pretrained(directory,
                                                                                   output_loading_info=True)
     assert not any(info.values()), info  # every tensor loaded, none left over
