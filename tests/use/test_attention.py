@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from conftest import tiny_config
+from conftest import tiny_config, to_numpy
 from vit_zoo.use.attention import attention_mask, attention_maps, attention_rollout, class_token_map
 
 CHELSEA = Path(__file__).resolve().parents[2] / "samples" / "chelsea.png"
@@ -71,7 +71,7 @@ def test_later_block_maps_equal_a_hand_computation(model, images):
     for index in (1, 2):
         normed = keras.Model(model.input, model.get_layer(f"block_{index:02d}_norm1").output)(images)
         params = weights(model, f"block_{index:02d}_attn")
-        expected = softmax_attention(np.asarray(normed, np.float64), params, heads=4)
+        expected = softmax_attention(np.asarray(to_numpy(normed), np.float64), params, heads=4)
         np.testing.assert_allclose(maps[index], expected, atol=1e-5)
         np.testing.assert_allclose(maps[index].sum(-1), 1.0, atol=1e-5)
 
