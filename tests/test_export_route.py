@@ -1,0 +1,85 @@
+"""Export from the backend under test (CI runs this file on TensorFlow, JAX and PyTorch): SavedModel, TFLite
+and ONNX written by TensorFlow in a subprocess from the model of this process, verified against it here.
+
+Each artefact is checked twice: by the route's own report (the artefact run in the subprocess, compared
+here) and independently by this test, running the TFLite file with LiteRT, the ONNX file with onnxruntime
+and the SavedModel with TensorFlow in this process, against this backend's ``model(x)``. The artefacts
+are TensorFlow's own: builtin TFLite GELU, ONNX ``Erf`` for exact GELU, a SavedModel signature on uint8
+images of any batch size. Tolerances on max |Δ logits| (logits spanning ~2): as tests/test_export.py.
+"""
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_config, to_numpy
+
+TOLERANCE = {"saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5}
+SUFFIX = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    import vit_zoo
+
+    keras.utils.set_random_seed(1)
+    net = vit_zoo.load(config=tiny_config(num_layers=2))  # exact GELU, uint8 RGB in
+    kernel, bias = net.get_layer("head").get_weights()
+    net.get_layer("head").set_weights([kernel * 20, bias])  # logits of size ~1 rather than ~0.05
+    return net
+
+
+@pytest.fixture(scope="module")
+def exports(model, tmp_path_factory):
+    """The three formats and one bad request, exported side by side: {format: result or the error}."""
+    pytest.importorskip("tf2onnx")
+    from vit_zoo.export_route import start_export
+
+    folder = tmp_path_factory.mktemp("route")
+    pending = {format: start_export(model, format, folder / f"m{SUFFIX[format]}") for format in TOLERANCE}
+    pending["bad"] = start_export(model, "tflite", folder / "q.onnx", quantize="int4")
+    results = {}
+    for name, job in pending.items():
+        try:
+            results[name] = job.result()
+        except Exception as error:  # noqa: BLE001 -- the test below checks which
+            results[name] = error
+    return results
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype("uint8")
+
+
+@pytest.mark.parametrize("format", list(TOLERANCE))
+def test_the_artefact_computes_this_backends_model(model, exports, batch, format):
+    from vit_zoo.exporting import run_exported
+
+    result = exports[format]
+    assert not isinstance(result, Exception), result
+    assert result["format"] == format and result["input_dtype"] == "uint8" and result["bytes"] > 0
+    assert result["max_abs_diff"] <= TOLERANCE[format] and result["top1_agreement"] == 1.0, result
+    expected = to_numpy(model(batch.astype("float32"), training=False))
+    got = run_exported(result["path"], batch)  # 3 images: a batch size the subprocess did not run
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE[format], rtol=0)
+    assert np.ptp(expected) > 0.5  # logits of a size where the tolerance means something
+
+
+def test_the_artefacts_are_tensorflows(exports):
+    from ai_edge_litert.interpreter import Interpreter
+    import onnx
+
+    operators = {op["op_name"] for op in Interpreter(model_path=exports["tflite"]["path"])._get_ops_details()}
+    assert "GELU" in operators and not any("FLEX" in op or "ERF" in op for op in operators), operators
+    kinds = {node.op_type for node in onnx.load(exports["onnx"]["path"]).graph.node}
+    assert "Erf" in kinds and "Erfc" not in kinds, kinds
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(exports["saved_model"]["path"])
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 32, 32, 3]
+
+
+def test_the_exporters_errors_arrive_with_their_type_and_message(exports):
+    error = exports["bad"]
+    assert isinstance(error, ValueError) and "quantize must be one of [None, 'dynamic-int8']" in str(error), error
