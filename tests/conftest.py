@@ -5,11 +5,8 @@ Backends: ``pytest --backend tensorflow|jax|torch`` (default: ``KERAS_BACKEND``,
 of what only TensorFlow offers carry ``@pytest.mark.tensorflow_only("why")`` and are skipped on the other
 backends with that reason; everything else runs on all three.
 
-``--cross-backend`` runs the chosen part of the suite that CI runs again on JAX and PyTorch
-(``tests/run_all_backends.sh``): the tests whose behaviour depends on the backend's numerics or tensor
-types, listed in ``CROSS_BACKEND`` with why. Left out there: what touches no backend tensor (manifest,
-download, cache, HTTP, labels tables, config, variants) and repeats of the same forward pass on other
-configurations, which TensorFlow's full run covers.
+``--cross-backend`` keeps only the part of the suite that CI runs again on JAX and PyTorch
+(``tests/run_all_backends.sh``), ``CROSS_BACKEND`` below, where each entry says why it is there.
 """
 import os
 import sys
@@ -19,32 +16,53 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+pytest_plugins = ("pytester",)  # tests/test_backend_selection.py runs small suites with this conftest
 BACKENDS = ("tensorflow", "jax", "torch")
 
-# What CI runs on JAX and PyTorch besides TensorFlow's full run: node-id prefixes → why they are there.
+# What CI runs again on JAX and PyTorch (TensorFlow runs everything): node ids, or their start, and why.
+# Chosen: what computes with the backend's tensors and variables -- converter parity for every format, load
+# and save with the identity, preprocess/predict/features/attention/embed/evaluate on tiny models, a short
+# fine-tune, the CLI's own process, export through TensorFlow. Left out: what touches no backend tensor
+# (manifest, download, cache, labels, config, variants, argument errors), the same forward pass again at
+# other sizes (full-size parity, parameter counts of every variant), and what needs TensorFlow.
 CROSS_BACKEND = {
-    "tests/model/test_model.py": "the builder, every pooling and head, dtype policies, dynamic sizes",
-    "tests/model/test_identity.py": "the identity in .keras and .weights.h5 files, saved and reloaded",
-    "tests/model/test_keras_classes.py": "Keras classes registered on any import order",
-    "tests/model/test_resample.py": "position-embedding resampling in keras.ops",
-    "tests/converters/test_google_npz.py": "parity: vit_jax .npz",
+    "tests/model/test_model.py::test_gap_features_are_the_mean_of_patch_tokens": "pooling",
+    "tests/model/test_model.py::test_preprocessing_equals_normalised_input": "the preprocessing layer",
+    "tests/model/test_model.py::test_inference_is_deterministic_and_drop_path_only_acts_in_training":
+        "dropout and drop-path draw from the backend's generator",
+    "tests/model/test_model.py::test_keras_round_trip": ".keras save and load",
+    "tests/model/test_model.py::test_mixed_precision_returns_float32_close_to_float32": "dtype policies",
+    "tests/model/test_identity.py::test_weights_file_keeps_identity_and_outputs": ".weights.h5 and its identity",
+    "tests/model/test_resample.py::test_matches_torch_interpolate": "resampling matrices built with keras.ops",
+    "tests/converters/test_google_npz.py::test_parity_with_flax_reference[vit-tiny-16]": "parity: vit_jax .npz",
+    "tests/converters/test_google_npz.py::test_without_qkv_bias_parity": "parity: vit_jax .npz",
     "tests/converters/test_big_vision.py": "parity: big_vision .npz",
-    "tests/converters/test_huggingface.py": "parity: Hugging Face safetensors / pytorch_model.bin / tf_model.h5",
-    "tests/converters/test_tf_model_h5.py": "parity: transformers' tf_model.h5 names",
-    "tests/converters/test_timm.py": "parity: timm safetensors",
-    "tests/converters/test_apply.py": "the strict applier assigns all or nothing",
-    "tests/weights/test_load.py": "load() of every source, .keras and .weights.h5",
-    "tests/weights/test_pretrained.py": "pretrained= and hf-hub: through a loopback server",
-    "tests/use/test_preprocess.py": "preprocessing recipes against PIL / reference resizes",
+    "tests/converters/test_huggingface.py::test_classifier_safetensors[gelu-exact]": "parity: HF safetensors",
+    "tests/converters/test_huggingface.py::test_pytorch_bin": "parity: HF pytorch_model.bin",
+    "tests/converters/test_huggingface.py::test_tf_model_h5[classifier]": "parity: HF tf_model.h5",
+    "tests/converters/test_timm.py::test_parity_with_timm_reference[vit_tiny_patch16_224_in21k]": "parity: timm",
+    "tests/converters/test_timm.py::test_half_precision_checkpoint_loads_into_float32": "half-precision sources",
+    "tests/converters/test_apply.py": "the strict applier assigns all or nothing to the backend's variables",
+    "tests/weights/test_load.py::test_weights_h5_round_trip": "load()",
+    "tests/weights/test_load.py::test_weights_h5_features_and_new_head": "load() with a new head",
+    "tests/weights/test_load.py::test_resampled_load_keeps_the_class_token_embedding": "load() at another size",
+    "tests/weights/test_pretrained.py::test_pretrained_with_new_size_and_head": "pretrained= from a loopback server",
+    "tests/weights/test_pretrained.py::test_hugging_face_repo_through_a_fake_hub": "hf-hub: from a fake Hub",
+    "tests/use/test_preprocess.py::test_inputs_of_every_kind_agree": "preprocess",
     "tests/use/test_predict.py": "predict and decode_predictions",
-    "tests/use/test_features.py": "feature_extractor at every block",
-    "tests/use/test_attention.py": "attention maps and rollout against a NumPy forward",
-    "tests/use/test_embed.py": "embed's streaming and its files",
-    "tests/use/test_evaluation.py": "evaluate: top-1/top-5/loss",
-    "tests/test_export_route.py": "export from this backend through TensorFlow, verified here",
-    "tests/test_backend_imports.py": "predict, evaluate, features with tensorflow unimportable",
-    "tests/train/test_finetune.py::test_finetune_on_arrays": "a short fine-tune through compile/fit",
-    "tests/test_cli.py::test_predict": "the CLI honours KERAS_BACKEND",
+    "tests/use/test_features.py::test_shapes": "feature_extractor",
+    "tests/use/test_features.py::test_last_block_normed_equals_the_model_token_output": "feature_extractor",
+    "tests/use/test_features.py::test_intermediate_block_equals_a_truncated_model": "feature_extractor",
+    "tests/use/test_attention.py": "attention maps and rollout against a hand computation",
+    "tests/use/test_embed.py::test_embeds_a_folder_and_warns_about_unreadable_files": "embed",
+    "tests/use/test_evaluation.py::test_class_folders_give_the_counts_of_an_independent_computation": "evaluate",
+    "tests/train/test_finetune.py::test_starts_from_a_checkpoint_file_with_a_new_zero_head[npz]": "a fine-tune",
+    "tests/train/test_finetune.py::test_optimizer_step_layer_decay_accumulation_and_clipping_by_hand":
+        "the optimizers' arithmetic in the backend's ops",
+    "tests/test_cli.py::test_predict_through_the_entry_point_prints_the_top_classes_and_no_start_up_noise":
+        "the command line honours KERAS_BACKEND",
+    "tests/test_export_route.py::test_the_artefact_computes_this_backends_model": "export from this backend",
+    "tests/test_export_route.py::test_the_artefacts_are_tensorflows": "export from this backend",
 }
 
 
