@@ -34,7 +34,6 @@ CROSS_BACKEND = {
     "tests/model/test_model.py::test_mixed_precision_returns_float32_close_to_float32": "dtype policies",
     "tests/model/test_identity.py::test_weights_file_keeps_identity_and_outputs": ".weights.h5 and its identity",
     "tests/model/test_resample.py::test_matches_torch_interpolate": "resampling matrices built with keras.ops",
-    "tests/converters/test_google_npz.py::test_parity_with_flax_reference[vit-tiny-16]": "parity: vit_jax .npz",
     "tests/converters/test_google_npz.py::test_without_qkv_bias_parity": "parity: vit_jax .npz",
     "tests/converters/test_big_vision.py": "parity: big_vision .npz",
     "tests/converters/test_huggingface.py::test_classifier_safetensors[gelu-exact]": "parity: HF safetensors",
@@ -46,8 +45,8 @@ CROSS_BACKEND = {
     "tests/weights/test_load.py::test_weights_h5_round_trip": "load()",
     "tests/weights/test_load.py::test_weights_h5_features_and_new_head": "load() with a new head",
     "tests/weights/test_load.py::test_resampled_load_keeps_the_class_token_embedding": "load() at another size",
-    "tests/weights/test_pretrained.py::test_pretrained_with_new_size_and_head": "pretrained= from a loopback server",
-    "tests/weights/test_pretrained.py::test_hugging_face_repo_through_a_fake_hub": "hf-hub: from a fake Hub",
+    "tests/weights/test_pretrained.py::test_hugging_face_repo_through_a_fake_hub":
+        "hf-hub: from a fake Hub: download, convert, cache (pretrained= shares all but the download)",
     "tests/use/test_preprocess.py::test_inputs_of_every_kind_agree": "preprocess",
     "tests/use/test_predict.py": "predict and decode_predictions",
     "tests/use/test_features.py::test_shapes": "feature_extractor",
