@@ -49,6 +49,7 @@ CROSS_BACKEND = {
         "hf-hub: from a fake Hub: download, convert, cache (pretrained= shares all but the download)",
     "tests/use/test_preprocess.py::test_inputs_of_every_kind_agree": "preprocess",
     "tests/use/test_predict.py": "predict and decode_predictions",
+    "tests/use/test_labels.py::test_decode_predictions_of_a_models_own_output": "decode_predictions(model(x))",
     "tests/use/test_features.py::test_shapes": "feature_extractor",
     "tests/use/test_features.py::test_last_block_normed_equals_the_model_token_output": "feature_extractor",
     "tests/use/test_features.py::test_intermediate_block_equals_a_truncated_model": "feature_extractor",
