@@ -63,6 +63,7 @@ CROSS_BACKEND = {
         "the command line honours KERAS_BACKEND",
     "tests/test_export_route.py::test_the_artefact_computes_this_backends_model": "export from this backend",
     "tests/test_export_route.py::test_the_artefacts_are_tensorflows": "export from this backend",
+    "tests/test_export_route.py::test_vit_zoo_export_takes_this_route_on_other_backends": "vit_zoo.export's dispatch",
 }
 
 

@@ -90,3 +90,15 @@ def test_without_tensorflow_the_error_says_what_to_install(model, monkeypatch, t
                         else real(name, *rest))
     with pytest.raises(ImportError, match=r"exporting to 'onnx' runs TensorFlow's exporters .* pip install tensorflow"):
         export_through_tensorflow(model, "onnx", tmp_path / "m.onnx")
+
+
+def test_vit_zoo_export_takes_this_route_on_other_backends(model, monkeypatch, tmp_path):
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow exports in this process (tests/test_export.py)")
+    import vit_zoo
+
+    calls = []
+    monkeypatch.setattr("vit_zoo.export_route.export_through_tensorflow",
+                        lambda *args, **options: calls.append((args, options)) or {"format": args[1]})
+    assert vit_zoo.export(model, "onnx", tmp_path / "m.onnx", verify=False) == {"format": "onnx"}
+    assert calls and calls[0][0][:2] == (model, "onnx") and calls[0][1]["verify"] is False
