@@ -133,6 +133,8 @@ def images(config, batch=2, seed=1) -> np.ndarray:
 
 
 def relative_error(actual, expected) -> float:
-    """max|a − b| / max|b|."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    """max|a − b| / max|b| (``actual``: a model output of any backend, or an array)."""
+    from conftest import to_numpy
+
+    actual, expected = np.asarray(to_numpy(actual), np.float64), np.asarray(expected, np.float64)
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))

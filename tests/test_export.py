@@ -43,6 +43,11 @@ def expected(model, batch):
     return keras_outputs(model, batch)
 
 
+IN_TENSORFLOW = pytest.mark.tensorflow_only("SavedModel / TFLite / ONNX export in this process (the other backends: "
+                                            "tests/test_export_route.py)")
+
+
+@IN_TENSORFLOW
 @pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx"])
 def test_export_round_trips(model, batch, expected, format, tmp_path):
     from vit_zoo.exporting import export, run_exported
@@ -74,6 +79,7 @@ def test_export_round_trips(model, batch, expected, format, tmp_path):
         assert "Erfc" not in kinds and (model.get_layer("block_00_mlp_gelu").approximate or "Erf" in kinds)
 
 
+@IN_TENSORFLOW
 def test_export_keeps_the_gelu_flavour(model, batch, expected):
     """The export error is far below the gap between the two GELU flavours, so matching the Keras model
     within tolerance means the export computes the model's own flavour."""
@@ -89,6 +95,7 @@ def test_export_keeps_the_gelu_flavour(model, batch, expected):
     assert np.max(np.abs(keras_outputs(other, batch) - expected)) >= 20 * TOLERANCE["tflite"]
 
 
+@IN_TENSORFLOW
 @pytest.mark.parametrize("format, overhead", [("tflite", 40_000), ("onnx", 60_000)])
 def test_dynamic_int8(model, batch, expected, tmp_path, format, overhead):
     from vit_zoo.exporting import export, run_exported

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import tiny_config
 
+# JAX and PyTorch run in subprocesses of their own; the reference curve is TensorFlow's, in this process
+pytestmark = pytest.mark.tensorflow_only("the reference loss curve is TensorFlow's, trained in this process")
 WORKER = Path(__file__).with_name("backend_worker.py")
 
 

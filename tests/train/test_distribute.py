@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.tensorflow_only("tf.distribute (MirroredStrategy, MultiWorkerMirroredStrategy)")
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TOLERANCE = 1e-5
 

@@ -1,4 +1,4 @@
-"""Fine-tuning (TensorFlow backend, in process): the loss goes down, resume is exact, accumulation is one
+"""Fine-tuning (in process, on the backend under test): the loss goes down, resume is exact, accumulation is one
 big batch, the model carries its class names and preprocessing, any checkpoint can be the start, bad data
 is reported."""
 import json
@@ -21,15 +21,20 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     from vit_zoo.train.finetuning import finetune
 
     images, labels = toy_arrays()
-    result = finetune((images, labels), tiny_config(num_classes=4), val_data=toy_arrays(32, seed=1), steps=12,
-                      class_names=NAMES, eval_every=6, output_dir=tmp_path, **{**RUN, "log_every": 1})
+    # 20 steps: each backend draws its own random initial weights; all three reach val top-1 >= 0.75 by then
+    result = finetune((images, labels), tiny_config(num_classes=4), val_data=toy_arrays(32, seed=1), steps=20,
+                      class_names=NAMES, eval_every=10, output_dir=tmp_path,
+                      **{**RUN, "log_every": 1, "jit_compile": "auto"})
+    # XLA is off in tests on TensorFlow (tests/xla_switch.py); elsewhere Keras' own "auto": XLA on JAX, eager on
+    # PyTorch. vit_zoo's TensorFlow default (XLA) is held in tests/model/test_fast_path.py
+    assert result["model"].jit_compile is (keras.backend.backend() == "jax")
     losses = [h["loss"] for h in result["history"] if "loss" in h]
-    assert len(losses) == 12 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    assert len(losses) == 20 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert result["metrics"]["val_top1"] > 0.5
-    assert [h["step"] for h in result["history"] if "val_top1" in h] == [6, 12]
+    assert [h["step"] for h in result["history"] if "val_top1" in h] == [10, 20]
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["metrics"]["val_top5"] == 1.0  # 4 classes: top-5 is top-4
-    assert saved["config"]["optimizer"] == "sgd" and saved["steps"] == 12 and saved["classes"] == list(NAMES)
+    assert saved["config"]["optimizer"] == "sgd" and saved["steps"] == 20 and saved["classes"] == list(NAMES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "logs", "model.keras", "run.json"]
     assert list((tmp_path / "logs" / "train").iterdir()) and list((tmp_path / "logs" / "val").iterdir())
     reloaded = keras.models.load_model(tmp_path / "model.keras")
@@ -178,6 +183,7 @@ def test_training_batches_are_a_function_of_the_step():
         assert 0.08 * 1500 * 0.9 <= height * width <= 1500
 
 
+@pytest.mark.tensorflow_only("a tf.data.Dataset as the data")
 def test_a_dataset_source_is_read_in_order_and_resumed_by_skipping():
     """A tf.data.Dataset can only be read in order: batch k from a stream started at batch k equals batch k
     of a stream started at 0, and a batch asked for again after it was dropped is read anew."""
@@ -243,6 +249,7 @@ def test_bad_data_errors_and_warnings(tmp_path):
         resolve_data(tmp_path / "missing.tfrecord")
 
 
+@pytest.mark.tensorflow_only("TFRecord files, written and parsed with TensorFlow's protobufs")
 def test_tfrecords_read_by_offset_with_their_class_names(tmp_path):
     from vit_zoo.train.data import resolve_data
     from vit_zoo.train.finetuning import finetune

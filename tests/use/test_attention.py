@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from conftest import tiny_config
+from conftest import tiny_config, to_numpy
 from vit_zoo.use.attention import attention_mask, attention_maps, attention_rollout, class_token_map
 
 CHELSEA = Path(__file__).resolve().parents[2] / "samples" / "chelsea.png"
@@ -71,7 +71,7 @@ def test_later_block_maps_equal_a_hand_computation(model, images):
     for index in (1, 2):
         normed = keras.Model(model.input, model.get_layer(f"block_{index:02d}_norm1").output)(images)
         params = weights(model, f"block_{index:02d}_attn")
-        expected = softmax_attention(np.asarray(normed, np.float64), params, heads=4)
+        expected = softmax_attention(np.asarray(to_numpy(normed), np.float64), params, heads=4)
         np.testing.assert_allclose(maps[index], expected, atol=1e-5)
         np.testing.assert_allclose(maps[index].sum(-1), 1.0, atol=1e-5)
 
@@ -79,7 +79,11 @@ def test_later_block_maps_equal_a_hand_computation(model, images):
 def test_maps_for_any_build_and_input_kind(images):
     config = tiny_config()
     plain = vit_zoo.build(config, include_top=False, include_preprocessing=False)
-    assert sorted(attention_maps(plain, (images / 127.5 - 1.0)).keys()) == [0, 1, 2]
+    normalised = (images / 127.5 - 1.0).astype("float32")
+    maps = attention_maps(plain, normalised)
+    assert sorted(maps.keys()) == [0, 1, 2]
+    as_tensor = attention_maps(plain, keras.ops.convert_to_tensor(normalised), layers=0)  # the backend's tensor
+    np.testing.assert_allclose(as_tensor[0], maps[0], atol=1e-6)
     from_file = attention_maps(vit_zoo.build(config), [str(CHELSEA)], layers=0)
     assert from_file[0].shape == (1, 4, 17, 17)
     with pytest.raises(ValueError, match=r"images have shape \(2, 16, 16, 3\) but model .* takes \(B, 32, 32"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import vit_zoo
-from conftest import tiny_config
+from conftest import tiny_config, to_numpy
 from vit_zoo.use.features import feature_extractor
 
 
@@ -47,37 +47,37 @@ def test_shapes(config, images, include_top, include_preprocessing):
     assert [t.shape for t in cls] == [(2, 32)] * 2
     single = feature_extractor(model, 1)(images)
     assert single.shape == (2, 17, 32)
-    patch_tokens = np.asarray(tokens[1])[:, 1:]
-    np.testing.assert_allclose(np.asarray(spatial[1]), patch_tokens.reshape(2, 4, 4, 32), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(cls[0]), np.asarray(tokens[0])[:, 0], atol=1e-6)
+    patch_tokens = to_numpy(tokens[1])[:, 1:]
+    np.testing.assert_allclose(to_numpy(spatial[1]), patch_tokens.reshape(2, 4, 4, 32), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(cls[0]), to_numpy(tokens[0])[:, 0], atol=1e-6)
 
 
 def test_last_block_normed_equals_the_model_token_output(config, model, images):
     sequence_model = copy_weights(model, vit_zoo.build(config, include_top=False, pooling=None))
     features = feature_extractor(model, -1, norm=True)(images)
-    np.testing.assert_allclose(np.asarray(features), np.asarray(sequence_model(images)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(features), to_numpy(sequence_model(images)), atol=1e-5)
     pooled = copy_weights(model, vit_zoo.build(config, include_top=False, pooling="token"))
     cls = feature_extractor(model, -1, output="cls", norm=True)(images)
-    np.testing.assert_allclose(np.asarray(cls), np.asarray(pooled(images)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(cls), to_numpy(pooled(images)), atol=1e-5)
 
 
 def test_intermediate_block_equals_a_truncated_model(config, model, images):
     # a 2-block model with the first two blocks' weights computes block 1's output, then the final norm
     truncated = copy_weights(model, vit_zoo.build(config.replace(num_layers=2), include_top=False))
     normed, raw = (feature_extractor(model, [1], norm=norm)(images) for norm in (True, False))
-    np.testing.assert_allclose(np.asarray(normed), np.asarray(truncated(images)), atol=1e-5)
-    np.testing.assert_allclose(layer_norm(np.asarray(raw, np.float64), model.get_layer("encoder_norm")),
-                               np.asarray(normed), atol=1e-4)
+    np.testing.assert_allclose(to_numpy(normed), to_numpy(truncated(images)), atol=1e-5)
+    np.testing.assert_allclose(layer_norm(np.asarray(to_numpy(raw), np.float64), model.get_layer("encoder_norm")),
+                               to_numpy(normed), atol=1e-4)
 
 
 def test_weights_are_shared_not_copied(config, images):
     model = vit_zoo.build(config)
     extractor = feature_extractor(model, [0, 2], output="spatial")
     assert extractor.get_layer("block_02_attn") is model.get_layer("block_02_attn")
-    before = np.asarray(extractor(images)[1])
+    before = to_numpy(extractor(images)[1])
     bias = model.get_layer("block_02_mlp_fc2").bias
     bias.assign(bias.numpy() + 1.0)  # change the original model only
-    after = np.asarray(extractor(images)[1])
+    after = to_numpy(extractor(images)[1])
     np.testing.assert_allclose(after, before + 1.0, atol=1e-4)
     assert len(extractor.weights) < len(model.weights)  # no head, no final norm: a subset, not a copy
 

@@ -63,6 +63,25 @@ def test_decode_predictions_inputs():
     assert custom[0][0][:2] == (1, "dog")
 
 
+def test_decode_predictions_of_a_models_own_output():
+    """model(x) as the backend returns it (on PyTorch a tensor that tracks gradients) decodes like NumPy;
+    the scores are the softmax computed here."""
+    import vit_zoo
+    from conftest import random_images, tiny_config, to_numpy
+
+    model = vit_zoo.build(tiny_config(num_classes=3))
+    head = model.get_layer("head")
+    head.bias.assign(np.array([0.0, 2.0, 1.0], "float32"))  # distinct scores, whatever the random weights
+    outputs = model(random_images(np.random.default_rng(0), 2, 32))
+    logits = to_numpy(outputs).astype(np.float64)
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    decoded = decode_predictions(outputs, labels=["cat", "dog", "eel"], top=3)
+    for row, expected in zip(decoded, probabilities):
+        assert [index for index, _, _ in row] == list(np.argsort(-expected))
+        np.testing.assert_allclose([score for _, _, score in row], np.sort(expected)[::-1], rtol=1e-5)
+
+
 def test_decode_predictions_errors():
     with pytest.raises(ValueError, match=r"logits have 21843 classes but labels 'imagenet1k' has 1000.*"
                                          r"labels='imagenet21k'"):

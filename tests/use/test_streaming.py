@@ -4,7 +4,6 @@ import threading
 import time
 from pathlib import Path
 
-import keras  # noqa: F401  (imported before vit_zoo.build: see the report on main's import cycle)
 import numpy as np
 import pytest
 

@@ -74,6 +74,11 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     if quantize and format not in ("tflite", "onnx"):
         raise ValueError(f"quantize={quantize!r} applies to formats 'tflite' and 'onnx' only, not {format!r}")
+    if format != "keras" and keras.backend.backend() != "tensorflow":  # TensorFlow exports, in a subprocess
+        from vit_zoo.exporting.route import export_through_tensorflow
+
+        return export_through_tensorflow(model, format, output, quantize=quantize, input_dtype=input_dtype,
+                                         verify=verify)
     if isinstance(model, (str, os.PathLike)):
         model = keras.models.load_model(model)
     height, width = model.input_shape[1:3]

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from vit_zoo.use.features import has_class_token, resolve_block_indices
+from vit_zoo.use.images import tensor_to_numpy
 from vit_zoo.model.builder import block_name, has_preprocessing
 from vit_zoo.model.vision_transformer import check_input_size
 
@@ -23,7 +24,7 @@ def model_inputs(model: keras.Model, images) -> np.ndarray:
     """``images`` as ``model``'s input batch: a float (B, H, W, 3) array or tensor is taken as it is
     (already preprocessed); anything else (paths, PIL images, uint8 arrays, lists) goes through
     ``vit_zoo.preprocess(images, weights=model)``."""
-    array = images.numpy() if hasattr(images, "numpy") and callable(images.numpy) else images
+    array = tensor_to_numpy(images) if hasattr(images, "shape") and hasattr(images, "dtype") else images
     if isinstance(array, np.ndarray) and array.ndim == 4 and np.issubdtype(array.dtype, np.floating):
         expected = tuple(model.input_shape[1:])
         if array.shape[-1] != 3 or any(e is not None and e != a for e, a in zip(expected, array.shape[1:])):

@@ -232,10 +232,18 @@ def _load_one(item, where: str, max_pixels: int, value_range) -> np.ndarray:
     return array_to_rgb(array, where, value_range)
 
 
+def tensor_to_numpy(value) -> np.ndarray:
+    """``value`` as NumPy: arrays and lists as they are, tensors of any Keras backend through Keras (a
+    PyTorch tensor that tracks gradients is detached first, a bfloat16 one widened)."""
+    if isinstance(value, (np.ndarray, np.generic)) or not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        return np.asarray(value)
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
 def _as_numpy(value, where: str) -> np.ndarray:
-    if hasattr(value, "numpy") and callable(value.numpy):
-        value = value.numpy()  # tf / Keras / torch tensors
-    array = np.asarray(value)
+    array = tensor_to_numpy(value)
     if array.dtype == object:
         raise TypeError(f"{where} is not an image: expected a path, a PIL image or a numeric array, "
                         f"got {type(value).__name__}")

@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from vit_zoo.use.images import tensor_to_numpy
+
 # label-space name → (data file, number of classes)
 LABEL_SETS = {
     "imagenet1k": ("imagenet1k.tsv", 1000),
@@ -120,7 +122,7 @@ def decode_predictions(logits, labels: Union[str, Sequence[str]] = "imagenet1k",
         >>> decode_predictions(logits, top=1)[0][0][:2]
         (207, 'golden retriever')
     """
-    scores = np.asarray(logits.numpy() if hasattr(logits, "numpy") else logits)
+    scores = tensor_to_numpy(logits)
     if scores.ndim == 1:
         scores = scores[None]
     if scores.ndim != 2:

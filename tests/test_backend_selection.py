@@ -1,0 +1,62 @@
+"""The test suite's backend options (tests/conftest.py): ``--backend`` sets KERAS_BACKEND and skips what
+needs TensorFlow with its reason; ``--cross-backend`` keeps only the tests CROSS_BACKEND lists; every entry
+of CROSS_BACKEND names a test that exists (a stale entry would drop coverage silently)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+import conftest
+
+TESTS = Path(conftest.__file__).parent
+SUITE = '''
+import os
+import pytest
+
+@pytest.mark.tensorflow_only("tf.distribute")
+def test_needs_tensorflow():
+    pass
+
+def test_runs_anywhere():
+    assert os.environ["KERAS_BACKEND"] == "{backend}"
+'''
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_backend_option_sets_keras_backend_and_skips_tensorflow_only_tests(pytester, backend):
+    pytester.makeconftest((TESTS / "conftest.py").read_text())
+    pytester.makepyfile(test_suite=SUITE.format(backend=backend))
+    result = pytester.runpytest_subprocess("--backend", backend, "-rs")
+    if backend == "tensorflow":
+        result.assert_outcomes(passed=2)
+    else:
+        result.assert_outcomes(passed=1, skipped=1)
+        result.stdout.fnmatch_lines(["*needs KERAS_BACKEND=tensorflow: tf.distribute*"])
+    result.stdout.fnmatch_lines([f"keras backend: {backend}"])
+
+
+def test_cross_backend_keeps_only_the_listed_tests(pytester):
+    pytester.makeconftest((TESTS / "conftest.py").read_text())
+    pytester.makepyfile(test_suite=SUITE.format(backend="torch"))
+    result = pytester.runpytest_subprocess("--backend", "torch", "--cross-backend")
+    result.assert_outcomes(deselected=2)
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@pytest.mark.parametrize("entry", sorted(conftest.CROSS_BACKEND))
+def test_every_cross_backend_entry_names_a_test_that_exists(entry):
+    path, _, test = entry.partition("::")
+    file = TESTS.parent / path
+    assert file.is_file(), f"CROSS_BACKEND names '{path}', which does not exist"
+    if test:
+        name = test.partition("[")[0]
+        functions = {node.name for node in ast.walk(ast.parse(file.read_text())) if isinstance(node, ast.FunctionDef)}
+        assert name in functions, f"CROSS_BACKEND names {name}, which '{path}' does not define"
+
+
+def test_entries_match_whole_files_and_tests_not_prefixes(monkeypatch):
+    monkeypatch.setattr(conftest, "CROSS_BACKEND", {"tests/use/test_a.py": "", "tests/test_b.py::test_y": ""})
+    match = conftest._in_cross_backend_suite
+    assert match("tests/use/test_a.py::test_x") and match("use/test_a.py::test_x[jax]")
+    assert match("tests/test_b.py::test_y") and match("tests/test_b.py::test_y[1-2]")
+    assert not match("tests/use/test_a_more.py::test_x") and not match("tests/test_b.py::test_y_other")

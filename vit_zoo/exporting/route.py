@@ -1,0 +1,181 @@
+"""Export from any Keras backend: SavedModel, TFLite and ONNX are written by TensorFlow, in a subprocess when
+the model runs on JAX or PyTorch, and checked against the model where it runs.
+
+    export_through_tensorflow(model, "onnx", "m.onnx")   # on KERAS_BACKEND=jax or torch: same dict as export()
+
+The model goes to a temporary ``.keras`` file; a fresh Python process with ``KERAS_BACKEND=tensorflow``
+loads it and runs ``vit_zoo.exporting.export`` (the very code that exports on TensorFlow, so the artefact is
+the one TensorFlow writes for the same weights), then runs the artefact in its own runtime on 2 random
+images. This process runs its model on the same images and reports ``max_abs_diff`` and
+``top1_agreement``: the artefact is verified against the model on the backend it was loaded on.
+
+Why not Keras' own ``model.export`` on those backends (tried with keras 3.15 on a tiny vit_zoo model): on
+JAX, ``"tf_saved_model"`` works but holds the whole model as one ``XlaCallModule`` op (jax2tf's StableHLO),
+and the TFLite converter fails on that graph (an unregistered ``vhlo`` op; the ONNX route from it fails too);
+``"onnx"`` needs jax2onnx (another converter, another graph) and ``"litert"`` refuses JAX. On PyTorch, ``"tf_saved_model"`` fails in
+torch.export (and needs torch_xla), ``"onnx"`` traces through torch.onnx with a fixed batch size and
+``"litert"`` needs litert-torch. None of them gives the artefact the TensorFlow backend gives, and
+TensorFlow is a dependency of vit_zoo anyway.
+
+The subprocess sees no GPU (exporting needs none, and the parent's backend may hold the device's memory).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+# errors the exporter raises for bad arguments or inputs, raised again here with the same type and message
+_RELAYED_ERRORS = {error.__name__: error for error in (ValueError, TypeError, ImportError, FileNotFoundError)}
+
+
+def export_through_tensorflow(model, format: str, output=None, *, quantize: Optional[str] = None,
+                              input_dtype: Optional[str] = None, verify: bool = True) -> dict:
+    """``vit_zoo.export(model, format, output, ...)`` done by TensorFlow in a subprocess (any backend here).
+
+    Args and returns: as ``vit_zoo.exporting.export``; with ``verify``, ``max_abs_diff`` (float32 logits)
+    and ``top1_agreement`` compare the artefact with ``model`` run in this process, on its backend.
+    Raises the exporter's own ``ValueError`` / ``ImportError`` / ... for bad arguments, ``RuntimeError``
+    (with the end of the subprocess's log) for anything else.
+    """
+    return start_export(model, format, output, quantize=quantize, input_dtype=input_dtype, verify=verify).result()
+
+
+def start_export(model, format: str, output=None, *, quantize: Optional[str] = None,
+                 input_dtype: Optional[str] = None, verify: bool = True) -> "PendingExport":
+    """Start the TensorFlow subprocess of ``export_through_tensorflow`` and return at once; ``.result()``
+    waits for it. Several exports started one after another run side by side."""
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ImportError(f"exporting to {format!r} runs TensorFlow's exporters (in a subprocess when the model "
+                          f"runs on another backend), and TensorFlow is not installed: pip install tensorflow")
+    folder = Path(tempfile.mkdtemp(prefix="vit_zoo_export_"))
+    try:
+        if isinstance(model, (str, os.PathLike)):
+            source = Path(model).resolve()
+            if verify:
+                import keras
+
+                model = keras.models.load_model(source)
+        else:
+            source = folder / "model.keras"
+            model.save(source)
+        command = [sys.executable, "-m", "vit_zoo.exporting.route", str(source), format, "--folder", str(folder)]
+        for flag, value in (("--output", output), ("--quantize", quantize), ("--input-dtype", input_dtype)):
+            if value is not None:
+                command += [flag, str(value)]
+        command += ["--check"] if verify else []
+        with open(folder / "log.txt", "w") as log:
+            process = subprocess.Popen(command, env=_tensorflow_environment(), stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return PendingExport(process, folder, model if verify else None)
+
+
+class PendingExport:
+    """An export running in a TensorFlow subprocess; ``result()`` waits for it, verifies it against the
+    model here (when asked) and removes the temporary files."""
+
+    def __init__(self, process: subprocess.Popen, folder: Path, model=None):
+        self.process, self.folder, self.model = process, folder, model
+
+    def result(self) -> dict:
+        try:
+            code = self.process.wait()
+            report_file = self.folder / "report.json"
+            report = json.loads(report_file.read_text()) if report_file.exists() else {}
+            if code != 0 or "result" not in report:
+                raise self._failure(report.get("error"))
+            result = report["result"]
+            if self.model is not None:
+                images, got = np.load(self.folder / "images.npy"), np.load(self.folder / "outputs.npy")
+                expected = _outputs_here(self.model, images)
+                result["max_abs_diff"] = float(np.max(np.abs(got - expected)))
+                result["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))
+            return result
+        except BaseException:
+            if self.process.poll() is None:  # interrupted while waiting: leave no exporter running
+                self.process.kill()
+                self.process.wait()
+            raise
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _failure(self, error: Optional[dict]) -> Exception:
+        if error and error["type"] in _RELAYED_ERRORS:
+            return _RELAYED_ERRORS[error["type"]](error["message"])
+        log = (self.folder / "log.txt").read_text(errors="replace").strip().splitlines()
+        tail = "\n".join(log[-20:]) or "(no output)"
+        return RuntimeError(f"the TensorFlow export subprocess failed (exit code {self.process.returncode}); "
+                            f"the end of its log:\n{tail}")
+
+
+def _outputs_here(model, images: np.ndarray) -> np.ndarray:
+    """``model`` (any backend) on ``images`` (B, H, W, 3) uint8 or float32 → (B, C) float32 NumPy."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(model(images.astype("float32"), training=False)), np.float32)
+
+
+def _tensorflow_environment() -> dict:
+    """This process's environment with the TensorFlow backend, no GPU, quiet start-up, and this vit_zoo
+    first on the path (the child imports the same package as this process)."""
+    import vit_zoo
+
+    package_root = str(Path(vit_zoo.__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": path,
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+
+
+# ---- the subprocess -------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """``python -m vit_zoo.exporting.route SOURCE.keras FORMAT --folder F [--output ...] [--check]`` on the
+    TensorFlow backend: writes ``F/report.json`` ({"result": export's dict} or {"error": {type, message}})
+    and, with ``--check``, ``F/images.npy`` (2 random images of the export's input dtype) and
+    ``F/outputs.npy`` (the artefact's outputs on them, run by its own runtime)."""
+    parser = argparse.ArgumentParser(prog="python -m vit_zoo.exporting.route")
+    parser.add_argument("source")
+    parser.add_argument("format")
+    parser.add_argument("--folder", required=True)
+    parser.add_argument("--output")
+    parser.add_argument("--quantize")
+    parser.add_argument("--input-dtype")
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    import keras
+
+    from vit_zoo.exporting import export, run_exported
+    from vit_zoo.files import write_json
+
+    folder = Path(args.folder)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"vit_zoo.exporting.route runs on KERAS_BACKEND=tensorflow, not {keras.backend.backend()}")
+    try:
+        model = keras.models.load_model(args.source)
+        result = export(model, args.format, args.output, quantize=args.quantize, input_dtype=args.input_dtype,
+                        verify=False)
+    except tuple(_RELAYED_ERRORS.values()) as error:
+        write_json(folder / "report.json", {"error": {"type": type(error).__name__, "message": str(error)}})
+        return 1
+    if args.check:
+        height, width = model.input_shape[1:3]
+        images = np.random.default_rng(0).integers(0, 256, (2, height, width, 3)).astype(result["input_dtype"])
+        np.save(folder / "images.npy", images)
+        np.save(folder / "outputs.npy", np.asarray(run_exported(result["path"], images), np.float32))
+    write_json(folder / "report.json", {"result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
