@@ -22,9 +22,15 @@ def test_runs_anywhere():
 '''
 
 
+def _copy_conftest(pytester):
+    """The suite's conftest.py and the plugin it loads, in pytester's folder."""
+    pytester.makeconftest((TESTS / "conftest.py").read_text())
+    pytester.makepyfile(xla_switch=(TESTS / "xla_switch.py").read_text())
+
+
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_backend_option_sets_keras_backend_and_skips_tensorflow_only_tests(pytester, backend):
-    pytester.makeconftest((TESTS / "conftest.py").read_text())
+    _copy_conftest(pytester)
     pytester.makepyfile(test_suite=SUITE.format(backend=backend))
     result = pytester.runpytest_subprocess("--backend", backend, "-rs")
     if backend == "tensorflow":
@@ -36,7 +42,7 @@ def test_backend_option_sets_keras_backend_and_skips_tensorflow_only_tests(pytes
 
 
 def test_cross_backend_keeps_only_the_listed_tests(pytester):
-    pytester.makeconftest((TESTS / "conftest.py").read_text())
+    _copy_conftest(pytester)
     pytester.makepyfile(test_suite=SUITE.format(backend="torch"))
     result = pytester.runpytest_subprocess("--backend", "torch", "--cross-backend")
     result.assert_outcomes(deselected=2)

@@ -62,8 +62,6 @@ def test_the_library_runs_without_tensorflow_and_agrees_with_this_process(report
     assert np.ptp(here["features"]) > 0.1 and np.ptp(here["predict"]) > 1e-3  # values, not zeros
 
 
-@pytest.mark.xfail(strict=True, reason="vit_zoo.embed streams through tf.data (vit_zoo/use/embedding.py); "
-                                       "remove this mark when its rewrite without TensorFlow lands")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_embed_runs_without_tensorflow(reports, backend):
     here, results = reports

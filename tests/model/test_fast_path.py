@@ -5,7 +5,7 @@ import pytest
 
 from vit_zoo import build
 from vit_zoo.model.vision_transformer import VisionTransformer
-from conftest import random_images, tiny_config
+from conftest import random_images, tiny_config, to_numpy
 
 pytestmark = pytest.mark.xla  # the XLA fast path is under test here (tests/xla_switch.py)
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
@@ -29,19 +29,18 @@ def test_builder_returns_a_vision_transformer_with_xla_defaults(model):
 
 def test_eager_call_and_predict_equal_the_plain_graph(model, rng):
     images = random_images(rng, 3, 32)
-    expected = np.asarray(_plain(model)(images))
-    np.testing.assert_allclose(np.asarray(model(images)), expected, **TOLERANCE)
+    expected = to_numpy(_plain(model)(images))
+    np.testing.assert_allclose(to_numpy(model(images)), expected, **TOLERANCE)
     np.testing.assert_allclose(model.predict(images, verbose=0), expected, **TOLERANCE)
     if keras.backend.backend() == "tensorflow":
         assert model._compiled_forward.traces  # the eager call took the compiled path
 
 
+@pytest.mark.tensorflow_only("the XLA fast path (tf.function) of model(x)")
 def test_compiled_forward_is_cached_per_shape(model, rng):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("the compiled forward is TensorFlow's")
     for batch in (1, 2, 1, 2):
         images = random_images(rng, batch, 32)
-        np.testing.assert_allclose(np.asarray(model(images)), np.asarray(_plain(model)(images)), **TOLERANCE)
+        np.testing.assert_allclose(to_numpy(model(images)), to_numpy(_plain(model)(images)), **TOLERANCE)
     shapes = [shape for _, shape, _ in model._compiled_forward.traces]
     assert len(shapes) == len(set(shapes)) and {(1, 32, 32, 3), (2, 32, 32, 3)} <= set(shapes)
 
@@ -49,8 +48,8 @@ def test_compiled_forward_is_cached_per_shape(model, rng):
 def test_training_call_takes_the_plain_path(rng):
     model = build(tiny_config(drop_path_rate=0.5, dropout_rate=0.5))
     images = random_images(rng, 4, 32)
-    inference = np.asarray(model(images))
-    training = np.asarray(model(images, training=True))
+    inference = to_numpy(model(images))
+    training = to_numpy(model(images, training=True))
     assert not np.allclose(training, inference)  # dropout and drop-path ran: not the inference function
 
 
@@ -60,14 +59,14 @@ def test_weights_assigned_after_the_first_call_are_used(rng):
     model(images)
     head = model.get_layer("head")
     head.bias.assign(np.full(head.bias.shape, 7.0, "float32"))
-    np.testing.assert_allclose(np.asarray(model(images)), np.asarray(_plain(model)(images)), **TOLERANCE)
+    np.testing.assert_allclose(to_numpy(model(images)), to_numpy(_plain(model)(images)), **TOLERANCE)
 
 
 def test_jit_compile_false_restores_plain_keras(rng):
     model = build(tiny_config())
     model.jit_compile = False
     images = random_images(rng, 2, 32)
-    np.testing.assert_allclose(np.asarray(model(images)), np.asarray(_plain(model)(images)), **TOLERANCE)
+    np.testing.assert_allclose(to_numpy(model(images)), to_numpy(_plain(model)(images)), **TOLERANCE)
     assert model._compiled_forward.traces == []
 
 
@@ -90,8 +89,8 @@ def test_keras_file_round_trip_keeps_class_outputs_and_defaults(model, rng, tmp_
     assert isinstance(restored, VisionTransformer)
     assert restored.jit_compile == model.jit_compile
     assert [w.path for w in restored.weights] == [w.path for w in model.weights]
-    np.testing.assert_allclose(np.asarray(restored(images)), np.asarray(_plain(model)(images)), **TOLERANCE)
-    np.testing.assert_array_equal(np.asarray(restored(images)), np.asarray(model(images)))
+    np.testing.assert_allclose(to_numpy(restored(images)), to_numpy(_plain(model)(images)), **TOLERANCE)
+    np.testing.assert_array_equal(to_numpy(restored(images)), to_numpy(model(images)))
 
 
 def test_mixed_precision_fast_path_equals_its_plain_graph(rng):
@@ -99,16 +98,15 @@ def test_mixed_precision_fast_path_equals_its_plain_graph(rng):
     model = build(tiny_config(), dtype="mixed_bfloat16")
     images = random_images(rng, 2, 32)
     out = model(images)
-    assert out.dtype == "float32"
-    expected = np.asarray(_plain(model)(images))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    expected = to_numpy(_plain(model)(images))
     # XLA and the op-by-op graph round bf16 intermediates at different points
-    assert np.max(np.abs(np.asarray(out) - expected)) / np.max(np.abs(expected)) < 0.05
+    assert np.max(np.abs(to_numpy(out) - expected)) / np.max(np.abs(expected)) < 0.05
 
 
 # ------------------------------------------------------------------------------------------------
 # buckets, compile counts, engines, predict (TensorFlow backend: the fast path is TensorFlow's)
-tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                     reason="the compiled forward and fast predict are TensorFlow's")
+tensorflow_only = pytest.mark.tensorflow_only("the compiled forward and fast predict are TensorFlow's")
 
 
 def test_bucket_plan_covers_every_row_once_with_little_padding():
@@ -134,7 +132,7 @@ def test_batch_sizes_1_to_64_compile_at_most_7_programs(rng):
     for batch in range(1, 65):
         images = random_images(rng, batch, 32)
         if batch in (1, 5, 13, 33, 64):
-            np.testing.assert_allclose(np.asarray(model(images)), np.asarray(plain(images)), **TOLERANCE)
+            np.testing.assert_allclose(to_numpy(model(images)), to_numpy(plain(images)), **TOLERANCE)
         else:
             assert model(images).shape == (batch, 10)
     traces = model._compiled_forward.traces
@@ -225,9 +223,9 @@ def test_the_onednn_graph_engine_traces_once_for_every_batch_size_and_equals_the
     plain = _plain(model)
     for batch in (1, 3, 8):
         images = random_images(rng, batch, 32)
-        np.testing.assert_allclose(np.asarray(model(images)), np.asarray(plain(images)), **TOLERANCE)
+        np.testing.assert_allclose(to_numpy(model(images)), to_numpy(plain(images)), **TOLERANCE)
     images = random_images(rng, 5, 32)
-    np.testing.assert_allclose(model.predict(images, batch_size=2, verbose=0), np.asarray(plain(images)),
+    np.testing.assert_allclose(model.predict(images, batch_size=2, verbose=0), to_numpy(plain(images)),
                                **TOLERANCE)
     assert model._compiled_forward.traces == [("graph", (None, 32, 32, 3), "float32")]
 
@@ -283,10 +281,10 @@ def test_bf16_engines_stay_close_to_fp32_and_to_their_plain_graph(engine, rng):
     model.set_weights(reference.get_weights())
     model.inference_engine = engine
     images = random_images(rng, 4, 32)
-    fp32 = np.asarray(reference(images))
-    out = np.asarray(model(images))
+    fp32 = to_numpy(reference(images))
+    out = to_numpy(model(images))
     assert out.dtype == np.float32
     scale = np.max(np.abs(fp32))
     assert np.max(np.abs(out - fp32)) / scale < 0.05
-    assert np.max(np.abs(out - np.asarray(_plain(model)(images)))) / scale < 0.05
+    assert np.max(np.abs(out - to_numpy(_plain(model)(images)))) / scale < 0.05
     np.testing.assert_allclose(model.predict(images, verbose=0), out, rtol=0, atol=1e-6 * scale)

@@ -2,7 +2,7 @@
 exact resume, and keras.distribution on two CPU devices equal to one device.
 
 Each backend runs in a fresh process (``KERAS_BACKEND`` is read once, at the first Keras import; the
-host device count of JAX once, at its start). Both runs start from the same vit_jax checkpoint with a
+host device count of JAX once, at its start). The runs start from the same vit_jax checkpoint with a
 new zero head and see the same batches (the input pipeline is NumPy), so only float rounding separates
 the curves. Tolerances: losses within 1e-4 over 6 steps; resumed weights within 1e-6 of uninterrupted
 ones; DataParallel / ModelParallel weights within 1e-5 of one device's.
@@ -24,8 +24,9 @@ WORKER = Path(__file__).with_name("backend_worker.py")
 
 
 @pytest.fixture(scope="module")
-def start_and_tensorflow_curve(tmp_path_factory):
-    """The starting checkpoint, and the loss curve TensorFlow (this process) trains from it."""
+def curves(tmp_path_factory):
+    """The starting checkpoint's loss curve on TensorFlow (this process) and the JAX and PyTorch workers'
+    reports (``backend_worker.py``), the workers started first so that the three runs overlap."""
     from backend_worker import CURVE, losses
     from finetune_helpers import toy_arrays
     from synth_checkpoints import npz_tensors, write_npz
@@ -33,22 +34,43 @@ def start_and_tensorflow_curve(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("backends")
     start = write_npz(folder / "start.npz", npz_tensors(tiny_config(num_classes=10)))
-    result = finetune(toy_arrays(64), str(start), output_dir=folder / "tf", **CURVE)
-    return start, losses(result)
+    workers = {"jax": start_backend("jax", folder / "jax", start, "--distributed",
+                                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
+               "torch": start_backend("torch", folder / "torch", start)}
+    try:
+        tensorflow_losses = losses(finetune(toy_arrays(64), str(start), output_dir=folder / "tf", **CURVE))
+    finally:
+        reports = {backend: finish(backend, worker) for backend, worker in workers.items()}
+    return tensorflow_losses, reports
 
 
-def run_backend(backend, output_dir, start, *extra, env=None):
+def start_backend(backend, output_dir, start, *extra, env=None):
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    done = subprocess.run([sys.executable, str(WORKER), str(output_dir), str(start), *extra], env=environment,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{backend} worker failed:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, str(WORKER), str(output_dir), str(start), *extra], env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_jax_matches_tensorflow_resumes_exactly_and_distributes(start_and_tensorflow_curve, tmp_path):
-    start, tensorflow_losses = start_and_tensorflow_curve
-    report = run_backend("jax", tmp_path, start, "--distributed",
-                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+def finish(backend, worker):
+    """The worker's report, or the tail of its error output when it failed."""
+    try:
+        stdout, stderr = worker.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        stdout, stderr = worker.communicate()
+    if worker.returncode != 0:
+        return {"error": f"{backend} worker failed (exit {worker.returncode}):\n{stderr[-4000:]}"}
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def report_of(curves, backend):
+    tensorflow_losses, reports = curves
+    report = reports[backend]
+    assert "error" not in report, report["error"]
+    return tensorflow_losses, report
+
+
+def test_jax_matches_tensorflow_resumes_exactly_and_distributes(curves):
+    tensorflow_losses, report = report_of(curves, "jax")
     np.testing.assert_allclose(report["losses"], tensorflow_losses, atol=1e-4)
     assert tensorflow_losses[-1] < 0.9 * tensorflow_losses[0]  # the curve goes somewhere
     assert report["resumed_from_step"] == 4 and report["resume"] <= 1e-6
@@ -58,9 +80,8 @@ def test_jax_matches_tensorflow_resumes_exactly_and_distributes(start_and_tensor
         in report["mirrored_error"]
 
 
-def test_torch_matches_tensorflow_and_resumes_exactly(start_and_tensorflow_curve, tmp_path):
-    start, tensorflow_losses = start_and_tensorflow_curve
-    report = run_backend("torch", tmp_path, start)
+def test_torch_matches_tensorflow_and_resumes_exactly(curves):
+    tensorflow_losses, report = report_of(curves, "torch")
     np.testing.assert_allclose(report["losses"], tensorflow_losses, atol=1e-4)
     assert report["resumed_from_step"] == 4 and report["resume"] <= 1e-6
     assert "Keras offers no multi-device training on torch: use 'none'" in report["mirrored_error"]

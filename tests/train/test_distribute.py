@@ -18,12 +18,11 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 TOLERANCE = 1e-5
 
 
-def run_worker(strategy, output_dir, env=None, wait=True, accumulation=1):
+def start_worker(strategy, output_dir, env=None, accumulation=1):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    process = subprocess.Popen([sys.executable, str(WORKER), strategy, str(output_dir), str(accumulation)],
-                               env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return finish(process) if wait else process
+    return subprocess.Popen([sys.executable, str(WORKER), strategy, str(output_dir), str(accumulation)],
+                            env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process, timeout=240):
@@ -42,31 +41,48 @@ def max_difference(a, b):
 
 
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("single")
-    info = run_worker("none", directory)
+def runs(tmp_path_factory):
+    """Every worker started at once (single device, mirrored, two multi-worker tasks), so that their start-up
+    and TensorFlow's imports overlap: {name: (folder, process)}."""
+    from vit_zoo.train.distribute import local_cluster
+
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("single", "mirrored", "multiworker")}
+    started = {"single": [start_worker("none", folders["single"])],
+               "mirrored": [start_worker("mirrored", folders["mirrored"], accumulation=2)],
+               "multiworker": [start_worker("multiworker", folders["multiworker"], {"TF_CONFIG": config})
+                               for config in local_cluster(2)]}
+    yield {name: (folders[name], processes) for name, processes in started.items()}
+    for processes in started.values():
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+@pytest.fixture(scope="module")
+def single_device(runs):
+    folder, (process,) = runs["single"]
+    info = finish(process)
     assert info["replicas"] == 1
-    return info, weights(directory / "weights-0.npz")
+    return info, weights(folder / "weights-0.npz")
 
 
-def test_mirrored_two_cpu_devices_matches_single_device(single_device, tmp_path):
+def test_mirrored_two_cpu_devices_matches_single_device(runs, single_device):
     """Two devices, each step accumulated over two micro-batches of 8 (4 per device), clipped: the same
     weights as one device with batches of 16 (Keras alone clips each replica's share before summing
     them, and cannot accumulate under MirroredStrategy; vit_zoo.train.optimizers sums first)."""
-    info = run_worker("mirrored", tmp_path, accumulation=2)
+    folder, (process,) = runs["mirrored"]
+    info = finish(process)
     assert info["replicas"] == 2 and info["strategy"] == "MirroredStrategy"
-    assert max_difference(weights(tmp_path / "weights-0.npz"), single_device[1]) <= TOLERANCE
+    assert max_difference(weights(folder / "weights-0.npz"), single_device[1]) <= TOLERANCE
     np.testing.assert_allclose(info["losses"], single_device[0]["losses"], atol=1e-5)
 
 
-def test_multiworker_two_local_processes_match_single_device(single_device, tmp_path):
-    from vit_zoo.train.distribute import local_cluster
-
-    configs = local_cluster(2)
-    workers = [run_worker("multiworker", tmp_path, {"TF_CONFIG": config}, wait=False) for config in configs]
-    infos = [finish(worker) for worker in workers]
+def test_multiworker_two_local_processes_match_single_device(runs, single_device):
+    folder, processes = runs["multiworker"]
+    infos = [finish(process) for process in processes]
     assert [info["replicas"] for info in infos] == [2, 2]
     assert infos[0]["strategy"] == "CollectiveAllReduceStrategy"  # MultiWorkerMirroredStrategy's class
     for task in (0, 1):
-        assert max_difference(weights(tmp_path / f"weights-{task}.npz"), single_device[1]) <= TOLERANCE
-    assert (tmp_path / "model.keras").is_file() and (tmp_path / "run.json").is_file()  # the chief's
+        assert max_difference(weights(folder / f"weights-{task}.npz"), single_device[1]) <= TOLERANCE
+    assert (folder / "model.keras").is_file() and (folder / "run.json").is_file()  # the chief's
