@@ -8,6 +8,11 @@ vision_transformer`` calls it, answers False outside ``xla`` tests, which gives 
 defaults: ``jit_compile`` False on a CPU, eager ``model(x)``, Keras' ``predict``. The switch is set before
 each test's fixtures are made, so a module-scoped model is built under the setting of the first test that
 asks for it. Subprocesses started by tests keep vit_zoo's defaults.
+
+``xla`` tests run as on a CPU without native bf16, where XLA is vit_zoo's engine for every policy (on an
+AVX-512 BF16 / AMX CPU vit_zoo runs TensorFlow's oneDNN graph instead: ``fast_path.default_engine``): the
+CPU flags read as AVX2-only there, whichever machine runs the suite. Tests of the engine choice set the
+flags they need with monkeypatch.
 """
 import pytest
 
@@ -25,8 +30,11 @@ def pytest_runtest_setup(item):
     _xla["on"] = item.get_closest_marker("xla") is not None
 
 
+AVX2_ONLY = frozenset({"avx2", "fma"})
+
+
 def _install():
-    from vit_zoo.model import vision_transformer
+    from vit_zoo.model import fast_path, vision_transformer
 
     decide = vision_transformer.xla_by_default
     if getattr(decide, "switched", False):
@@ -36,3 +44,8 @@ def _install():
         return _xla["on"] and decide(model)
     xla_by_default.switched = True
     vision_transformer.xla_by_default = xla_by_default
+    machine_flags = fast_path.cpu_flags
+
+    def cpu_flags():
+        return AVX2_ONLY if _xla["on"] else machine_flags()
+    fast_path.cpu_flags = cpu_flags

@@ -231,13 +231,13 @@ def test_the_onednn_graph_engine_traces_once_for_every_batch_size_and_equals_the
 
 
 @tensorflow_only
-def test_engine_follows_the_policy_and_the_cpu(monkeypatch):
+def test_engine_follows_the_cpu_for_every_policy(monkeypatch):
     from vit_zoo.model import fast_path
 
     fp32, bf16 = build(tiny_config(num_layers=1)), build(tiny_config(num_layers=1), dtype="mixed_bfloat16")
     monkeypatch.setattr(fast_path, "has_accelerator", lambda: False)
     monkeypatch.setattr(fast_path, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "amx_bf16"}))
-    assert (fast_path.inference_engine(fp32), fast_path.inference_engine(bf16)) == ("xla", "graph")
+    assert (fast_path.inference_engine(fp32), fast_path.inference_engine(bf16)) == ("graph", "graph")
     monkeypatch.setattr(fast_path, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert (fast_path.inference_engine(fp32), fast_path.inference_engine(bf16)) == ("xla", "xla")
     bf16.inference_engine = "graph"
@@ -245,7 +245,7 @@ def test_engine_follows_the_policy_and_the_cpu(monkeypatch):
 
 
 @tensorflow_only
-def test_bf16_on_a_native_bf16_cpu_trains_without_xla_and_keeps_its_fast_inference(monkeypatch):
+def test_a_native_bf16_cpu_trains_without_xla_and_keeps_its_fast_inference(monkeypatch):
     from vit_zoo.model import fast_path
 
     monkeypatch.setattr(fast_path, "has_accelerator", lambda: False)
@@ -260,7 +260,11 @@ def test_bf16_on_a_native_bf16_cpu_trains_without_xla_and_keeps_its_fast_inferen
     assert not model._use_fast_path()
     fp32 = build(tiny_config(num_layers=1))
     fp32.compile(optimizer="sgd", loss="mse")
-    assert fp32.jit_compile is True and fp32._use_fast_path()
+    assert fp32.jit_compile is False and fp32._use_fast_path()  # fp32 too: oneDNN beats XLA there
+    monkeypatch.setattr(fast_path, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    fp32 = build(tiny_config(num_layers=1))
+    fp32.compile(optimizer="sgd", loss="mse")
+    assert fp32.jit_compile is True and fp32._use_fast_path()  # XLA without native bf16
 
 
 def test_unknown_engine_names_are_refused(monkeypatch):
