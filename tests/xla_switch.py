@@ -3,8 +3,8 @@
 
 vit_zoo compiles a ``VisionTransformer``'s inference and training steps with XLA by default on TensorFlow
 (``vit_zoo.model.fast_path``): seconds of compiling per fresh model, for a call of milliseconds on the tiny
-configs of the tests. Here the one decision function, ``xla_by_default`` as ``vit_zoo.model.
-vision_transformer`` calls it, answers False outside ``xla`` tests, which gives every model Keras' own
+configs of the tests. Here the one decision function, ``fast_path.xla_by_default``, answers False outside
+``xla`` tests, which gives every model Keras' own
 defaults: ``jit_compile`` False on a CPU, eager ``model(x)``, Keras' ``predict``. The switch is set before
 each test's fixtures are made, so a module-scoped model is built under the setting of the first test that
 asks for it. Subprocesses started by tests keep vit_zoo's defaults.
@@ -34,16 +34,16 @@ AVX2_ONLY = frozenset({"avx2", "fma"})
 
 
 def _install():
-    from vit_zoo.model import fast_path, vision_transformer
+    from vit_zoo.model import fast_path
 
-    decide = vision_transformer.xla_by_default
+    decide = fast_path.xla_by_default
     if getattr(decide, "switched", False):
         return
 
     def xla_by_default(model) -> bool:
         return _xla["on"] and decide(model)
     xla_by_default.switched = True
-    vision_transformer.xla_by_default = xla_by_default
+    fast_path.xla_by_default = xla_by_default
     machine_flags = fast_path.cpu_flags
 
     def cpu_flags():

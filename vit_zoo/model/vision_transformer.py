@@ -20,7 +20,7 @@ import numpy as np
 
 from vit_zoo.files import replace_atomically
 from vit_zoo.model.config import check_patch_multiple
-from vit_zoo.model.fast_path import CompiledForward, default_engine, eager_array_input, xla_by_default
+from vit_zoo.model import fast_path  # the module, not its names: importing fast_path first imports us midway
 from vit_zoo.model.fast_predict import fast_predict, predict_source
 from vit_zoo.model.identity import Identity
 
@@ -66,11 +66,11 @@ class VisionTransformer(keras.Model):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
         self._identity = identity
         self._dynamic_patch_size = _dynamic_patch_size(self)
-        self._compiled_forward = CompiledForward(_plain_inference,
-                                                 check=check_input_size if self._dynamic_patch_size else None)
+        self._compiled_forward = fast_path.CompiledForward(_plain_inference,
+                                                           check=check_input_size if self._dynamic_patch_size else None)
         self._fast_inference = True
-        if xla_by_default(self):
-            keras.Model.jit_compile.fset(self, default_engine(self) == "xla")
+        if fast_path.xla_by_default(self):
+            keras.Model.jit_compile.fset(self, fast_path.default_engine(self) == "xla")
 
     # ---------------------------------------------------------------------------------- identity
     @property
@@ -98,9 +98,9 @@ class VisionTransformer(keras.Model):
 
     # ---------------------------------------------------------------------------------- compiling
     def compile(self, *args, jit_compile="auto", **kwargs):
-        automatic = jit_compile == "auto" and xla_by_default(self)
+        automatic = jit_compile == "auto" and fast_path.xla_by_default(self)
         if automatic:
-            jit_compile = default_engine(self) == "xla"
+            jit_compile = fast_path.default_engine(self) == "xla"
         super().compile(*args, jit_compile=jit_compile, **kwargs)
         if automatic:
             self._fast_inference = True  # a chosen oneDNN graph (bf16) is not "plain Keras"
@@ -172,10 +172,10 @@ class VisionTransformer(keras.Model):
         return super().predict_on_batch(x)
 
     def _use_fast_path(self) -> bool:
-        return xla_by_default(self) and self._fast_inference and not self.run_eagerly
+        return fast_path.xla_by_default(self) and self._fast_inference and not self.run_eagerly
 
     def _use_compiled_forward(self, inputs) -> bool:
-        return self._use_fast_path() and eager_array_input(inputs)
+        return self._use_fast_path() and fast_path.eager_array_input(inputs)
 
 
 def _dynamic_patch_size(model) -> int:
