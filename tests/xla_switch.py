@@ -4,10 +4,10 @@
 vit_zoo compiles a ``VisionTransformer``'s inference and training steps with XLA by default on TensorFlow
 (``vit_zoo.model.fast_path``): seconds of compiling per fresh model, for a call of milliseconds on the tiny
 configs of the tests. Here the one decision function, ``fast_path.xla_by_default``, answers False outside
-``xla`` tests, which gives every model Keras' own
-defaults: ``jit_compile`` False on a CPU, eager ``model(x)``, Keras' ``predict``. The switch is set before
-each test's fixtures are made, so a module-scoped model is built under the setting of the first test that
-asks for it. Subprocesses started by tests keep vit_zoo's defaults.
+``xla`` tests, which gives every model Keras' own defaults: ``jit_compile`` False on a CPU, eager
+``model(x)``, Keras' ``predict``. The switch is set before each test's fixtures are made, so a
+module-scoped model is built under the setting of the first test that asks for it. Subprocesses started
+by tests keep vit_zoo's defaults.
 
 ``xla`` tests run as on a CPU without native bf16, where XLA is vit_zoo's engine for every policy (on an
 AVX-512 BF16 / AMX CPU vit_zoo runs TensorFlow's oneDNN graph instead: ``fast_path.default_engine``): the
