@@ -3,10 +3,10 @@
 Three decisions, each made here and nowhere else:
 
 - **Which engine** runs a model's inference (``inference_engine``): XLA (``tf.function(jit_compile=True)``)
-  by default; TensorFlow's oneDNN graph (``tf.function(jit_compile=False)``) for a bf16 compute dtype on
-  a CPU with native bf16 (``avx512_bf16`` / ``amx_bf16``) and no accelerator, because XLA's CPU backend
-  runs bf16 matmuls at fp32 speed while oneDNN runs them on the bf16 units (AMX: ~4x fp32;
-  BENCHMARKS.md). vit_zoo never picks a precision: the model's dtype policy does; the engine follows it.
+  by default; TensorFlow's oneDNN graph (``tf.function(jit_compile=False)``) on a CPU with native bf16
+  (``avx512_bf16`` / ``amx_bf16``) and no accelerator, for every policy: XLA's CPU backend runs bf16
+  matmuls at fp32 speed while oneDNN runs them on the bf16 units, and on such a CPU oneDNN's fp32 matmul
+  was faster too (BENCHMARKS.md). vit_zoo never picks a precision: the model's dtype policy does.
 - **Which programs** exist: XLA compiles one program per input shape, so a batch of ``n`` images is run
   through power-of-two buckets (``bucket_plan``: padded up when that wastes at most a quarter, else split),
   and every batch size 1..64 is served by at most 7 programs per image size. The oneDNN graph is traced

@@ -6,8 +6,8 @@ It differs from a plain functional model in three ways, none of which touches th
   ``.weights.h5`` files of ``model.save_weights`` (HDF5 attribute ``vit_zoo_identity``);
 - ``save`` and ``save_weights`` write to a temporary name in the same folder and rename it, so an
   interrupted save leaves the old file or the new one, never a torn one;
-- its default inference and training paths are XLA-compiled on the TensorFlow backend (``fast_path``),
-  and a model saved after ``compile`` reloads compiled, optimizer state included.
+- its default inference and training paths are compiled on the TensorFlow backend (``fast_path``: XLA,
+  or TensorFlow's oneDNN graph on a CPU with native bf16), and a model saved after ``compile`` reloads compiled, optimizer state included.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ IDENTITY_KEY = "vit_zoo_identity"  # in the Keras config and as an HDF5 attribut
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
 class VisionTransformer(keras.Model):
-    """A functional ViT that carries its identity and whose default paths run XLA-compiled on TensorFlow.
+    """A functional ViT that carries its identity and whose default paths run compiled on TensorFlow.
 
     Keras 3 turns XLA off on CPU-only TensorFlow (``jit_compile="auto"`` resolves to False there), so a
     plain functional model's ``predict`` runs the TF graph op by op and an eager ``model(x)`` runs every
@@ -38,14 +38,14 @@ class VisionTransformer(keras.Model):
 
     - ``jit_compile`` is True from construction (``predict``, ``evaluate``, ``fit``), and ``compile()``
       resolves ``jit_compile="auto"`` to True where Keras would pick XLA on an accelerator anyway
-      (TensorFlow backend, no distribution strategy in scope) -- except for a bf16 policy on a CPU with
-      native bf16, where TensorFlow's oneDNN graph (``jit_compile=False``) is ~2x faster
+      (TensorFlow backend, no distribution strategy in scope) -- except on a CPU with native bf16, where
+      TensorFlow's oneDNN graph (``jit_compile=False``) is faster for every policy
       (``fast_path.default_engine``).
     - an eager inference call ``model(x)`` (``training`` falsy, not ``run_eagerly``), ``predict`` on an
       array, tensor or ``tf.data.Dataset`` and ``predict_on_batch`` run the same graph compiled by
       ``fast_path.CompiledForward``: XLA through power-of-two batch buckets (at most 7 programs for batch
-      sizes 1..64; ~3 s to compile each for ViT-B/16 on a 2-core CPU), or, for a bf16 policy on a CPU
-      with native bf16, TensorFlow's oneDNN graph (``fast_path.inference_engine``); ``predict`` skips
+      sizes 1..64; ~3 s to compile each for ViT-B/16 on a 2-core CPU), or, on a CPU with native bf16,
+      TensorFlow's oneDNN graph (``fast_path.inference_engine``); ``predict`` skips
       Keras' per-call tf.data pipeline (``fast_predict``).
 
     ``model.jit_compile = False`` (or ``compile(jit_compile=False)``) restores plain Keras behaviour for
@@ -103,7 +103,7 @@ class VisionTransformer(keras.Model):
             jit_compile = fast_path.default_engine(self) == "xla"
         super().compile(*args, jit_compile=jit_compile, **kwargs)
         if automatic:
-            self._fast_inference = True  # a chosen oneDNN graph (bf16) is not "plain Keras"
+            self._fast_inference = True  # a chosen oneDNN graph is not "plain Keras"
 
     @property
     def jit_compile(self):
