@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from vit_zoo.model.identity import identity_of
+from vit_zoo.use.images import tensor_to_numpy
 from vit_zoo.use.labels import decode_predictions
 from vit_zoo.use.preprocessing import preprocess
 from vit_zoo.use.streaming import BatchStream
@@ -81,7 +82,7 @@ def image_items(images) -> list:
         return list(images)
     if isinstance(images, (str, os.PathLike)) or not hasattr(images, "shape"):
         return [images]
-    array = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    array = tensor_to_numpy(images)  # a tensor of any backend (a torch one may track gradients)
     if array.ndim == 4 and array.shape[0] == 0:
         raise ValueError("no images given (a batch of size 0)")
     return list(array) if array.ndim == 4 else [array]
