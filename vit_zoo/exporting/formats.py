@@ -104,13 +104,21 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     result = {"format": format, "path": str(path), "input_dtype": input_dtype, "quantize": quantize,
               "bytes": size}
     if verify:
-        rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, (2, height, width, 3)).astype(input_dtype)
-        expected = keras_outputs(model, images)
-        got = run_exported(path, images)
-        result["max_abs_diff"] = float(np.max(np.abs(got - expected)))
-        result["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))
+        images = check_images(height, width, input_dtype)
+        result.update(comparison(run_exported(path, images), keras_outputs(model, images)))
     return result
+
+
+def check_images(height: int, width: int, dtype: str) -> np.ndarray:
+    """The 2 random (2, H, W, 3) images an export is checked on (seeded: every check sees the same)."""
+    return np.random.default_rng(0).integers(0, 256, (2, height, width, 3)).astype(dtype)
+
+
+def comparison(got: np.ndarray, expected: np.ndarray) -> dict:
+    """``max_abs_diff`` and ``top1_agreement`` (fraction of rows whose arg-max agrees) of an export's
+    outputs ``got`` against the model's ``expected`` (B, C)."""
+    return {"max_abs_diff": float(np.max(np.abs(got - expected))),
+            "top1_agreement": float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))}
 
 
 def keras_outputs(model, images) -> np.ndarray:

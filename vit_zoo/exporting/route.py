@@ -34,6 +34,8 @@ from typing import Optional
 
 import numpy as np
 
+from vit_zoo.exporting.formats import check_images, comparison
+
 # errors the exporter raises for bad arguments or inputs, raised again here with the same type and message
 _RELAYED_ERRORS = {error.__name__: error for error in (ValueError, TypeError, ImportError, FileNotFoundError)}
 
@@ -99,9 +101,7 @@ class PendingExport:
             result = report["result"]
             if self.model is not None:
                 images, got = np.load(self.folder / "images.npy"), np.load(self.folder / "outputs.npy")
-                expected = _outputs_here(self.model, images)
-                result["max_abs_diff"] = float(np.max(np.abs(got - expected)))
-                result["top1_agreement"] = float(np.mean(np.argmax(got, -1) == np.argmax(expected, -1)))
+                result.update(comparison(got, _outputs_here(self.model, images)))
             return result
         except BaseException:
             if self.process.poll() is None:  # interrupted while waiting: leave no exporter running
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         return 1
     if args.check:
         height, width = model.input_shape[1:3]
-        images = np.random.default_rng(0).integers(0, 256, (2, height, width, 3)).astype(result["input_dtype"])
+        images = check_images(height, width, result["input_dtype"])
         np.save(folder / "images.npy", images)
         np.save(folder / "outputs.npy", np.asarray(run_exported(result["path"], images), np.float32))
     write_json(folder / "report.json", {"result": result})
