@@ -34,7 +34,7 @@ def test_config_is_frozen():
     (dict(image_size=(224, 200), patch_size=32), "image_size width 200 is not divisible by patch_size 32; "
                                                  "the nearest valid sizes are 192 and 224"),
     (dict(num_heads=10), "num_heads 10 does not divide hidden_size 768"),
-    (dict(pooling="max"), "pooling must be one of ['token', 'gap', 'avg-fcnorm'], got 'max'"),
+    (dict(pooling="max"), "pooling must be one of ['token', 'gap', 'avg-fcnorm', 'token-mean'], got 'max'"),
     (dict(class_token=False), "pooling 'token' needs class_token=True"),
     (dict(gelu="relu"), "gelu must be one of ['exact', 'tanh'], got 'relu'"),
     (dict(layer_norm_epsilon=0), "layer_norm_epsilon must be a float in (0, 1), got 0"),

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from vit_zoo import list_models, resolve_name
@@ -40,10 +42,95 @@ def test_unknown_patch_size_is_an_error():
 
 
 def test_list_models_holds_every_size_and_patch():
-    names = list_models()
+    names = list_models("vit")
     assert len(names) == 6 * 4 == len(set(names))
     for name in ("vit-tiny-16", "vit-small-32", "vit-base-8", "vit-large-16", "vit-huge-14", "vit-giant-14"):
         assert name in names
+
+
+def test_list_models_holds_every_family():
+    names = list_models()
+    assert len(names) == len(set(names)) == 24 + 3 + 3 + 10 + 4 + 4
+    assert list_models("dinov2-reg4") == ["dinov2-reg4-small-14", "dinov2-reg4-base-14", "dinov2-reg4-large-14",
+                                          "dinov2-reg4-giant-14"]
+    assert list_models("deit-distilled") == ["deit-distilled-tiny-16", "deit-distilled-small-16",
+                                             "deit-distilled-base-16"]
+    with pytest.raises(ValueError, match="unknown family 'dino'; families: vit, deit, deit-distilled, deit3, "
+                                         "dinov2, dinov2-reg4"):
+        list_models("dino")
+
+
+@pytest.mark.parametrize("alias, expected", [
+    # timm
+    ("deit_tiny_patch16_224", ("deit-tiny-16", 224)),
+    ("deit_base_patch16_384.fb_in1k", ("deit-base-16", 384)),
+    ("deit_small_distilled_patch16_224.fb_in1k", ("deit-distilled-small-16", 224)),
+    ("deit3_large_patch16_384.fb_in22k_ft_in1k", ("deit3-large-16", 384)),
+    ("deit3_huge_patch14_224", ("deit3-huge-14", 224)),
+    ("vit_small_patch14_dinov2.lvd142m", ("dinov2-small-14", None)),
+    ("vit_giant_patch14_reg4_dinov2", ("dinov2-reg4-giant-14", None)),
+    # Hugging Face
+    ("facebook/deit-base-distilled-patch16-384", ("deit-distilled-base-16", 384)),
+    ("facebook/deit-tiny-patch16-224", ("deit-tiny-16", 224)),
+    ("facebook/dinov2-large", ("dinov2-large-14", None)),
+    ("facebook/dinov2-small-imagenet1k-1-layer", ("dinov2-small-14", None)),
+    ("facebook/dinov2-with-registers-base", ("dinov2-reg4-base-14", None)),
+    # the original releases
+    ("dinov2_vitg14", ("dinov2-giant-14", None)),
+    ("dinov2_vits14_reg", ("dinov2-reg4-small-14", None)),
+    ("dinov2_vitb14_reg4_pretrain", ("dinov2-reg4-base-14", None)),
+    ("dinov2_vitl14_lc", ("dinov2-large-14", None)),
+    ("deit_base_patch16_LS", ("deit3-base-16", None)),
+])
+def test_family_aliases_resolve_to_our_names(alias, expected):
+    assert resolve_name(alias) == expected
+
+
+@pytest.mark.parametrize("alias, family", [
+    ("vit_base_patch16_clip_224", "CLIP / OpenCLIP image towers"),
+    ("vit_base_patch16_siglip_224", "SigLIP image towers"),
+    ("eva02_base_patch14_224", "EVA / EVA-02"),
+    ("beit_base_patch16_224", "BEiT (relative position bias)"),
+    ("vit_base_r50_s16_384", "ResNet-hybrid ViTs"),
+])
+def test_names_of_unmodelled_families_are_refused_by_family(alias, family):
+    """A name vit_zoo does not know exactly is refused -- never resolved to a classic ViT of the same size."""
+    with pytest.raises(ValueError, match=f"unknown model name {alias!r}: it names a model of the "
+                                         f"{re.escape(family)}"):
+        resolve_name(alias)
+
+
+@pytest.mark.parametrize("alias", ["vit_small_patch14_dinov3", "vit_base_patch16_224_mystery",
+                                   "google/vit-base-patch16-224-foo"])
+def test_near_miss_names_are_refused_with_the_nearest_names(alias):
+    with pytest.raises(ValueError, match=f"unknown model name {alias!r}; (closest|known families)"):
+        resolve_name(alias)
+
+
+def test_family_configs_carry_their_architecture_and_numerics():
+    giant = ViTConfig.from_name("dinov2_vitg14_reg")
+    assert (giant.hidden_size, giant.mlp_size, giant.num_heads, giant.num_layers, giant.mlp) == \
+        (1536, 4096, 24, 40, "swiglu")
+    assert (giant.register_tokens, giant.layer_scale, giant.position_grid, giant.image_size) == \
+        (4, 1e-5, (37, 37), (224, 224))
+    assert giant.position_embedding_resampling == "bicubic-antialias"
+    assert ViTConfig.from_name("dinov2-small-14").position_embedding_resampling == "bicubic-offset"
+    deit3 = ViTConfig.from_name("deit3_medium_patch16_224")
+    assert (deit3.hidden_size, deit3.num_heads, deit3.prefix_position_embeddings, deit3.layer_scale) == \
+        (512, 8, False, 1e-6)
+    distilled = ViTConfig.from_name("deit_base_distilled_patch16_384")
+    assert (distilled.num_prefix_tokens, distilled.head, distilled.num_position_embeddings) == (2, "distilled", 578)
+    assert distilled.mean == (0.485, 0.456, 0.406)
+
+
+def test_variant_is_read_from_the_architecture_not_the_numerics():
+    assert ViTConfig.from_name("dinov2-base-14").replace(image_size=448, layer_scale=1.0).variant == "dinov2-base-14"
+    # a DeiT is a classic ViT: the mean/std tell which name it carries
+    assert ViTConfig.from_name("deit-small-16").variant == "deit-small-16"
+    assert ViTConfig.from_name("vit-small-16").variant == "vit-small-16"
+    # without LayerScale, a DINOv2 is architecturally a classic ViT-S/14
+    assert ViTConfig.from_name("dinov2-small-14").replace(layer_scale=None).variant == "vit-small-14"
+    assert ViTConfig.from_name("dinov2-small-14").replace(num_heads=12).variant is None
 
 
 def test_from_name_uses_image_size_in_the_alias():

@@ -1,27 +1,36 @@
-"""The one ViT builder: a ``ViTConfig`` in, a Keras functional model out.
+"""The one ViT builder: a ``ViTConfig`` in, a Keras functional model out. It creates exactly the variables
+of the architecture spec (``vit_zoo.model.spec``), in its order.
 
 Layer names (stable; converters address weights through them with ``get_layer``):
     preprocessing            Normalize, only with include_preprocessing
     patch_embed              Conv2D, kernel (P, P, 3, D), bias (D,)
     patch_flatten            (B, h, w, D) → (B, h*w, D)
     class_token              ClassToken, token (1, 1, D)               [class_token models]
-    pos_embed                PositionEmbedding, embeddings (1, T, D)
+    distillation_token       InsertTokens at 1, tokens (1, 1, D)       [distillation_token]
+    pos_embed                PositionEmbedding, embeddings (1, E + gh*gw, D), resampled in the graph to
+                             the input's grid where that differs from the stored one
+    register_tokens          InsertTokens after the class/distillation tokens, tokens (1, R, D) [registers]
     pos_dropout
     block_{i:02d}_norm1      LayerNormalization, gamma/beta (D,)
     block_{i:02d}_attn       SelfAttention, {query,key,value}_kernel (D, H, Dh), ..._bias (H, Dh),
                              output_kernel (H, Dh, D), output_bias (D,)
+    block_{i:02d}_ls1        LayerScale, gamma (D,)                     [layer_scale]
     block_{i:02d}_drop_path1, block_{i:02d}_add1
     block_{i:02d}_norm2
     block_{i:02d}_mlp_flatten  (B, T, D) → (B·T, D): the MLP runs 2-D matmuls (oneDNN fuses bias + GELU)
-    block_{i:02d}_mlp_fc1    Dense (D, M);  block_{i:02d}_mlp_gelu;  block_{i:02d}_mlp_dropout1
+    block_{i:02d}_mlp_fc1    Dense (D, M), or (D, 2M) for SwiGLU
+    block_{i:02d}_mlp_gelu   Gelu, or block_{i:02d}_mlp_swiglu SwiGlu (2M → M);  block_{i:02d}_mlp_dropout1
     block_{i:02d}_mlp_fc2    Dense (M, D);  block_{i:02d}_mlp_unflatten (back to (B, T, D))
     block_{i:02d}_mlp_dropout2
+    block_{i:02d}_ls2        LayerScale                                 [layer_scale]
     block_{i:02d}_drop_path2, block_{i:02d}_add2
     encoder_norm             LayerNormalization                         [not for "avg-fcnorm"]
-    pool                     TokenPooling                               [pooled outputs]
+    pool                     TokenPooling (token, mean or token-mean)   [pooled outputs]
     fc_norm                  LayerNormalization after pooling           ["avg-fcnorm" pooled outputs]
     pre_logits               Dense (D, R) + tanh                        [representation_size]
-    head                     Dense (D or R, C)                          [include_top]
+    head                     Dense (D, 2D or R; C)                      [include_top]
+    pool_dist, head_dist     the distillation token and its Dense (D, C) [head "distilled"]
+    head_average             the mean of the two heads' logits          [head "distilled"]
     predictions              activation, float32 output
 
 The model is a ``VisionTransformer``: a functional ``keras.Model`` whose inference is XLA-compiled by
@@ -32,19 +41,22 @@ from __future__ import annotations
 import keras
 
 from vit_zoo.model import layers as vit_layers
+from vit_zoo.model import tokens as token_layers
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity
 from vit_zoo.model.names import PREPROCESSING_LAYER, block_name, has_preprocessing  # noqa: F401 (re-exported)
 from vit_zoo.model.vision_transformer import VisionTransformer
 
-OUTPUT_POOLINGS = (None, "token", "gap")
+OUTPUT_POOLINGS = (None, "token", "gap", "token-mean")
+
+
 def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
     """The pooling a model outputs with: one of config.POOLINGS, or None for the token sequence.
 
     ``"gap"`` names the family: for an ``"avg-fcnorm"`` config it is mean-then-fc_norm.
     """
     if pooling not in OUTPUT_POOLINGS + ("avg-fcnorm",):
-        raise ValueError(f"pooling must be None, 'token' or 'gap', got {pooling!r}")
+        raise ValueError(f"pooling must be None, 'token', 'gap' or 'token-mean', got {pooling!r}")
     if pooling == "gap" and config.pooling == "avg-fcnorm":
         pooling = "avg-fcnorm"
     if include_top:
@@ -53,8 +65,8 @@ def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
                              f"head of this config was trained with; use include_top=False for "
                              f"{pooling!r} features, or build a config with pooling={pooling!r}")
         return config.pooling
-    if pooling == "token" and not config.class_token:
-        raise ValueError("pooling 'token' needs a class token, and this config has none "
+    if pooling in ("token", "token-mean") and not config.class_token:
+        raise ValueError(f"pooling {pooling!r} needs a class token, and this config has none "
                          "(class_token=False); use pooling='gap' or None")
     return pooling
 
@@ -101,10 +113,7 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
     grid = keras.layers.Conv2D(config.hidden_size, config.patch_size, strides=config.patch_size,
                                padding="valid", name="patch_embed", **d)(x)
     x = keras.layers.Reshape((-1, config.hidden_size), name="patch_flatten", **d)(grid)
-    if config.class_token:
-        x = vit_layers.ClassToken(name="class_token", **d)(x)
-    x = vit_layers.PositionEmbedding(config.grid_size, config.num_prefix_tokens,
-                                     config.position_embedding_resampling, name="pos_embed", **d)([x, grid])
+    x = _prefix_and_positions(x, grid, config, d)
     x = keras.layers.Dropout(config.dropout_rate, name="pos_dropout", **d)(x)
 
     for index in range(config.num_layers):
@@ -114,17 +123,54 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
     if config.pooling != "avg-fcnorm":
         x = layer_norm(config, "encoder_norm", d)(x)
     if pooling is not None:
-        mode = "token" if pooling == "token" else "mean"
-        x = vit_layers.TokenPooling(mode, config.num_prefix_tokens, name="pool", **d)(x)
-        if pooling == "avg-fcnorm":
-            x = layer_norm(config, "fc_norm", d)(x)
-        if config.representation_size:
-            x = keras.layers.Dense(config.representation_size, activation="tanh", name="pre_logits", **d)(x)
-    if include_top:
-        x = keras.layers.Dense(config.num_classes, name="head",
-                               kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), **d)(x)
+        x = _pooled_output(x, config, pooling, include_top, d)
     x = keras.layers.Activation(classifier_activation or "linear", dtype="float32", name="predictions")(x)
     return VisionTransformer(images, x, name=name or (config.variant or "vit"), identity=identity)
+
+
+def _prefix_and_positions(patches, grid, config: ViTConfig, d: dict):
+    """(B, h*w, D) patch tokens → (B, prefix + h*w, D): the class and distillation tokens join before the
+    position embeddings are added when they carry one, after otherwise; registers join last, after the
+    class/distillation tokens."""
+    def join_class_tokens(x):
+        if config.class_token:
+            x = vit_layers.ClassToken(name="class_token", **d)(x)
+        if config.distillation_token:
+            x = token_layers.InsertTokens(1, 1, name="distillation_token", **d)(x)
+        return x
+
+    x = join_class_tokens(patches) if config.prefix_position_embeddings else patches
+    x = vit_layers.PositionEmbedding(config.stored_position_grid, config.num_embedded_prefix_tokens,
+                                     config.position_embedding_resampling, name="pos_embed", **d)([x, grid])
+    if not config.prefix_position_embeddings:
+        x = join_class_tokens(x)
+    if config.register_tokens:
+        index = int(config.class_token) + int(config.distillation_token)
+        x = token_layers.InsertTokens(config.register_tokens, index, name="register_tokens", **d)(x)
+    return x
+
+
+def _pooled_output(x, config: ViTConfig, pooling: str, include_top: bool, d: dict):
+    """(B, T, D) normed tokens → the pooled representation (B, D or 2D), or the logits with the head(s)."""
+    tokens = x
+    mode = {"gap": "mean", "avg-fcnorm": "mean"}.get(pooling, pooling)
+    x = token_layers.TokenPooling(mode, config.num_prefix_tokens, name="pool", **d)(tokens)
+    if pooling == "avg-fcnorm":
+        x = layer_norm(config, "fc_norm", d)(x)
+    if config.representation_size:
+        x = keras.layers.Dense(config.representation_size, activation="tanh", name="pre_logits", **d)(x)
+    if not include_top:
+        return x
+    x = _head(config, "head", d)(x)
+    if config.head == "distilled":  # DeiT: the two heads' logits averaged (timm, transformers at inference)
+        distilled = token_layers.TokenPooling("token", config.num_prefix_tokens, 1, name="pool_dist", **d)(tokens)
+        x = keras.layers.Average(name="head_average", **d)([x, _head(config, "head_dist", d)(distilled)])
+    return x
+
+
+def _head(config: ViTConfig, name: str, d: dict):
+    return keras.layers.Dense(config.num_classes, name=name,
+                              kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), **d)
 
 
 def layer_norm(config: ViTConfig, name: str, d: dict):
@@ -138,16 +184,26 @@ def _encoder_block(x, config: ViTConfig, index: int, drop_path: float, d: dict):
     y = vit_layers.SelfAttention(config.num_heads, config.qkv_bias, config.attention_dropout_rate,
                                  name=n("attn"), **d)(y)
     y = keras.layers.Dropout(config.dropout_rate, name=n("attn_dropout"), **d)(y)
+    y = _layer_scale(y, config, n("ls1"), d)
     y = vit_layers.DropPath(drop_path, name=n("drop_path1"), **d)(y)
     x = keras.layers.Add(name=n("add1"), **d)([x, y])
 
     y = layer_norm(config, n("norm2"), d)(x)
     y = vit_layers.FlattenTokens(name=n("mlp_flatten"), **d)(y)
-    y = keras.layers.Dense(config.mlp_size, name=n("mlp_fc1"), **d)(y)
-    y = vit_layers.Gelu(approximate=config.gelu == "tanh", name=n("mlp_gelu"), **d)(y)
+    if config.mlp == "swiglu":
+        y = keras.layers.Dense(2 * config.mlp_size, name=n("mlp_fc1"), **d)(y)
+        y = vit_layers.SwiGlu(name=n("mlp_swiglu"), **d)(y)
+    else:
+        y = keras.layers.Dense(config.mlp_size, name=n("mlp_fc1"), **d)(y)
+        y = vit_layers.Gelu(approximate=config.gelu == "tanh", name=n("mlp_gelu"), **d)(y)
     y = keras.layers.Dropout(config.dropout_rate, name=n("mlp_dropout1"), **d)(y)
     y = keras.layers.Dense(config.hidden_size, name=n("mlp_fc2"), **d)(y)
     y = vit_layers.UnflattenTokens(name=n("mlp_unflatten"), **d)([y, x])
     y = keras.layers.Dropout(config.dropout_rate, name=n("mlp_dropout2"), **d)(y)
+    y = _layer_scale(y, config, n("ls2"), d)
     y = vit_layers.DropPath(drop_path, name=n("drop_path2"), **d)(y)
     return keras.layers.Add(name=n("add2"), **d)([x, y])
+
+
+def _layer_scale(y, config: ViTConfig, name: str, d: dict):
+    return y if config.layer_scale is None else vit_layers.LayerScale(config.layer_scale, name=name, **d)(y)

@@ -7,9 +7,11 @@ from typing import Optional, Sequence, Tuple, Union
 
 from vit_zoo.model import variants
 
-POOLINGS = ("token", "gap", "avg-fcnorm")
+POOLINGS = ("token", "gap", "avg-fcnorm", "token-mean")
 GELU_FLAVOURS = ("exact", "tanh")
-RESAMPLING_MODES = ("bicubic", "bilinear", "bilinear-corners")
+RESAMPLING_MODES = ("bicubic", "bilinear", "bilinear-corners", "bicubic-antialias", "bicubic-offset")
+MLP_KINDS = ("gelu", "swiglu")
+HEAD_KINDS = ("linear", "distilled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +24,28 @@ class ViTConfig:
         patch_size: side of the square patches, in pixels.
         hidden_size, mlp_size, num_heads, num_layers: width D, MLP width M, heads H, depth.
         class_token: prepend a learned class token.
+        distillation_token: a second learned token after the class token (DeiT distilled models).
+        register_tokens: learned register tokens inserted after the class (and distillation) token, after
+            the position embeddings are added (DINOv2 with registers: 4). They carry no position embedding.
+        prefix_position_embeddings: the class and distillation tokens carry position embeddings, added
+            before the blocks (classic ViT, DeiT, DINOv2); False: position embeddings for the patches only,
+            the tokens joined after they are added (timm ``no_embed_class``: DeiT-III, timm's register
+            models).
+        position_grid: the (rows, columns) patch grid the position embeddings are stored for, when it is
+            not the input's (DINOv2: (37, 37), 518 px, used at 224 px and above): the embeddings are then
+            interpolated to the input's grid inside the model with ``position_embedding_resampling``, as
+            the source does at run time. None: stored for ``image_size``.
         pooling: how the head sees the sequence: ``"token"`` (class token after the final norm),
-            ``"gap"`` (mean of the patch tokens after the final norm, as vit_jax "gap" models) or
-            ``"avg-fcnorm"`` (no final norm; mean of the patch tokens, then ``fc_norm``, as timm).
+            ``"gap"`` (mean of the patch tokens after the final norm, as vit_jax "gap" models),
+            ``"avg-fcnorm"`` (no final norm; mean of the patch tokens, then ``fc_norm``, as timm) or
+            ``"token-mean"`` (class token ‖ mean of the patch tokens after the final norm, (B, 2D): DINOv2's
+            linear heads). Means never include prefix (class, distillation, register) tokens.
+        layer_scale: LayerScale (a learned per-channel scale on each residual branch, DeiT-III and DINOv2)
+            with this initial value, or None for none.
+        mlp: ``"gelu"`` (Linear, GELU, Linear) or ``"swiglu"`` (one Linear to 2M, SiLU of the first half
+            times the second half, Linear back: DINOv2 giant's fused SwiGLU); ``mlp_size`` is M.
+        head: ``"linear"`` (one Dense) or ``"distilled"`` (DeiT: ``head`` on the class token and
+            ``head_dist`` on the distillation token, averaged at inference; both train).
         representation_size: width of the pre-logits layer (Dense + tanh), or None for none.
         gelu: ``"exact"`` (erf: PyTorch, Hugging Face, timm) or ``"tanh"`` (Flax / vit_jax).
         layer_norm_epsilon: epsilon of every LayerNorm (vit_jax and timm 1e-6, Hugging Face 1e-12).
@@ -46,6 +67,10 @@ class ViTConfig:
     num_heads: int = 12
     num_layers: int = 12
     class_token: bool = True
+    distillation_token: bool = False
+    register_tokens: int = 0
+    prefix_position_embeddings: bool = True
+    position_grid: Optional[Tuple[int, int]] = None
     pooling: str = "token"
     representation_size: Optional[int] = None
     gelu: str = "exact"
@@ -58,6 +83,9 @@ class ViTConfig:
     attention_dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     position_embedding_resampling: str = "bicubic"
+    layer_scale: Optional[float] = None
+    mlp: str = "gelu"
+    head: str = "linear"
 
     def __post_init__(self):
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -66,6 +94,10 @@ class ViTConfig:
         set_field("std", _three_floats("std", self.std))
         if self.representation_size is not None:
             set_field("representation_size", int(self.representation_size))
+        if self.position_grid is not None:
+            set_field("position_grid", _image_size_pair(self.position_grid))
+        if self.layer_scale is not None and not isinstance(self.layer_scale, bool):
+            set_field("layer_scale", float(self.layer_scale))
         self._validate()
 
     # ----------------------------------------------------------------------------------------------
@@ -108,7 +140,30 @@ class ViTConfig:
 
     @property
     def num_prefix_tokens(self) -> int:
-        return int(self.class_token)
+        """Tokens before the patches: class, distillation and register tokens."""
+        return int(self.class_token) + int(self.distillation_token) + self.register_tokens
+
+    @property
+    def num_embedded_prefix_tokens(self) -> int:
+        """Prefix tokens that carry a position embedding (the class and distillation tokens, unless
+        ``prefix_position_embeddings`` is False; registers never)."""
+        return int(self.class_token) + int(self.distillation_token) if self.prefix_position_embeddings else 0
+
+    @property
+    def stored_position_grid(self) -> Tuple[int, int]:
+        """The patch grid the position embeddings are stored for: ``position_grid``, else the input's."""
+        return self.position_grid or self.grid_size
+
+    @property
+    def num_position_embeddings(self) -> int:
+        """Rows of the stored position embeddings: embedded prefix tokens + the stored grid's patches."""
+        rows, columns = self.stored_position_grid
+        return self.num_embedded_prefix_tokens + rows * columns
+
+    @property
+    def pooled_width(self) -> int:
+        """Width of the pooled representation the head sees (before pre-logits): D, or 2D for token-mean."""
+        return self.hidden_size * (2 if self.pooling == "token-mean" else 1)
 
     @property
     def num_tokens(self) -> int:
@@ -120,12 +175,20 @@ class ViTConfig:
 
     @property
     def variant(self) -> Optional[str]:
-        """Our variant name if the architecture is a named one (``"vit-base-16"``), else None."""
-        for name in variants.list_models():
-            fields = variants.variant_fields(name)
-            if all(getattr(self, key) == value for key, value in fields.items()):
+        """Our variant name if the architecture is a named one (``"vit-base-16"``, ``"dinov2-small-14"``),
+        else None. Numerics and storage (mean/std, epsilon, image size, position grid, LayerScale's initial
+        value) do not count; where two families share an architecture (a DeiT is a classic ViT), the one
+        whose mean/std the config has wins."""
+        matches = [name for name in variants.list_models()
+                   if all(_same_architecture(key, getattr(self, key), value)
+                          for key, value in {**ARCHITECTURE_DEFAULTS, **variants.architecture_fields(name)}.items())]
+        default_normalisation = (ViTConfig.mean, ViTConfig.std)
+        for name in matches:
+            defaults = variants.variant_fields(name)
+            if (tuple(defaults.get("mean", default_normalisation[0])),
+                    tuple(defaults.get("std", default_normalisation[1]))) == (self.mean, self.std):
                 return name
-        return None
+        return matches[0] if matches else None
 
     # ----------------------------------------------------------------------------------------------
     def _validate(self):
@@ -141,9 +204,25 @@ class ViTConfig:
                 f"num_heads must be a divisor of hidden_size, e.g. one of {divisors}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if self.pooling == "token" and not self.class_token:
-            raise ValueError("pooling 'token' needs class_token=True; use pooling 'gap' or "
+        if self.pooling in ("token", "token-mean") and not self.class_token:
+            raise ValueError(f"pooling {self.pooling!r} needs class_token=True; use pooling 'gap' or "
                              "'avg-fcnorm' for a model without a class token")
+        if self.distillation_token and not self.class_token:
+            raise ValueError("distillation_token=True needs class_token=True (DeiT puts it after the class token)")
+        if not isinstance(self.register_tokens, int) or isinstance(self.register_tokens, bool) \
+                or self.register_tokens < 0:
+            raise ValueError(f"register_tokens must be a non-negative integer, got {self.register_tokens!r}")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {list(MLP_KINDS)}, got {self.mlp!r}")
+        if self.head not in HEAD_KINDS:
+            raise ValueError(f"head must be one of {list(HEAD_KINDS)}, got {self.head!r}")
+        if self.head == "distilled" and not (self.distillation_token and self.pooling == "token"):
+            raise ValueError("head 'distilled' needs distillation_token=True and pooling 'token' (DeiT: one head "
+                             "on the class token, one on the distillation token)")
+        if self.head == "distilled" and self.representation_size:
+            raise ValueError("head 'distilled' with a pre-logits layer (representation_size) is not modelled")
+        if self.layer_scale is not None and not (isinstance(self.layer_scale, float) and self.layer_scale > 0):
+            raise ValueError(f"layer_scale must be None or a positive initial value, got {self.layer_scale!r}")
         if self.gelu not in GELU_FLAVOURS:
             raise ValueError(f"gelu must be one of {list(GELU_FLAVOURS)}, got {self.gelu!r}")
         if self.position_embedding_resampling not in RESAMPLING_MODES:
@@ -160,6 +239,18 @@ class ViTConfig:
                 raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be positive for every channel, got {self.std}")
+
+
+# Architecture fields a variant name fixes only where its family says so (their defaults otherwise).
+ARCHITECTURE_DEFAULTS = dict(class_token=True, distillation_token=False, register_tokens=0, layer_scale=None,
+                             mlp="gelu", head="linear")
+
+
+def _same_architecture(field: str, value, expected) -> bool:
+    """LayerScale counts by presence (its initial value is a numeric); every other field by value."""
+    if field == "layer_scale":
+        return (value is None) == (expected is None)
+    return value == expected
 
 
 def check_patch_multiple(size: Tuple[int, int], patch_size: int, what: str) -> None:

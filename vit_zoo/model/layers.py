@@ -229,23 +229,33 @@ class DropPath(keras.layers.Layer):
 
 
 @_register
-class TokenPooling(keras.layers.Layer):
-    """(B, T, D) → (B, D): ``"token"`` takes token 0; ``"mean"`` averages the tokens after the
-    ``num_prefix_tokens`` prefix (class token) ones."""
+class LayerScale(keras.layers.Layer):
+    """LayerScale (Touvron et al. 2021, "Going deeper with Image Transformers"): a learned per-channel scale
+    of a residual branch. (B, T, D) → same. Weight ``gamma`` (D,), initialised to ``init_value``."""
 
-    def __init__(self, mode="token", num_prefix_tokens=1, **kwargs):
+    def __init__(self, init_value=1e-5, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("token", "mean"):
-            raise ValueError(f"TokenPooling mode must be 'token' or 'mean', got {mode!r}")
-        self.mode, self.num_prefix_tokens = mode, int(num_prefix_tokens)
+        self.init_value = float(init_value)
 
-    def call(self, tokens):
-        if self.mode == "token":
-            return tokens[:, 0]
-        return ops.mean(tokens[:, self.num_prefix_tokens:], axis=1)
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],),
+                                     initializer=keras.initializers.Constant(self.init_value))
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "num_prefix_tokens": self.num_prefix_tokens}
+        return {**super().get_config(), "init_value": self.init_value}
+
+
+@_register
+class SwiGlu(keras.layers.Layer):
+    """The gate of a fused SwiGLU MLP: (..., 2M) → (..., M), ``silu(x[..., :M]) * x[..., M:]`` (the first half
+    is gated, as Meta's ``SwiGLUFFNFused``, transformers' ``Dinov2SwiGLUFFN`` and timm's ``SwiGLUPacked``)."""
+
+    def call(self, x):
+        gate, value = ops.split(x, 2, axis=-1)
+        return ops.silu(gate) * value
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] // 2)

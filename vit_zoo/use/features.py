@@ -11,7 +11,7 @@ from keras import ops
 # while Keras itself loads, which can be in the middle of importing vision_transformer (model.keras_classes)
 from vit_zoo.model import vision_transformer
 from vit_zoo.model.identity import identity_of
-from vit_zoo.model import layers as vit_layers
+from vit_zoo.model import tokens as token_layers
 from vit_zoo.model.names import block_name
 
 OUTPUTS = ("tokens", "spatial", "cls")
@@ -121,7 +121,7 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
             features = PatchTokensToGrid(prefix, name=f"features_{block_name(index, 'spatial')}")(
                 [features, grid])
         elif output == "cls":
-            features = vit_layers.TokenPooling("token", prefix, name=f"features_{block_name(index, 'cls')}")(
+            features = token_layers.TokenPooling("token", prefix, name=f"features_{block_name(index, 'cls')}")(
                 features)
         outputs.append(features)
     return _sub_model(model, outputs[0] if len(outputs) == 1 else outputs, name or f"{model.name}_features")
