@@ -190,6 +190,12 @@ class ViTConfig:
                 return name
         return matches[0] if matches else None
 
+    def architecture_differences(self, other: "ViTConfig") -> list:
+        """The architecture fields (what a variant name fixes: patch, widths, depth, heads, prefix tokens,
+        LayerScale's presence, MLP and head kinds) in which ``other`` differs from this config."""
+        fields = ("patch_size",) + variants.Size._fields + tuple(ARCHITECTURE_DEFAULTS)
+        return [f for f in fields if not _same_architecture(f, getattr(other, f), getattr(self, f))]
+
     # ----------------------------------------------------------------------------------------------
     def _validate(self):
         for name in ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers", "num_classes"):

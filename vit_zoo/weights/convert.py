@@ -21,11 +21,6 @@ from vit_zoo.model.builder import build
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import LABEL_SET_SIZES, Identity, Provenance
 from vit_zoo.model.resample import resample_position_embeddings
-from vit_zoo.model.variants import Size
-
-# Fields that define the architecture (what a variant name fixes): a checkpoint must agree with
-# name=/config= on all of them.
-ARCHITECTURE_FIELDS = ("patch_size",) + Size._fields
 
 
 def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Optional[str] = None,
@@ -133,26 +128,32 @@ def _label_set_by_size(num_classes: int):
 
 
 def _resampled(position_row, source: ViTConfig, target: ViTConfig):
-    if source.grid_size == target.grid_size:
+    """The position-embedding row, resampled at load time to the target's stored grid where that differs
+    (a checkpoint whose config keeps its own grid, ``position_grid``, is resampled in the graph instead)."""
+    if source.stored_position_grid == target.stored_position_grid:
         return position_row
     transform = position_row.transform
 
     def resample(*arrays):
-        return resample_position_embeddings(np.asarray(transform(*arrays), np.float32), source.grid_size,
-                                            target.grid_size, source.num_prefix_tokens,
-                                            target.position_embedding_resampling)
+        return resample_position_embeddings(np.asarray(transform(*arrays), np.float32),
+                                            source.stored_position_grid, target.stored_position_grid,
+                                            source.num_embedded_prefix_tokens, target.position_embedding_resampling)
     return position_row._replace(transform=resample)
 
 
 def describe_architecture(config: ViTConfig) -> str:
     """e.g. ``"vit-base-16 (patch 16, width 768, MLP 3072, 12 heads, 12 blocks)"``."""
     label = config.variant or "a custom ViT"
+    extras = [part for part, present in (
+        ("distillation token", config.distillation_token), (f"{config.register_tokens} registers", config.register_tokens),
+        ("LayerScale", config.layer_scale is not None), ("SwiGLU", config.mlp == "swiglu"),
+        ("no class token", not config.class_token)) if present]
     return (f"{label} (patch {config.patch_size}, width {config.hidden_size}, MLP {config.mlp_size}, "
-            f"{config.num_heads} heads, {config.num_layers} blocks)")
+            f"{config.num_heads} heads, {config.num_layers} blocks{''.join(', ' + e for e in extras)})")
 
 
 def _check_same_architecture(checkpoint, source: ViTConfig, requested: ViTConfig, name):
-    differing = [f for f in ARCHITECTURE_FIELDS if getattr(source, f) != getattr(requested, f)]
+    differing = requested.architecture_differences(source)
     if differing:
         suggestion = f"pass {source.variant!r}" if source.variant else "pass a matching config"
         raise converters.ConversionError(
