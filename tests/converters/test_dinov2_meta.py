@@ -29,9 +29,10 @@ import keras  # noqa: E402
 import vit_zoo  # noqa: E402
 from vit_zoo import converters  # noqa: E402
 from vit_zoo.converters import dinov2_meta  # noqa: E402
-from vit_zoo.converters.checkpoint import open_checkpoint  # noqa: E402
+from vit_zoo.converters.checkpoint import HEAD_PREFIX, Checkpoint, open_checkpoint  # noqa: E402
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError  # noqa: E402
 from vit_zoo.model.resample import resample_position_embeddings  # noqa: E402
+from vit_zoo.model.spec import variables as spec_variables  # noqa: E402
 
 import synth_checkpoints  # noqa: E402
 from reference_frameworks import require  # noqa: E402
@@ -342,3 +343,33 @@ def test_without_torch_the_error_names_the_safetensors_releases(tmp_path, monkey
                                               r"giant\}_patch14\[_reg4\]_dinov2.lvd142m' or Hugging Face's "
                                               r"'facebook/dinov2-\{small,base,large,giant\}'"):
         pytorch.read(path)
+
+
+@pytest.mark.parametrize("registers", [0, 4], ids=["plain", "reg4"])
+@pytest.mark.parametrize("arch, size", [("vit_small", "small"), ("vit_base", "base"), ("vit_large", "large"),
+                                        ("vit_giant2", "giant")])
+def test_every_release_is_its_named_variant(arch, size, registers):
+    # the hub's architectures at full size (hub/backbones.py: 518 px, patch 14, giant with swiglufused), built
+    # on PyTorch's meta device (shapes only): read as our variant, and every tensor but mask_token used once
+    require("dinov2")
+    from dinov2.models import vision_transformer as vits
+
+    with torch.device("meta"):
+        model = vits.__dict__[arch](img_size=518, patch_size=14, init_values=1.0, block_chunks=0,
+                                    ffn_layer="swiglufused" if size == "giant" else "mlp",
+                                    drop_path_uniform=True)  # torch.linspace's .item() has no meta tensor
+    shapes = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    if registers:  # the package predates registers; Meta's newer model adds this one parameter
+        shapes["register_tokens"] = (1, registers, model.embed_dim)
+    shapes[HEAD_PREFIX + "weight"], shapes[HEAD_PREFIX + "bias"] = (1000, 2 * model.embed_dim), (1000,)
+    checkpoint = Checkpoint(BACKBONE, {key: (shape, "float32", None) for key, shape in shapes.items()})
+    assert dinov2_meta.detect(checkpoint)
+    config = vit_zoo.ViTConfig(**dinov2_meta.config_fields(checkpoint))
+    assert config.variant == f"dinov2{'-reg4' if registers else ''}-{size}-14"
+    assert config.position_grid == (37, 37) and config.image_size == (224, 224)
+    rows = dinov2_meta.mapping(config, checkpoint)
+    used = [source for r in rows for source in r.sources]
+    assert sorted(set(used)) == sorted(set(shapes) - {"mask_token"})
+    assert len(used) == len(set(used)) + 4 * config.num_layers  # the fused qkv weight and bias feed three rows each
+    ours_count = sum(int(np.prod(v.shape)) for v in spec_variables(config))
+    assert ours_count == sum(int(np.prod(shape)) for key, shape in shapes.items() if key != "mask_token")
