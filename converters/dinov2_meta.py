@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from vit_zoo.converters import targets, transforms as T
 from vit_zoo.converters.checkpoint import HEAD_PREFIX, Checkpoint
@@ -86,7 +87,7 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
         CheckpointError for a head file without its backbone, a 4-layer head (UnsupportedLayoutError), a
         non-square position grid, blocks numbered with gaps, or a head count that cannot be known.
     """
-    where = f"Meta DINOv2 checkpoint {checkpoint.path.name!r}"
+    where = _where(checkpoint)
     if _is_head(checkpoint):
         raise _lone_head_error(checkpoint)
     shape = lambda key, rank: checkpoint.required_shape(_stored(checkpoint, key), rank, "Meta DINOv2")  # noqa: E731
@@ -96,10 +97,9 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
                               f"expected ({width}, 3, {PATCH}, {PATCH}) (RGB, patch 14, as every DINOv2 release)")
     if "cls_token" not in checkpoint:
         raise CheckpointError(f"{where} has no 'cls_token', which every DINOv2 backbone has")
-    unchunked = _unchunked_names(checkpoint, where)
-    depth = checkpoint.block_count(r"blocks\.(\d+)\.norm1\.weight" if not unchunked
+    depth = checkpoint.block_count(r"blocks\.(\d+)\.norm1\.weight" if not _unchunked_names(checkpoint)
                                    else r"blocks\.\d+\.(\d+)\.norm1\.weight", where)
-    swiglu = "blocks.0.mlp.w12.weight" in unchunked or "blocks.0.mlp.w12.weight" in checkpoint
+    swiglu = _stored(checkpoint, "blocks.0.mlp.w12.weight") in checkpoint
     mlp = shape("blocks.0.mlp.w3.weight", 2)[1] if swiglu else shape("blocks.0.mlp.fc1.weight", 2)[0]
     registers = shape("register_tokens", 3)[1] if "register_tokens" in checkpoint else 0
     fields = dict(
@@ -136,7 +136,7 @@ def mapping(config, checkpoint: Checkpoint = None) -> list:
     found = targets.rows(config, table, "Meta DINOv2")
     if checkpoint is None:
         return found
-    unchunked = _unchunked_names(checkpoint, f"Meta DINOv2 checkpoint {checkpoint.path.name!r}")
+    unchunked = _unchunked_names(checkpoint)
     return [r._replace(sources=tuple(unchunked.get(s, s) for s in r.sources)) for r in found]
 
 
@@ -153,15 +153,15 @@ def _lone_head_error(checkpoint: Checkpoint) -> CheckpointError:
     backbone = f"{release[1]}_pretrain.pth" if release else "dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth"
     head = f"{release[1]}_linear_head.pth" if release else "the matching …_linear_head.pth"
     if release and release[2] == "linear4_head":
-        return _linear4_error(checkpoint.path.name, head)
+        return _linear4_error(repr(checkpoint.path.name), head)
     return CheckpointError(f"{checkpoint.path.name!r} holds only a linear head ({classes} classes on {features} "
                            f"features): a Meta DINOv2 head without its backbone. Put it beside the backbone "
                            f"{backbone!r} (as {head!r}) and load the backbone file; the head is read from beside it")
 
 
-def _linear4_error(name: str, head: str) -> UnsupportedLayoutError:
+def _linear4_error(subject: str, head: str) -> UnsupportedLayoutError:
     return UnsupportedLayoutError(
-        f"{name!r} is Meta's 4-layer DINOv2 linear head (on the class tokens of the last 4 blocks ‖ the mean patch "
+        f"{subject} is Meta's 4-layer DINOv2 linear head (on the class tokens of the last 4 blocks ‖ the mean patch "
         f"token), which vit_zoo does not model; use the 1-layer head {head!r} beside the backbone, or the backbone "
         f"alone with include_top=False", "Meta DINOv2 linear4 head")
 
@@ -172,10 +172,11 @@ def _head_classes(checkpoint: Checkpoint, width: int, where: str):
     if key not in checkpoint:
         return None
     classes, features = checkpoint.required_shape(key, 2, "Meta DINOv2 linear head")
+    beside = Path(checkpoint.metadata.get("companions", {}).get(HEAD_PREFIX, key)).name
     if features == 5 * width:
-        raise _linear4_error(where, "…_linear_head.pth")
+        raise _linear4_error(f"{beside!r} beside {where}", "…_linear_head.pth")
     if features != 2 * width:
-        raise CheckpointError(f"{where}: the linear head beside it takes {features} features, but the backbone's "
+        raise CheckpointError(f"{where}: the linear head beside it ({beside!r}) takes {features} features, but the backbone's "
                               f"class token ‖ mean patch token is {2 * width} wide (width {width}); the head belongs "
                               f"to another backbone")
     return classes
@@ -200,10 +201,14 @@ def _grid(tokens: int, where: str):
     return (side, side)
 
 
-def _unchunked_names(checkpoint: Checkpoint, where: str) -> dict:
+def _where(checkpoint: Checkpoint) -> str:
+    return f"Meta DINOv2 checkpoint {checkpoint.path.name!r}"
+
+
+def _unchunked_names(checkpoint: Checkpoint) -> dict:
     """``{"blocks.3.norm1.weight": "blocks.1.3.norm1.weight", …}`` for a block-chunked state dict (block_chunks
     > 0: each chunk holds its blocks under their global index), {} for a plain one."""
-    found = {}
+    found, where = {}, _where(checkpoint)
     for key in checkpoint.keys():
         match = _CHUNKED.fullmatch(key)
         if match:
@@ -220,4 +225,4 @@ def _stored(checkpoint: Checkpoint, key: str) -> str:
     """The checkpoint's own name for a plain block key (its chunked name in a block-chunked state dict)."""
     if key in checkpoint or not key.startswith("blocks."):
         return key
-    return _unchunked_names(checkpoint, repr(checkpoint.path.name)).get(key, key)
+    return _unchunked_names(checkpoint).get(key, key)

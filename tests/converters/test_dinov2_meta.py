@@ -155,6 +155,9 @@ def test_block_chunked_state_dict(tmp_path):
     state = model.state_dict()
     assert "blocks.1.3.norm1.weight" in state and "blocks.3.norm1.weight" not in state
     path = save(tmp_path, state, head=head)
+    with open_checkpoint(path) as checkpoint:  # the head beside the backbone joins under linear_head.*
+        assert checkpoint.metadata["companions"] == {HEAD_PREFIX: str(tmp_path / HEAD)}
+        assert {HEAD_PREFIX + "weight", HEAD_PREFIX + "bias"} <= set(checkpoint.keys())
     assert_close(errors_against_meta(model, head, path, 84, tiny_config(depth=4)), "block_chunks=2, 84 px")
 
 
@@ -294,13 +297,14 @@ def test_the_four_layer_head_is_refused_by_name(tmp_path):
     assert raised.value.layout == "Meta DINOv2 linear4 head"
     # a renamed 4-layer head beside the backbone is refused too, never read as another head
     save(tmp_path, meta_model(seed=6).state_dict(), head=torch.nn.Linear(5 * 64, 1000))
-    with pytest.raises(UnsupportedLayoutError, match="4-layer"):
+    with pytest.raises(UnsupportedLayoutError, match=r"^'dinov2_vits14_linear_head.pth' beside Meta DINOv2 "
+                                                     r"checkpoint 'dinov2_vits14_pretrain.pth' is Meta's 4-layer"):
         vit_zoo.load(config=tiny_config(), weights=str(tmp_path / BACKBONE))
 
 
 def test_a_head_of_another_backbone_is_refused(tmp_path):
     save(tmp_path, meta_model(seed=7).state_dict(), head=linear_head(96))
-    with pytest.raises(CheckpointError, match=r"the linear head beside it takes 192 features, but the backbone's "
+    with pytest.raises(CheckpointError, match=r"the linear head beside it \('dinov2_vits14_linear_head.pth'\) takes 192 features, but the backbone's "
                                               r"class token ‖ mean patch token is 128 wide"):
         vit_zoo.load(config=tiny_config(), weights=str(tmp_path / BACKBONE))
 
