@@ -11,7 +11,9 @@ Backbone and head load together: keep the head file beside the backbone with the
 cache holds them: ``dinov2_vits14_linear_head.pth`` beside ``dinov2_vits14_pretrain.pth``) and load the
 backbone: ``open_checkpoint`` reads the head beside it under the keys ``linear_head.*``. Without it the
 backbone has no head (``include_top=False`` for features, or ``num_classes=N`` for a new head); the head file
-alone is refused with the name of the backbone to put beside it.
+alone is refused with the name of the backbone to put beside it. E.g. with torch.hub's cache:
+``vit_zoo.load(weights="~/.cache/torch/hub/checkpoints/dinov2_vits14_pretrain.pth")`` is ViT-S/14 with its
+ImageNet head at 224 px. (A state dict of Meta's names without ``mask_token`` is timm's layout, left to timm.)
 
 Backbone layout (PyTorch shapes: Linear weights are (out, in)):
     patch_embed.proj.{weight (D, 3, 14, 14), bias}
@@ -176,9 +178,9 @@ def _head_classes(checkpoint: Checkpoint, width: int, where: str):
     if features == 5 * width:
         raise _linear4_error(f"{beside!r} beside {where}", "…_linear_head.pth")
     if features != 2 * width:
-        raise CheckpointError(f"{where}: the linear head beside it ({beside!r}) takes {features} features, but the backbone's "
-                              f"class token ‖ mean patch token is {2 * width} wide (width {width}); the head belongs "
-                              f"to another backbone")
+        raise CheckpointError(f"{where}: the linear head beside it ({beside!r}) takes {features} features, but the "
+                              f"backbone's class token ‖ mean patch token is {2 * width} wide (width {width}); the "
+                              f"head belongs to another backbone")
     return classes
 
 

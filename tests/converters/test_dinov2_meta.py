@@ -304,8 +304,9 @@ def test_the_four_layer_head_is_refused_by_name(tmp_path):
 
 def test_a_head_of_another_backbone_is_refused(tmp_path):
     save(tmp_path, meta_model(seed=7).state_dict(), head=linear_head(96))
-    with pytest.raises(CheckpointError, match=r"the linear head beside it \('dinov2_vits14_linear_head.pth'\) takes 192 features, but the backbone's "
-                                              r"class token ‖ mean patch token is 128 wide"):
+    with pytest.raises(CheckpointError, match=r"the linear head beside it \('dinov2_vits14_linear_head.pth'\) takes "
+                                              r"192 features, but the backbone's class token ‖ mean patch token is "
+                                              r"128 wide"):
         vit_zoo.load(config=tiny_config(), weights=str(tmp_path / BACKBONE))
 
 
