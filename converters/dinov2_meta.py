@@ -12,7 +12,7 @@ cache holds them: ``dinov2_vits14_linear_head.pth`` beside ``dinov2_vits14_pretr
 backbone: ``open_checkpoint`` reads the head beside it under the keys ``linear_head.*``. Without it the
 backbone has no head (``include_top=False`` for features, or ``num_classes=N`` for a new head); the head file
 alone is refused with the name of the backbone to put beside it. E.g. with torch.hub's cache:
-``vit_zoo.load(weights="~/.cache/torch/hub/checkpoints/dinov2_vits14_pretrain.pth")`` is ViT-S/14 with its
+``vit_zoo.load(weights=f"{torch.hub.get_dir()}/checkpoints/dinov2_vits14_pretrain.pth")`` is ViT-S/14 with its
 ImageNet head at 224 px. (A state dict of Meta's names without ``mask_token`` is timm's layout, left to timm.)
 
 Backbone layout (PyTorch shapes: Linear weights are (out, in)):
