@@ -9,12 +9,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from conftest import load_converted, to_numpy
 from reference_frameworks import require
+from synth_checkpoints import relative_error
+from vit_zoo import converters
+from vit_zoo.converters import timm as timm_format
 
 torch = require("torch")
 timm = require("timm")
+
+TOLERANCE = 1e-4  # max|a − b| / max|b|, float32
 
 
 def build(name: str, seed: int = 0, **kwargs):
@@ -81,3 +88,26 @@ def outputs(model, nchw) -> dict:
     with torch.no_grad():
         tokens = model.forward_features(nchw)
         return {"tokens": tokens.numpy(), "output": model.forward_head(tokens).numpy()}
+
+
+def ours(path, **options):
+    """Our model through the loader, as a view {"tokens": after the final norm, "output": logits or the
+    pooled class token}, and its source config."""
+    with converters.open_checkpoint(path) as checkpoint:
+        assert converters.detect_format(checkpoint) is timm_format
+        has_head = timm_format.config_fields(checkpoint, options.get("requested"))["num_classes"] is not None
+    model, config = load_converted(path, include_top=has_head, pooling=None if has_head else "token", **options)
+    last = "encoder_norm" if config.pooling != "avg-fcnorm" else f"block_{config.num_layers - 1:02d}_add2"
+    return keras.Model(model.input, {"tokens": model.get_layer(last).output, "output": model.output}), config
+
+
+def assert_parity(view, reference, size, case, batch=2, predict=False):
+    """Our ``view`` (from ``ours``) against the timm model ``reference`` on the same ``size`` px images:
+    both outputs within TOLERANCE; prints the errors."""
+    nhwc, nchw = images(size, batch)
+    got = view.predict(nhwc, verbose=0) if predict else {k: to_numpy(v) for k, v in view(nhwc).items()}
+    expected = outputs(reference, nchw)
+    assert {name: np.shape(got[name]) for name in expected} == {name: v.shape for name, v in expected.items()}
+    errors = {name: relative_error(got[name], expected[name]) for name in expected}
+    print(f"\ntimm parity {case} at {size} px: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    assert all(error <= TOLERANCE for error in errors.values()), (case, errors)

@@ -6,17 +6,15 @@ model_args, saved as users hold them (model.safetensors + timm's config.json; th
 its position embeddings resampled by its own loader) and with dynamic input sizes."""
 import warnings
 
-import keras
-import numpy as np
 import pytest
 
 import timm_reference as ref
 from conftest import load_converted
+from timm_reference import assert_parity, ours
 from vit_zoo import converters
 from vit_zoo.converters import timm, timm_config
 from vit_zoo.model import variants
 
-TOLERANCE = 1e-4
 TINY = dict(embed_dim=64, num_heads=2, depth=2)
 
 # family: (timm architecture, create_model overrides, stored size, a larger size, a smaller size)
@@ -48,32 +46,6 @@ def saved(family, tmp_path_factory):
         model = ref.build(name, seed=len(_SAVED), img_size=size, **overrides)
         _SAVED[family] = ref.save_safetensors(model, tmp_path_factory.mktemp(family)), model
     return _SAVED[family]
-
-
-def ours(path, **options):
-    """Our model through the loader, as a view {"tokens": after the final norm, "output": logits or the
-    pooled class token}, and its source config."""
-    with converters.open_checkpoint(path) as checkpoint:
-        assert converters.detect_format(checkpoint) is timm
-        has_head = timm.config_fields(checkpoint, options.pop("requested", None))["num_classes"] is not None
-    model, config = load_converted(path, include_top=has_head, pooling=None if has_head else "token", **options)
-    last = "encoder_norm" if config.pooling != "avg-fcnorm" else f"block_{config.num_layers - 1:02d}_add2"
-    return keras.Model(model.input, {"tokens": model.get_layer(last).output, "output": model.output}), config
-
-
-def relative_error(ours_value, reference) -> float:
-    ours_value, reference = np.asarray(ours_value, np.float64), np.asarray(reference, np.float64)
-    assert ours_value.shape == reference.shape
-    return float(np.max(np.abs(ours_value - reference)) / np.max(np.abs(reference)))
-
-
-def assert_parity(view, reference, size, case, batch=2, predict=False):
-    nhwc, nchw = ref.images(size, batch)
-    got = view.predict(nhwc, verbose=0) if predict else {k: np.asarray(v) for k, v in view(nhwc).items()}
-    expected = ref.outputs(reference, nchw)
-    errors = {name: relative_error(got[name], expected[name]) for name in expected}
-    print(f"\ntimm parity {case} at {size} px: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
-    assert all(error <= TOLERANCE for error in errors.values()), (case, errors)
 
 
 # ---- model.safetensors + timm's config.json --------------------------------------------------------------
