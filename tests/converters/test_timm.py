@@ -86,7 +86,6 @@ def test_parity_with_timm(case, tmp_path, ref):
     assert config.image_size == tuple(reference.patch_embed.img_size)
     assert config.pooling == {"token": "token", "avg": "avg-fcnorm" if reference.fc_norm.__class__.__name__
                               != "Identity" else "gap"}[reference.global_pool]
-    assert ref.load_converted(path)[1].num_classes == reference.num_classes or reference.num_classes == 0
     ref.assert_parity(view, reference, config.image_size, case, batch=1 if config.hidden_size == 768 else 2)
 
 
