@@ -46,6 +46,106 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     assert identity.config == tiny_config(num_classes=4) and saved["identity"] == identity.to_dict()
 
 
+# Run in a fresh process: load the fine-tuned model.keras, evaluate and fit on integer and one-hot labels,
+# then run the README's "reload and keep training" block (a new optimizer, the reloaded loss).
+KEEP_TRAINING = """
+import json, sys
+import keras, numpy as np
+import vit_zoo  # registers vit_zoo's classes: the model, its optimizer, loss and metric
+model = keras.models.load_model(sys.argv[1])
+with np.load(sys.argv[2]) as data:
+    images, labels = data["images"], data["labels"]
+one_hot = np.eye(model.output_shape[-1], dtype="float32")[labels]
+done = {"loss": [type(model.loss).__name__, model.loss.label_smoothing],
+        "optimizer": [type(model.optimizer).__name__, int(model.optimizer.iterations)],
+        "integers": model.evaluate(images, labels, batch_size=8, verbose=0, return_dict=True),
+        "one_hot": model.evaluate(images, one_hot, batch_size=8, verbose=0, return_dict=True)}
+done["fit_integers"] = model.fit(images, labels, batch_size=8, epochs=1, verbose=0).history
+done["fit_one_hot"] = model.fit(images, one_hot, batch_size=8, epochs=1, verbose=0).history
+done["iterations"] = int(model.optimizer.iterations)
+before = keras.models.load_model(sys.argv[1]).get_weights()
+"""
+
+
+def readme_keep_training_block(model_path) -> str:
+    """The README's "reload and keep training" code block, on ``model_path``."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme[readme.index("Reload and keep training"):].split("```python\n", 1)[1].split("```", 1)[0]
+    return block.replace('"vit-finetune/model.keras"', repr(str(model_path)))
+
+
+def test_a_reloaded_model_keeps_training_on_integer_and_one_hot_labels(tmp_path):
+    """``keras.models.load_model("run/model.keras")`` in a fresh process, then ``fit(x, integer_labels)`` and
+    ``fit(x, one_hot_labels)``: the saved compile state (loss with its label smoothing, optimizer with its
+    step count) reloads, and both label forms give the loss and accuracy of a NumPy computation from the
+    model's logits. Then the README's block runs as written and trains the model."""
+    import subprocess
+    import sys
+
+    from vit_zoo.train.finetuning import finetune
+
+    images, labels = toy_arrays(16, classes=6, seed=2)
+    result = finetune(toy_arrays(32, classes=6), tiny_config(num_classes=6, num_layers=1), steps=2,
+                      label_smoothing=0.1, output_dir=tmp_path, **RUN)
+    np.savez(tmp_path / "data.npz", images=images, labels=labels)
+    script = KEEP_TRAINING + readme_keep_training_block(tmp_path / "model.keras") + """
+after = keras.models.load_model(sys.argv[1]).get_weights()
+done["readme_changed"] = max(float(np.max(np.abs(a - b))) for a, b in zip(before, after))
+print(json.dumps(done))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras"), str(tmp_path / "data.npz")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["loss"] == ["ClassificationCrossentropy", 0.1]
+    assert got["optimizer"] == ["ViTSGD", 2]  # the run's 2 steps: the optimizer state came back too
+    logits = result["model"].predict(images, verbose=0).astype(np.float64)
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    smoothed = np.eye(6)[labels] * 0.9 + 0.1 / 6
+    expected_loss = float(np.mean(-(smoothed * log_softmax).sum(1)))
+    expected_accuracy = float(np.mean(logits.argmax(1) == labels))
+    for form in ("integers", "one_hot"):
+        assert got[form]["loss"] == pytest.approx(expected_loss, abs=1e-5), form
+        assert got[form]["accuracy"] == pytest.approx(expected_accuracy), form
+    assert np.isfinite(got["fit_integers"]["loss"][0]) and np.isfinite(got["fit_one_hot"]["loss"][0])
+    assert got["iterations"] == 2 + 2 * 2  # 16 images in batches of 8, twice
+    assert got["readme_changed"] > 1e-4  # the README's new optimizer trained and saved the model
+
+
+def test_the_loss_and_accuracy_take_both_label_forms_and_refuse_other_shapes():
+    """Against Keras' own one-hot loss: integer labels (B,) and (B, 1) and one-hot targets give the same
+    value, with label smoothing; soft targets (mixup) are used as they are."""
+    import keras
+
+    from vit_zoo.train.losses import ClassificationAccuracy, ClassificationCrossentropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 6)).astype("float32")
+    labels = np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    one_hot = np.eye(6, dtype="float32")[labels]
+    soft = 0.7 * one_hot + 0.3 * one_hot[::-1]
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)
+    ours = ClassificationCrossentropy(label_smoothing=0.2)
+    for targets in (labels, labels[:, None], one_hot):
+        assert float(ours(targets, logits)) == pytest.approx(float(reference(one_hot, logits)), abs=1e-6)
+    assert float(ours(soft, logits)) == pytest.approx(float(reference(soft, logits)), abs=1e-6)
+    expected = float(np.mean(logits.argmax(1) == labels))
+    for targets in (labels, labels[:, None], one_hot):
+        metric = ClassificationAccuracy()
+        metric.update_state(targets, logits)
+        assert float(metric.result()) == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"labels of shape \(8, 6, 1\) do not fit logits of shape \(8, 6\): "
+                                         r"give integer class indices shaped \(batch,\)"):
+        ours(one_hot[..., None], logits)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        ClassificationCrossentropy(label_smoothing=1.0)
+    restored = ClassificationCrossentropy.from_config(ours.get_config())
+    assert restored.label_smoothing == 0.2 and float(restored(labels, logits)) == pytest.approx(float(ours(labels, logits)))
+
+
 @pytest.mark.xla
 def test_trains_with_xla_by_default(tmp_path):
     from vit_zoo.train.finetuning import finetune

@@ -22,7 +22,7 @@ import keras
 
 from vit_zoo.files import write_json
 from vit_zoo.model.identity import identity_of
-from vit_zoo.train import distribute, optimizers, pipeline, start, state
+from vit_zoo.train import distribute, losses, optimizers, pipeline, start, state
 from vit_zoo.train.data import resolve_data
 from vit_zoo.train.log import TrainLog
 from vit_zoo.use.evaluation import BATCH_SIZE, evaluate_examples
@@ -105,9 +105,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
         opt = optimizers.make_optimizer(optimizer, schedule, momentum=momentum, weight_decay=weight_decay,
                                         clip_norm=grad_clip_norm, accumulation=grad_accumulation,
                                         layer_decay=layer_decay, loss_scaling=precision == "mixed_float16")
-        net.compile(optimizer=opt, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                    loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
-                    jit_compile=jit_compile)
+        # integer labels and one-hot targets alike: a reloaded model.keras keeps training on either
+        net.compile(optimizer=opt, metrics=[losses.ClassificationAccuracy()],
+                    loss=losses.ClassificationCrossentropy(label_smoothing=label_smoothing), jit_compile=jit_compile)
         opt.build(net.trainable_variables)  # so that a checkpoint can be restored into it
     identity = start.finetuned_identity(net, splits.class_names, output_dir.resolve() / "model.keras")
     if identity is not None:
