@@ -180,6 +180,35 @@ def test_resume_after_interruption_continues_the_same_trajectory(tmp_path):
                                [h["loss"] for h in reference["history"][4:]], atol=1e-6)
 
 
+def test_resume_on_other_data_is_refused_and_a_moved_folder_still_matches(tmp_path):
+    """The checkpoint records the training split's fingerprint: resuming on other images (or the same
+    images with other labels) is an error that says so; the same image folder copied elsewhere resumes."""
+    import shutil
+
+    from vit_zoo.train.data import resolve_data
+    from vit_zoo.train.finetuning import finetune
+    from vit_zoo.train.state import data_fingerprint
+
+    config = tiny_config(num_classes=4, num_layers=1)
+    options = dict(steps=2, checkpoint_every=1, **RUN)
+    finetune(toy_arrays(32), config, output_dir=tmp_path / "run", **{**options, "steps": 1})
+    with pytest.raises(ValueError, match=r"checkpoint '.*ckpt-00000001.npz' was written by a run on other training "
+                                         r"data: 32 examples \(arrays\) from .*, sha256 [0-9a-f]{12}; this run has 32 "
+                                         r"examples \(arrays\) .*\(the examples, their order or their labels differ"):
+        finetune(toy_arrays(32, seed=5), config, output_dir=tmp_path / "run", **options)
+    images, labels = toy_arrays(32)
+    with pytest.raises(ValueError, match="was written by a run on other training data"):
+        finetune((images, (labels + 1) % 4), config, output_dir=tmp_path / "run", **options)
+    assert finetune((images, labels), config, output_dir=tmp_path / "run", **options)["resumed_from_step"] == 1
+
+    write_folder(tmp_path / "photos", counts=(4, 4))
+    shutil.copytree(tmp_path / "photos", tmp_path / "elsewhere")
+    fingerprint = lambda root: data_fingerprint(resolve_data(root, val_fraction=0.25).train)  # noqa: E731
+    assert fingerprint(tmp_path / "photos")["sha256"] == fingerprint(tmp_path / "elsewhere")["sha256"]
+    (tmp_path / "elsewhere" / "class_1" / "img_0.png").rename(tmp_path / "elsewhere" / "class_1" / "img_9.png")
+    assert fingerprint(tmp_path / "photos")["sha256"] != fingerprint(tmp_path / "elsewhere")["sha256"]
+
+
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     """Two micro-batches of 8 = one batch of 16, with clipping at global norm 0.5 and warm-up (tolerance
     max |Δw| ≤ 1e-5)."""

@@ -120,7 +120,8 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
     if not resume and plan.chief:
         state.remove_checkpoints(checkpoint_dir)  # a fresh run: no stale state to resume later
     latest = state.latest_checkpoint(checkpoint_dir) if resume else None
-    first = state.restore_checkpoint(latest, net, opt) if latest is not None else 0
+    fingerprint = state.data_fingerprint(train)  # a checkpoint resumes only on the data it was written on
+    first = state.restore_checkpoint(latest, net, opt, fingerprint) if latest is not None else 0
     if first > total:
         raise ValueError(f"the checkpoint '{latest}' is at step {first}, past the {total} steps asked for")
 
@@ -140,8 +141,8 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
             log.evaluation(step, evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch,
                                                    workers=workers))
     timing = dict(first_step=first, total_steps=total, accumulation=grad_accumulation)
-    callbacks = [log] + ([state.EverySteps(lambda step: state.save_checkpoint(checkpoint_dir, step, net, opt),
-                                           every=checkpoint_every, at_end=True, **timing)] if plan.chief else [])
+    save = lambda step: state.save_checkpoint(checkpoint_dir, step, net, opt, data=fingerprint)  # noqa: E731
+    callbacks = [log] + ([state.EverySteps(save, every=checkpoint_every, at_end=True, **timing)] if plan.chief else [])
     if eval_every and val is not None:
         callbacks.append(state.EverySteps(evaluation, every=eval_every, **timing))
     if latest is not None:
