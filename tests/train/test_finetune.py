@@ -32,8 +32,7 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     assert len(losses) == 20 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert result["metrics"]["val_top1"] > 0.5
     assert [h["step"] for h in result["history"] if "val_top1" in h] == [10, 20]
-    saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["metrics"]["val_top5"] == 1.0  # 4 classes: top-5 is top-4
+    saved = json.loads((tmp_path / "run.json").read_text())  # (top-5 of 6 classes: the demo test below)
     assert saved["config"]["optimizer"] == "sgd" and saved["steps"] == 20 and saved["classes"] == list(NAMES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "logs", "model.keras", "run.json"]
     assert list((tmp_path / "logs" / "train").iterdir()) and list((tmp_path / "logs" / "val").iterdir())
@@ -471,4 +470,5 @@ def test_demo_names_its_shapes_and_evaluating_it_reproduces_the_printed_top1(tmp
     evaluated = vit_zoo.evaluate(reloaded, tmp_path / "data" / "val", progress=False)
     assert evaluated["examples"] == 30
     assert evaluated["top1"] == result["metrics"]["val_top1"]
+    assert evaluated["top5"] == result["metrics"]["val_top5"] < 1.0  # 6 classes: top-5 can miss, and does
     assert evaluated["loss"] == pytest.approx(result["metrics"]["val_loss"], abs=1e-6)
