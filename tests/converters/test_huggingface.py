@@ -16,8 +16,9 @@ from vit_zoo.converters.checkpoint import CheckpointError, open_checkpoint
 
 import layouts
 import synth_hf
+from reference_frameworks import require
 
-pytest.importorskip("transformers", reason="transformers' ViTConfig writes the config.json files")
+require("transformers")  # transformers' ViTConfig writes the config.json files
 
 
 # ---- layouts -----------------------------------------------------------------------------------------

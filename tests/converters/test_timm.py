@@ -19,6 +19,7 @@ from vit_zoo.model.variants import variant_fields
 import layouts
 import synth_hf
 from conftest import load_converted
+from reference_frameworks import require
 from reference_numpy import timm_forward
 from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,
                                write_timm)
@@ -253,8 +254,7 @@ def test_fc_norm_with_token_pooling_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # The reference itself, against Hugging Face transformers' torch ViT on the same weights.
 def test_reference_matches_transformers(tmp_path):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch, transformers = require("torch"), require("transformers")
     spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3})
     values = layouts.weights(spec, seed=5)
     tensors = layouts.tensors(layouts.timm(spec), values)

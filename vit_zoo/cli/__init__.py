@@ -10,9 +10,9 @@ import argparse
 import os
 import sys
 
-from vit_zoo.cli import models, train, use, weights
+from vit_zoo.cli import mapping, models, train, use, weights
 
-COMMAND_GROUPS = (models, use, train, weights)
+COMMAND_GROUPS = (models, use, train, weights, mapping)
 
 
 _DEBUG_HELP = "show tracebacks on errors, and TensorFlow's start-up notes"

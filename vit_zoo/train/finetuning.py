@@ -22,7 +22,7 @@ import keras
 
 from vit_zoo.files import write_json
 from vit_zoo.model.identity import identity_of
-from vit_zoo.train import distribute, optimizers, pipeline, start, state
+from vit_zoo.train import distribute, losses, optimizers, pipeline, start, state
 from vit_zoo.train.data import resolve_data
 from vit_zoo.train.log import TrainLog
 from vit_zoo.use.evaluation import BATCH_SIZE, evaluate_examples
@@ -105,9 +105,9 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
         opt = optimizers.make_optimizer(optimizer, schedule, momentum=momentum, weight_decay=weight_decay,
                                         clip_norm=grad_clip_norm, accumulation=grad_accumulation,
                                         layer_decay=layer_decay, loss_scaling=precision == "mixed_float16")
-        net.compile(optimizer=opt, metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                    loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
-                    jit_compile=jit_compile)
+        # integer labels and one-hot targets alike: a reloaded model.keras keeps training on either
+        net.compile(optimizer=opt, metrics=[losses.ClassificationAccuracy()],
+                    loss=losses.ClassificationCrossentropy(label_smoothing=label_smoothing), jit_compile=jit_compile)
         opt.build(net.trainable_variables)  # so that a checkpoint can be restored into it
     identity = start.finetuned_identity(net, splits.class_names, output_dir.resolve() / "model.keras")
     if identity is not None:
@@ -120,7 +120,8 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
     if not resume and plan.chief:
         state.remove_checkpoints(checkpoint_dir)  # a fresh run: no stale state to resume later
     latest = state.latest_checkpoint(checkpoint_dir) if resume else None
-    first = state.restore_checkpoint(latest, net, opt) if latest is not None else 0
+    fingerprint = state.data_fingerprint(train)  # a checkpoint resumes only on the data it was written on
+    first = state.restore_checkpoint(latest, net, opt, fingerprint) if latest is not None else 0
     if first > total:
         raise ValueError(f"the checkpoint '{latest}' is at step {first}, past the {total} steps asked for")
 
@@ -140,8 +141,8 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
             log.evaluation(step, evaluate_examples(net, val.pairs(), val.size, batch_size=evaluation_batch,
                                                    workers=workers))
     timing = dict(first_step=first, total_steps=total, accumulation=grad_accumulation)
-    callbacks = [log] + ([state.EverySteps(lambda step: state.save_checkpoint(checkpoint_dir, step, net, opt),
-                                           every=checkpoint_every, at_end=True, **timing)] if plan.chief else [])
+    save = lambda step: state.save_checkpoint(checkpoint_dir, step, net, opt, data=fingerprint)  # noqa: E731
+    callbacks = [log] + ([state.EverySteps(save, every=checkpoint_every, at_end=True, **timing)] if plan.chief else [])
     if eval_every and val is not None:
         callbacks.append(state.EverySteps(evaluation, every=eval_every, **timing))
     if latest is not None:
