@@ -3,6 +3,7 @@ preprocessor_config.json, the layouts it detects, and what it refuses. The check
 layout tables (``synth_hf.write_random``), config.json by transformers' own ViTConfig (no torch needed);
 parity with transformers' torch model is in test_huggingface_parity.py."""
 import json
+import re
 import warnings
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_config_fields_follow_config_json(tmp_path):
                           num_layers=2, class_token=True, pooling="token", representation_size=None,
                           gelu="tanh", layer_norm_epsilon=1e-6, qkv_bias=True, mean=(0.5, 0.5, 0.5),
                           std=(0.5, 0.5, 0.5), num_classes=7, position_embedding_resampling="bicubic",
-                          assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+                          distillation_token=False, head="linear", assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
 
 
 def test_hugging_face_defaults_eps_and_gelu(tmp_path):
@@ -125,14 +126,43 @@ def test_missing_tensor_is_listed_and_nothing_assigned(tmp_path):
     assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, model.weights))
 
 
-def test_not_a_vit_model_type(tmp_path):
+@pytest.mark.parametrize("model_type, named", [("vit_mae", "ViTMAE"), ("beit", "BEiT"),
+                                               ("clip_vision_model", "CLIP's vision tower"),
+                                               ("siglip_vision_model", "SigLIP's vision tower"),
+                                               ("swinv2", None)])
+def test_model_types_not_modelled_are_refused_by_name(tmp_path, model_type, named):
+    path = synth_hf.write_random(synth_hf.hf_config(), tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    with open_checkpoint(path) as checkpoint:
+        assert converters.detect_format(checkpoint) is hf
+        with pytest.raises(converters.UnsupportedLayoutError, match=rf"model_type '{model_type}'"
+                           rf"{re.escape(' (' + named) if named else '; this converter reads'}") as error:
+            hf.config_fields(checkpoint)
+    assert error.value.layout == f"Hugging Face model_type '{model_type}'"
+
+
+def test_refused_model_type_is_detected_by_its_config_json_alone(tmp_path):
+    # CLIP's tower keys ("vision_model.embeddings.patch_embedding.weight") are no layout read here; its
+    # config.json names it, so the error names the family instead of "unknown checkpoint format".
+    from synth_checkpoints import write_safetensors
+
+    write_safetensors(tmp_path / "model.safetensors",
+                      {"vision_model.embeddings.patch_embedding.weight": np.zeros((8, 3, 4, 4), "float32")})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip_vision_model"}))
+    with pytest.raises(converters.UnsupportedLayoutError, match=r"model_type 'clip_vision_model' \(CLIP"):
+        vit_zoo.load(weights=str(tmp_path), include_top=False)
+
+
+def test_model_type_and_weights_of_different_models(tmp_path):
     path = synth_hf.write_random(synth_hf.hf_config(), tmp_path)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "model_type": "deit"}))
     with open_checkpoint(path) as checkpoint:
-        with pytest.raises(converters.UnsupportedLayoutError, match="model_type 'deit'") as error:
+        with pytest.raises(CheckpointError, match=r"model_type 'deit', whose weights are under 'deit\.', but "
+                                                  r"'model\.safetensors' keeps them under 'vit\.' \(a model_type "
+                                                  r"'vit' checkpoint\)"):
             hf.config_fields(checkpoint)
-    assert error.value.layout == "Hugging Face model_type 'deit'"
 
 
 def test_identity_from_config_json_and_preprocessor_config(tmp_path):
