@@ -95,8 +95,8 @@ def preprocessing(checkpoint: Checkpoint, model_type: str, image_size) -> Tuple[
         found = Preprocessing("timm", min(c / s for c, s in zip(crop, squash)), interpolation)
         gap = (f"{name} resizes to {squash} without keeping the aspect ratio, then crops {crop}; the nearest "
                f"recipe, 'timm' crop_pct {found.crop_pct:g} (shorter side kept), equals it on square images")
-    assumed = {} if stated and gap is None else {
-        "preprocessing": gap or f"{name} of the published repos: {_describe(processor)}"}
+    published = "" if stated else f"no preprocessor_config.json: {name} of the published repos ({_describe(processor)})"
+    assumed = {"preprocessing": "; ".join(part for part in (published, gap) if part)} if published or gap else {}
     if stated and gap is None and crop is not None and crop != tuple(image_size):
         assumed["preprocessing"] = f"{name} crops {crop}, the model takes {tuple(image_size)}"
     return found, assumed

@@ -21,6 +21,8 @@ import synth_hf_family as family  # noqa: E402
 from conftest import load_converted  # noqa: E402
 
 TOLERANCE = 1e-4
+# Checkpoints here have no preprocessor_config.json (but one test's): the assumed mean/std are warned about.
+pytestmark = pytest.mark.filterwarnings("ignore:hf checkpoint .* does not state every value:UserWarning")
 ERRORS = {}  # case → max relative error, printed per test (-s) for the report
 
 
@@ -49,11 +51,9 @@ def reference_outputs(reference, pixels, interpolate=False):
 
 def our_outputs(path, nhwc, heads=True, **options):
     """{"tokens": include_top=False, pooling=None; "logits": the head} of our converted model."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the assumed mean/std (no preprocessor_config.json)
-        found = {"tokens": load_converted(path, include_top=False, pooling=None, **options)[0].predict(nhwc, verbose=0)}
-        if heads:
-            found["logits"] = load_converted(path, **options)[0].predict(nhwc, verbose=0)
+    found = {"tokens": load_converted(path, include_top=False, pooling=None, **options)[0].predict(nhwc, verbose=0)}
+    if heads:
+        found["logits"] = load_converted(path, **options)[0].predict(nhwc, verbose=0)
     return found
 
 
