@@ -58,12 +58,11 @@ def model(cls_name: str, config, seed=0):
     return perturbed(getattr(transformers, cls_name)(config), seed)
 
 
-def save(reference, directory, processor=None, safe_serialization=True) -> Path:
-    """``save_pretrained`` into ``directory`` (model.safetensors, or pytorch_model.bin with
-    ``safe_serialization=False``, + config.json); ``processor``, a transformers image processor, saves its
-    preprocessor_config.json there with its own ``save_pretrained``."""
+def save(reference, directory, processor=None) -> Path:
+    """``save_pretrained`` into ``directory`` (model.safetensors + config.json); ``processor``, a
+    transformers image processor, saves its preprocessor_config.json there with its own ``save_pretrained``."""
     directory = Path(directory)
-    reference.save_pretrained(directory, safe_serialization=safe_serialization)
+    reference.save_pretrained(directory)
     if processor is not None:
         processor.save_pretrained(directory)
     return directory

@@ -17,6 +17,7 @@ import vit_zoo  # noqa: E402
 from vit_zoo.converters import huggingface as hf  # noqa: E402
 from vit_zoo.converters.checkpoint import open_checkpoint  # noqa: E402
 
+import synth_hf  # noqa: E402
 import synth_hf_family as family  # noqa: E402
 from conftest import load_converted  # noqa: E402
 
@@ -137,9 +138,24 @@ def test_dinov2_input_size_from_the_processor_crop(tmp_path):
 
 def test_dinov2_with_registers_pytorch_bin(tmp_path):
     reference = family.model("Dinov2WithRegistersForImageClassification", family.dinov2_config(True), seed=12)
-    path = family.save(reference, tmp_path, safe_serialization=False)
-    assert (path / "pytorch_model.bin").exists() and not (path / "model.safetensors").exists()
+    path = synth_hf.save_bin(reference, tmp_path)  # transformers 5 saves safetensors only; 4.x's pickle
+    assert open_checkpoint(path).path.name == "pytorch_model.bin"
     assert_parity("Dinov2WithRegistersForImageClassification pytorch_model.bin 56 px", path, reference, 56)
+
+
+@pytest.mark.parametrize("cls_name, wrong", [("Dinov2WithRegistersForImageClassification", "bicubic"),
+                                             ("Dinov2ForImageClassification", "bicubic-antialias")])
+def test_the_other_interpolation_fails_the_tolerance(tmp_path, cls_name, wrong):
+    # Shrinking the table (4x4 → 3x3) with or without antialiasing differs beyond 1e-4: the parity above
+    # holds each class to its own interpolate_pos_encoding.
+    reference = family.model(cls_name, family.dinov2_config("Registers" in cls_name), seed=17)
+    path = family.save(reference, tmp_path)
+    nhwc, nchw = images(42)
+    model, _ = load_converted(path, include_top=False, pooling=None, dynamic_size=True,
+                              known={"config": {"position_embedding_resampling": wrong}})
+    error = relative_error(model.predict(nhwc, verbose=0), reference_outputs(reference, nchw)["tokens"])
+    print(f"\nhf family negative control {cls_name} with {wrong}: {error:.2e}")
+    assert error > TOLERANCE
 
 
 @pytest.mark.xla
