@@ -157,7 +157,14 @@ def _dinov2_fields(checkpoint, hf, kind, image, stored, assumed: dict) -> dict:
         gelu = "exact"  # unused: SwiGLU's SiLU is fixed, hidden_act is not read
     else:
         mlp, rule, gelu = "gelu", _RATIO_WIDTH, _gelu(checkpoint, hf["hidden_act"])
-    fc2 = stored(hf_layout.VIT_LAYER.format(i=0) + ("mlp.weights_out" if mlp == "swiglu" else "mlp.fc2"), "weight")
+    first = hf_layout.VIT_LAYER.format(i=0) + "mlp."
+    ours, other = ("weights_out", "fc2") if mlp == "swiglu" else ("fc2", "weights_out")
+    if stored(first + ours, "weight") is None and stored(first + other, "weight") is not None:
+        raise CheckpointError(f"{config_path(checkpoint)} says use_swiglu_ffn {bool(hf['use_swiglu_ffn'])}, but "
+                              f"{checkpoint.path.name!r} has '{first + other}' (a "
+                              f"{'SwiGLU' if other == 'weights_out' else 'GELU'} MLP's); config.json and the "
+                              f"weights are from different models")
+    fc2 = stored(first + ours, "weight")
     _agree(checkpoint, f"an MLP width of {rule}, i.e.", width, "an MLP width (fc2 inputs) of", fc2 and fc2[1])
     registers = int(hf.get("num_register_tokens", 0))
     found_registers = stored("embeddings.register_tokens")
