@@ -55,7 +55,8 @@ def test_config_fields_follow_config_json(tmp_path):
                           num_layers=2, class_token=True, pooling="token", representation_size=None,
                           gelu="tanh", layer_norm_epsilon=1e-6, qkv_bias=True, mean=(0.5, 0.5, 0.5),
                           std=(0.5, 0.5, 0.5), num_classes=7, position_embedding_resampling="bicubic",
-                          distillation_token=False, head="linear", assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+                          distillation_token=False, head="linear",
+                          assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
 
 
 def test_hugging_face_defaults_eps_and_gelu(tmp_path):
