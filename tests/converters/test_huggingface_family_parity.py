@@ -25,7 +25,6 @@ from conftest import load_converted  # noqa: E402
 TOLERANCE = 1e-4
 # Checkpoints here have no preprocessor_config.json (but one test's): the assumed mean/std are warned about.
 pytestmark = pytest.mark.filterwarnings("ignore:hf checkpoint .* does not state every value:UserWarning")
-ERRORS = {}  # case → max relative error, printed per test (-s) for the report
 
 
 def relative_error(ours, reference) -> float:
@@ -64,7 +63,6 @@ def assert_parity(case, path, reference, size, interpolate=False, **options):
     expected = reference_outputs(reference, nchw, interpolate)
     got = our_outputs(path, nhwc, heads="logits" in expected, **options)
     errors = {name: relative_error(got[name], expected[name]) for name in expected}
-    ERRORS[case] = max(errors.values())
     print(f"\nhf family parity {case}: " + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
     assert max(errors.values()) <= TOLERANCE, (case, errors)
 
