@@ -69,7 +69,8 @@ def test_each_model_has_one_default_a_classifier_with_its_published_top1():
     ("dinov2-reg4-small-14", 80.9), ("dinov2-reg4-base-14", 84.6), ("dinov2-reg4-large-14", 86.7),
     ("dinov2-reg4-giant-14", 87.1), ("deit-tiny-16", 72.2), ("deit-small-16", 79.9), ("deit-base-16", 81.8),
     ("deit-distilled-tiny-16", 74.5), ("deit-distilled-small-16", 81.2), ("deit-distilled-base-16", 83.4),
-    ("deit3-small-16", 83.1), ("deit3-medium-16", 84.5), ("deit3-base-16", 85.7), ("deit3-large-16", 87.0), ("deit3-huge-14", 87.2),
+    ("deit3-small-16", 83.1), ("deit3-medium-16", 84.5), ("deit3-base-16", 85.7), ("deit3-large-16", 87.0),
+    ("deit3-huge-14", 87.2),
 ])
 def test_defaults_carry_the_publishers_figures(model, top1):
     assert manifest.resolve(model, True)["top1"] == top1
