@@ -46,13 +46,24 @@ def server(tmp_path, monkeypatch, checkpoint_bytes):
         sha = hashlib.sha256(data).hexdigest()
         entries = [_entry("tiny", sha256=sha, size=len(data), default=True),
                    _entry("zero", sha256=sha, size=len(data), zero_head=True),
-                   _entry("absent")]
+                   _entry("absent"),
+                   _entry("stated", sha256=sha, size=len(data),  # the publisher's own evaluation transform
+                          preprocessing={"recipe": "timm", "crop_pct": 0.875, "interpolation": "bicubic"})]
         path = tmp_path / "manifest.json"
         path.write_text(json.dumps({"schema_version": 1, "entries": entries}))
         monkeypatch.setenv("VIT_ZOO_MANIFEST", str(path))
-        for tag in ("tiny", "zero"):
+        for tag in ("tiny", "zero", "stated"):
             srv.add(f"/vit_models/test/{tag}.npz", data)
         yield srv
+
+
+def test_an_entry_s_stated_transform_travels_with_the_model(server):
+    stated = vit_zoo.load("vit-tiny-16", pretrained="stated").identity
+    default = vit_zoo.load("vit-tiny-16", pretrained="tiny").identity  # the format's: vit_jax squash-resize
+    assert (stated.preprocessing.recipe, stated.preprocessing.crop_pct, stated.preprocessing.interpolation) == (
+        "timm", 0.875, "bicubic")
+    assert (default.preprocessing.recipe, default.preprocessing.crop_pct) == ("google", 1.0)
+    assert stated.provenance.assumed == ()
 
 
 def _images(batch=2):
