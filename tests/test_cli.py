@@ -48,8 +48,10 @@ def test_unknown_model_is_one_line_and_exit_1(capsys):
     code, out, err = run(capsys, "info", "vit-bas-16")
     assert code == 1
     assert err.strip().splitlines() == [
-        "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, vit-base-8. Aliases such as "
-        "'ViT-B_16', 'B/16', 'vit_base_patch16_224' and 'google/vit-base-patch16-224' are accepted too"]
+        "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, deit-base-16. "
+        "Aliases such as 'ViT-B_16', 'B/16', 'vit_base_patch16_224', 'google/vit-base-patch16-224', "
+        "'deit_small_distilled_patch16_224', 'vit_small_patch14_reg4_dinov2', 'facebook/dinov2-base' and "
+        "'dinov2_vitb14' are accepted too"]
     assert "Traceback" not in err
 
 
