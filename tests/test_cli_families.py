@@ -32,7 +32,7 @@ def test_list_has_a_family_column_and_the_published_weights_count(capsys):
         "family", "model", "params", "(224,", "1000", "cls)", "GFLOPs/img", "weights"]
     rows = {row[1].strip(): [cell.strip() for cell in row] for row in _rows(out)}
     assert rows["vit-base-16"] == ["vit", "vit-base-16", "86,567,656", "35.1", str(PACKAGED_COUNTS["vit-base-16"])]
-    assert rows["dinov2-small-14"][0] == "dinov2" and rows["dinov2-small-14"][-1] == "4"
+    assert rows["dinov2-small-14"][0] == "dinov2" and rows["dinov2-small-14"][-1] == "5"
     assert rows["deit3-base-16"][-1] == "4" and rows["deit3-base-14"][-1] == "-"  # no such release
     assert [row[0].strip() for row in _rows(out)] == sorted((r[0].strip() for r in _rows(out)),
                                                             key=list(FAMILIES).index)  # grouped by family
@@ -100,8 +100,11 @@ def test_weights_lists_a_family_model_s_entries(capsys):
     assert rows == [
         ["dinov2-small-14.meta-lvd142m", "meta-dinov2", "224", "none", "-", "?",
          "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"],
+        ["dinov2-small-14.meta-in1k-linear", "meta-dinov2", "224", "1000", "81.10", "?",
+         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth + "
+         "dinov2_vits14_linear_head.pth"],
         ["dinov2-small-14.timm-lvd142m", "timm", "518", "none", "-", "?", "hf:timm/vit_small_patch14_dinov2.lvd142m"],
         ["dinov2-small-14.hf-lvd142m", "hf", "224", "none", "-", "?", "hf:facebook/dinov2-small"],
         ["dinov2-small-14.hf-in1k-linear*", "hf", "224", "1000", "81.10", "?",
          "hf:facebook/dinov2-small-imagenet1k-1-layer"]]
-    assert out.splitlines()[-1].startswith("4 checkpoint(s)")
+    assert out.splitlines()[-1].startswith("5 checkpoint(s)")

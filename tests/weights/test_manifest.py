@@ -126,6 +126,9 @@ def test_extra_manifest_default_replaces_packaged_default(tmp_path, monkeypatch)
     (dict(hf_repo="google/x", filename="model.safetensors"), "exactly one of 'url' or 'hf_repo' (got both)"),
     (dict(format="meta-dinov2", url=None, hf_repo="facebook/x", filename="model.safetensors"),
      "format 'meta-dinov2' is downloaded from a 'url', not an 'hf_repo'"),
+    (dict(head_url="https://example.org/head.pth"), "'head_url' is for format 'meta-dinov2'"),
+    (dict(format="meta-dinov2", head_url="https://example.org/heads/head.pth"),
+     "'head_url' must sit in the same folder as 'url'"),
     (dict(preprocessing={"recipe": "hf", "crop_pct": 0.875, "interpolation": "bicubic"}),
      "field 'preprocessing' is {'recipe': 'hf', 'crop_pct': 0.875, 'interpolation': 'bicubic'}; expected the "
      "publisher's evaluation transform"),

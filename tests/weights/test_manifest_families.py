@@ -48,8 +48,12 @@ def test_every_published_size_has_its_weights_and_sources():
         assert len(releases_found) == releases, (model, releases_found)
     assert {e["model"] for e in ENTRIES} == set(PUBLISHED)
     dinov2 = [e for e in ENTRIES if e["model"].startswith("dinov2")]
-    assert {e["tag"] for e in dinov2} == {"meta-lvd142m", "timm-lvd142m", "hf-lvd142m", "hf-in1k-linear"}
+    assert {e["tag"] for e in dinov2} == {"meta-lvd142m", "meta-in1k-linear", "timm-lvd142m", "hf-lvd142m",
+                                          "hf-in1k-linear"}
     assert all(e["url"].endswith("_pretrain.pth") for e in dinov2 if e["format"] == "meta-dinov2")
+    heads = {e["head_url"] for e in dinov2 if e.get("head_url")}  # the heads of hub/classifiers.py, layers=1
+    assert heads == {f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14{r}_linear_head.pth"
+                     for s in "sblg" for r in ("", "_reg4")}
     assert all(e["num_classes"] == 0 for e in dinov2 if e["tag"].endswith("lvd142m"))
 
 

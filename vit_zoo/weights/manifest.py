@@ -76,6 +76,9 @@ ENTRY_SCHEMA = {
     "format": (True, lambda v: v in FORMATS, f"one of {', '.join(FORMATS)}"),
     "url": (False, lambda v: isinstance(v, str) and v.startswith(("https://", "http://", "file://")),
             "an http(s):// or file:// URL"),
+    "head_url": (False, lambda v: isinstance(v, str) and v.startswith(("https://", "http://", "file://")),
+                 "the URL of a classifier head published as a file of its own, beside 'url' (Meta's DINOv2 "
+                 "..._linear_head.pth)"),
     "hf_repo": (False, lambda v: isinstance(v, str) and bool(_HF_REPO.match(v)), "a Hub repo id 'owner/name'"),
     "filename": (False, lambda v: isinstance(v, str) and v and not v.startswith("/") and ".." not in v,
                  "a file name inside the repo"),
@@ -168,6 +171,15 @@ def _cross_field_problems(e, label) -> list[str]:
         problems.append(f"{label}: format {e['format']!r} is downloaded from a 'url', not an 'hf_repo'")
     if e.get("format") in HUB_FORMATS and has_url:
         problems.append(f"{label}: format {e['format']!r} is downloaded from an 'hf_repo', not a 'url'")
+    if e.get("head_url") is not None:
+        if e.get("format") != "meta-dinov2":
+            problems.append(f"{label}: 'head_url' is for format 'meta-dinov2' (a head file beside its backbone), "
+                            f"not {e.get('format')!r}")
+        elif not has_url or e["head_url"].rsplit("/", 1)[0] != e["url"].rsplit("/", 1)[0]:
+            problems.append(f"{label}: 'head_url' must sit in the same folder as 'url' (the head is read from "
+                            f"beside the backbone)")
+        if not e.get("num_classes"):
+            problems.append(f"{label}: 'head_url' gives the checkpoint a head: 'num_classes' must be its size")
     if e.get("top1") is not None and not e.get("top1_source"):
         problems.append(f"{label}: 'top1' needs 'top1_source' (where the accuracy was published)")
     if e.get("labels") is None and e.get("num_classes"):

@@ -71,6 +71,8 @@ def converted_checkpoint(entry: dict, progress=None) -> Path:
     with FileLock(str(target) + ".lock"):
         if not cache.is_valid(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION):
             cache.remove_entry(target)
+            if entry.get("head_url"):  # a head file of its own lands beside the backbone, where it is read
+                download.fetch({"url": entry["head_url"], "key": f"{entry['key']} (head)"}, progress=progress)
             source = download.fetch(entry, progress=progress)
             _convert_to(target, source, entry)
     return target
