@@ -37,8 +37,9 @@ def test_every_packaged_entry_is_valid_and_sourced(entry):
     assert (entry["top1"] is None) or entry["top1_source"]
     if entry["format"] == "google-npz":
         assert entry["url"].startswith("https://storage.googleapis.com/vit_models/")
-    elif entry["format"] == "meta-dinov2":
-        assert entry["url"].startswith("https://dl.fbaipublicfiles.com/dinov2/")
+    elif entry["format"] in ("meta-dinov2", "deit-pth"):
+        folder = {"meta-dinov2": "dinov2", "deit-pth": "deit"}[entry["format"]]
+        assert entry["url"].startswith(f"https://dl.fbaipublicfiles.com/{folder}/")
     else:
         assert entry["hf_repo"].split("/")[0] in ("google", "timm", "facebook") and entry["filename"]
     if entry.get("same_weights_as"):
@@ -119,7 +120,7 @@ def test_extra_manifest_default_replaces_packaged_default(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("change, expected", [
     (dict(model="vit-enormous-16"), "field 'model' is 'vit-enormous-16'; expected a variant name"),
-    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, meta-dinov2, hf, timm"),
+    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, deit-pth, meta-dinov2, hf, timm"),
     (dict(sha256="abc"), "field 'sha256' is 'abc'; expected 64 lower-case hex digits"),
     (dict(tag="has.dot"), "field 'tag' is 'has.dot'"),
     (dict(top1=80.0), "'top1' needs 'top1_source'"),

@@ -1,6 +1,8 @@
 """The manifest's DeiT, DeiT-III and DINOv2 entries: every one names its model in each source's own spelling,
 every published size has weights, each model one default (a classifier with its published top-1), and the
 stated evaluation transform reaches the loader."""
+import re
+
 import pytest
 
 from vit_zoo.model.identity import Preprocessing
@@ -26,8 +28,15 @@ def no_extra_manifests(monkeypatch):
 
 def _source_name(entry) -> str:
     """The model as the entry's source spells it: the timm tag, the Hub repo, Meta's file name."""
+    file = entry["url"].rsplit("/", 1)[1].removesuffix(".pth") if entry.get("url") else None
     if entry["format"] == "meta-dinov2":
-        return entry["url"].rsplit("/", 1)[1].removesuffix(".pth")  # dinov2_vits14_reg4_pretrain
+        return file  # dinov2_vits14_reg4_pretrain
+    if entry["format"] == "deit-pth":
+        release = re.fullmatch(r"deit_3_([a-z]+)_(\d+)_(1k|21k|21k_v1)", file)  # deit_3_huge_224_21k_v1
+        if release:  # README_revenge.md: ViT-H is /14 (deit_huge_patch14_LS), the others /16
+            size, res = release[1], release[2]
+            return f"deit3_{size}_patch{14 if size == 'huge' else 16}_{res}"
+        return file.rsplit("-", 1)[0]  # deit_base_distilled_patch16_384-d0272ac0
     return entry["hf_repo"].removeprefix("timm/")  # deit3_base_patch16_384.fb_in22k_ft_in1k, facebook/deit-...
 
 
@@ -51,6 +60,9 @@ def test_every_published_size_has_its_weights_and_sources():
     assert {e["tag"] for e in dinov2} == {"meta-lvd142m", "meta-in1k-linear", "timm-lvd142m", "hf-lvd142m",
                                           "hf-in1k-linear"}
     assert all(e["url"].endswith("_pretrain.pth") for e in dinov2 if e["format"] == "meta-dinov2")
+    deit = [e for e in ENTRIES if not e["model"].startswith("dinov2")]
+    originals = {e["key"] for e in deit if e["format"] == "deit-pth"}  # one Meta file per release
+    assert originals == {e["model"] + "." + e["tag"].replace("timm-", "meta-") for e in deit if e["format"] == "timm"}
     heads = {e["head_url"] for e in dinov2 if e.get("head_url")}  # the heads of hub/classifiers.py, layers=1
     assert heads == {f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14{r}_linear_head.pth"
                      for s in "sblg" for r in ("", "_reg4")}

@@ -31,7 +31,7 @@ MANIFEST_ENV = "VIT_ZOO_MANIFEST"
 SCHEMA_VERSION = 1
 
 # Formats downloaded from a plain URL, and formats downloaded from a Hugging Face Hub repo.
-URL_FORMATS = ("google-npz", "big-vision-npz", "meta-dinov2")
+URL_FORMATS = ("google-npz", "big-vision-npz", "deit-pth", "meta-dinov2")
 HUB_FORMATS = ("hf", "timm")
 FORMATS = URL_FORMATS + HUB_FORMATS
 LABEL_SETS = tuple(LABEL_SET_SIZES)
