@@ -23,14 +23,17 @@ import sysconfig
 from pathlib import Path
 
 from vit_zoo.model.config import POOLINGS
-from vit_zoo.model.identity import LABEL_SET_SIZES
+from vit_zoo.model.identity import LABEL_SET_SIZES, Preprocessing
 from vit_zoo.model.variants import list_models, resolve_name
 
 MANIFEST_FILENAME = "weights_manifest.json"
 MANIFEST_ENV = "VIT_ZOO_MANIFEST"
 SCHEMA_VERSION = 1
 
-FORMATS = ("google-npz", "big-vision-npz", "hf", "timm")
+# Formats downloaded from a plain URL, and formats downloaded from a Hugging Face Hub repo.
+URL_FORMATS = ("google-npz", "big-vision-npz", "deit-pth", "meta-dinov2")
+HUB_FORMATS = ("hf", "timm")
+FORMATS = URL_FORMATS + HUB_FORMATS
 LABEL_SETS = tuple(LABEL_SET_SIZES)
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -50,6 +53,17 @@ def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _preprocessing(v):
+    """A ``Preprocessing`` recipe written out: ``{"recipe", "crop_pct", "interpolation"}``, all three."""
+    if not isinstance(v, dict) or set(v) != {"recipe", "crop_pct", "interpolation"}:
+        return False
+    try:
+        Preprocessing(**v)
+    except ValueError:
+        return False
+    return True
+
+
 def _triple(v):
     return isinstance(v, list) and len(v) == 3 and all(_is_number(x) and x >= 0 for x in v)
 
@@ -62,6 +76,9 @@ ENTRY_SCHEMA = {
     "format": (True, lambda v: v in FORMATS, f"one of {', '.join(FORMATS)}"),
     "url": (False, lambda v: isinstance(v, str) and v.startswith(("https://", "http://", "file://")),
             "an http(s):// or file:// URL"),
+    "head_url": (False, lambda v: isinstance(v, str) and v.startswith(("https://", "http://", "file://")),
+                 "the URL of a classifier head published as a file of its own, beside 'url' (Meta's DINOv2 "
+                 "..._linear_head.pth)"),
     "hf_repo": (False, lambda v: isinstance(v, str) and bool(_HF_REPO.match(v)), "a Hub repo id 'owner/name'"),
     "filename": (False, lambda v: isinstance(v, str) and v and not v.startswith("/") and ".." not in v,
                  "a file name inside the repo"),
@@ -76,6 +93,10 @@ ENTRY_SCHEMA = {
     "mean": (True, _triple, "three per-channel means of [0, 1] pixels"),
     "std": (True, _triple, "three per-channel standard deviations of [0, 1] pixels"),
     "pooling": (True, lambda v: v in POOLINGS, f"one of {', '.join(POOLINGS)}"),
+    "preprocessing": (False, _preprocessing,
+                      "the publisher's evaluation transform {\"recipe\": \"timm\" | \"google\" | \"hf\", \"crop_pct\": "
+                      "fraction in (0, 1] (1 for google / hf), \"interpolation\": \"bilinear\" | \"bicubic\"}; "
+                      "absent: the format's default (vit_zoo.model.identity.source_preprocessing)"),
     "representation_size": (True, lambda v: _is_int(v) and v > 0, "the pre-logits width (int) or null"),
     "top1": (True, lambda v: _is_number(v) and 0 < v <= 100, "ImageNet top-1 in percent, or null"),
     "top1_source": (True, lambda v: isinstance(v, str) and bool(v), "where top1 was published (required with top1)"),
@@ -146,10 +167,19 @@ def _cross_field_problems(e, label) -> list[str]:
         problems.append(f"{label}: give exactly one of 'url' or 'hf_repo' (got {'both' if has_url else 'neither'})")
     if has_repo and not e.get("filename"):
         problems.append(f"{label}: 'hf_repo' needs 'filename' (the weights file inside the repo)")
-    if e.get("format") in ("google-npz", "big-vision-npz") and has_repo:
+    if e.get("format") in URL_FORMATS and has_repo:
         problems.append(f"{label}: format {e['format']!r} is downloaded from a 'url', not an 'hf_repo'")
-    if e.get("format") in ("hf", "timm") and has_url:
+    if e.get("format") in HUB_FORMATS and has_url:
         problems.append(f"{label}: format {e['format']!r} is downloaded from an 'hf_repo', not a 'url'")
+    if e.get("head_url") is not None:
+        if e.get("format") != "meta-dinov2":
+            problems.append(f"{label}: 'head_url' is for format 'meta-dinov2' (a head file beside its backbone), "
+                            f"not {e.get('format')!r}")
+        elif not has_url or e["head_url"].rsplit("/", 1)[0] != e["url"].rsplit("/", 1)[0]:
+            problems.append(f"{label}: 'head_url' must sit in the same folder as 'url' (the head is read from "
+                            f"beside the backbone)")
+        if not e.get("num_classes"):
+            problems.append(f"{label}: 'head_url' gives the checkpoint a head: 'num_classes' must be its size")
     if e.get("top1") is not None and not e.get("top1_source"):
         problems.append(f"{label}: 'top1' needs 'top1_source' (where the accuracy was published)")
     if e.get("labels") is None and e.get("num_classes"):
