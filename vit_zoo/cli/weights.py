@@ -30,7 +30,7 @@ def _command_cache(args):
 
 def add_commands(commands) -> None:
     sub = commands.add_parser("weights", help="published weights known to the manifest")
-    sub.add_argument("model", nargs="?", default=None, help="only this variant's weights")
+    sub.add_argument("model", nargs="?", default=None, help="only this variant's weights (default: every variant's)")
     sub.set_defaults(run=_command_weights)
 
     sub = commands.add_parser("download", help="download and convert published weights into the cache")

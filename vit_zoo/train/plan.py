@@ -135,7 +135,7 @@ def plan_run(train_size: int, estimate: Optional[MemoryEstimate], available: Opt
     if budget is not None and fits < replicas:
         raise MemoryError(f"even one image per replica{at} needs about {_gib(estimate.peak(replicas))} to "
                           f"train, more than the {_gib(budget)} this run may use ({MEMORY_SHARE:.0%} of "
-                          f"{_gib(available)} available); use a smaller image_size or a smaller model")
+                          f"{_gib(available)} available); pass a smaller image_size= or a smaller model")
     if batch_size is not None:
         accumulation = grad_accumulation or 1
         check_divisible(batch_size, accumulation, replicas)
@@ -143,10 +143,10 @@ def plan_run(train_size: int, estimate: Optional[MemoryEstimate], available: Opt
         if budget is not None and micro > fits:
             needed = math.ceil(batch_size / fits)
             raise MemoryError(
-                f"batch_size {batch_size}" + (f" in {accumulation} micro-batches" if accumulation > 1 else "")
+                f"batch_size={batch_size}" + (f" in {accumulation} micro-batches" if accumulation > 1 else "")
                 + f" needs about {_gib(estimate.peak(micro))}{at}, more than the {_gib(budget)} this run may "
-                f"use ({MEMORY_SHARE:.0%} of {_gib(available)} available); pass batch_size {_power_below(fits)}, "
-                f"or grad_accumulation {_accumulation_for(batch_size, fits, replicas) or needed} to keep "
+                f"use ({MEMORY_SHARE:.0%} of {_gib(available)} available); pass batch_size={_power_below(fits)}, "
+                f"or grad_accumulation={_accumulation_for(batch_size, fits, replicas) or needed} to keep "
                 f"{batch_size} images per step")
     elif recipe == "paper":
         batch_size = PAPER_BATCH
@@ -156,14 +156,14 @@ def plan_run(train_size: int, estimate: Optional[MemoryEstimate], available: Opt
             accumulation = _accumulation_for(batch_size, fits, replicas)
             if accumulation is None:
                 raise MemoryError(f"no micro-batch of the paper's batch {batch_size} fits the {_gib(budget)} "
-                                  f"this run may use{at}; use a smaller image_size")
+                                  f"this run may use{at}; pass a smaller image_size=")
             notes.append(f"the paper's batch of {batch_size} runs as {accumulation} micro-batches of "
                          f"{batch_size // accumulation} (gradient accumulation): {batch_size} images at once "
                          f"would need about {_gib(estimate.peak(batch_size))}")
         elif budget is not None and batch_size // accumulation > fits:
             raise MemoryError(f"the paper's batch of {batch_size} in {accumulation} micro-batches needs about "
                               f"{_gib(estimate.peak(batch_size // accumulation))}{at}, more than the "
-                              f"{_gib(budget)} this run may use; pass grad_accumulation "
+                              f"{_gib(budget)} this run may use; pass grad_accumulation="
                               f"{_accumulation_for(batch_size, fits, replicas)}")
     else:
         accumulation = grad_accumulation or 1

@@ -32,7 +32,7 @@ def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=N
         return vit_zoo.load(config=model, **options)
     if isinstance(model, (str, os.PathLike)) and (str(model).startswith(HUB_PREFIX) or Path(model).exists()):
         if isinstance(model, str):
-            _refuse_a_name_shadowed_by_a_path(model)
+            refuse_a_name_shadowed_by_a_path(model)
         return vit_zoo.load(weights=os.fspath(model), **options)
     if isinstance(model, str):
         name, _, tag = model.partition(":")
@@ -50,7 +50,7 @@ def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=N
     return _given_model(model, num_classes)
 
 
-def _refuse_a_name_shadowed_by_a_path(model: str) -> None:
+def refuse_a_name_shadowed_by_a_path(model: str) -> None:
     """A bare model name (no folder part) that is also a file or folder here is ambiguous: say so, and how
     to pick either, rather than load the path (a stray export named after its variant, say)."""
     if "/" in model or os.sep in model:
