@@ -49,8 +49,8 @@ def corrupt_file(path: Path, kind: str):
     what its name says): a ``CheckpointError`` naming the ``kind`` (".keras", ".npz", ...) and the path."""
     from vit_zoo.converters.errors import CheckpointError
 
-    return CheckpointError(f"incomplete or corrupt {kind} file '{path}'; compare its size with the source's "
-                           f"and copy or download it again")
+    return CheckpointError(f"incomplete or corrupt {kind} file '{path}'. Is the file complete (compare its size "
+                           f"with the source's)? Copy or download it again")
 
 
 def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
