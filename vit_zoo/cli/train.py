@@ -148,7 +148,8 @@ def _add_finetune(commands) -> None:
     sub.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: the cores, at "
                      "most 16)")
     sub.add_argument("--class-names", default=None, metavar="FILE",
-                     help="class names, one per line in class-index order (TFRecords without image/class/text)")
+                     help="class names, one per line in class-index order, for TFRecords without image/class/text "
+                          "(default: the folder names, or the records' image/class/text)")
     sub.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
     sub.add_argument("--quiet", action="store_true", help="no plan and no progress output")
     sub.set_defaults(run=_command_finetune, check=_check_finetune)

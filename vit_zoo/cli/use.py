@@ -104,11 +104,12 @@ def _add_evaluate(commands) -> None:
     sub.add_argument("data", help="a folder of class folders (class names, or WordNet ids for ImageNet), or a "
                      "folder of images with --ground-truth")
     sub.add_argument("--ground-truth", default=None, help="labels of a flat folder: one class index per line "
-                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines")
+                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines (default: none, DATA "
+                     "holds class folders)")
     sub.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     sub.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: cores, <= 16)")
     sub.add_argument("--results", default=None, help="append a row to this CSV (model, tag, img_size, top1, "
-                     "top5, images_per_second, examples)")
+                     "top5, images_per_second, examples; default: none)")
     sub.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(sub)

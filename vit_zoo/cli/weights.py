@@ -40,5 +40,6 @@ def add_commands(commands) -> None:
 
     sub = commands.add_parser("cache", help="list (or clear) the cache under VIT_ZOO_HOME")
     sub.add_argument("--clear", nargs="?", const="", default=None, metavar="PATTERN",
-                     help="remove everything, or the items whose path matches the glob PATTERN")
+                     help="remove everything, or the items whose path matches the glob PATTERN (default: list, remove "
+                          "nothing)")
     sub.set_defaults(run=_command_cache)

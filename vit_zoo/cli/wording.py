@@ -13,7 +13,7 @@ FLAGS = {"name": "--model", "model": "--model", "weights": "--weights", "ground_
          "precision": "--precision", "recipe": "--recipe", "quantize": "--quantize",
          "input_dtype": "--input-dtype", "format": "--format", "output": "--output", "strict": "--strict",
          "warmup_steps": "--warmup-steps", "workers": "--workers", "results": "--results"}
-_ARGUMENT = re.compile(r"(?<![\w.\-'\"])(" + "|".join(FLAGS) + r")=(\S*)")
+_ARGUMENT = re.compile(r"(?<![\w.\-'\"])(" + "|".join(FLAGS) + r")=([^\s;,)]*)")
 
 
 class UsageError(ValueError):

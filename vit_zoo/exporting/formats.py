@@ -135,9 +135,11 @@ def load_keras_file(path) -> keras.Model:
     path = Path(os.fspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"no such .keras file: '{path}'")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; a cut-short one has no directory
+        raise ValueError(f"incomplete or corrupt .keras file '{path}'; save or copy it again")
     try:
         return keras.models.load_model(path)
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, EOFError) as error:
         raise ValueError(f"incomplete or corrupt .keras file '{path}' ({type(error).__name__}); save or copy it "
                          f"again") from None
 
