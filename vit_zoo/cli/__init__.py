@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import sys
 import threading
@@ -62,15 +63,20 @@ _KERAS_FREE_COMMANDS = ("list", "info", "weights", "cache")
 
 def _import_keras_quietly() -> None:
     """Import Keras (and its backend) with file descriptor 2 closed: TensorFlow's CUDA stubs print
-    start-up notes straight to it on machines without a GPU. TensorFlow imported later (TensorBoard
-    logs, TFRecords under JAX or PyTorch) stays quiet through ``TF_CPP_MIN_LOG_LEVEL``."""
+    start-up notes straight to it on machines without a GPU; on the other backends TensorFlow too, where
+    it is installed (Keras imports it later otherwise, past any silencing)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
     from vit_zoo.native_output import native_stderr_silenced
 
     with native_stderr_silenced():
-        import keras  # noqa: F401  (registers vit_zoo's Keras classes too)
+        import keras  # (registers vit_zoo's Keras classes too)
+
+        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+            # Keras on JAX / PyTorch imports TensorFlow when it first checks for tf.data inputs, and
+            # TensorFlow's absl start-up lines ignore TF_CPP_MIN_LOG_LEVEL: import it here, silenced
+            import tensorflow  # noqa: F401
 
 
 @contextlib.contextmanager
