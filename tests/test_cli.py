@@ -213,20 +213,21 @@ def test_finetune_from_a_checkpoint_evaluate_and_export_through_the_command_line
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_json["steps"] == 2 and run_json["classes"] == ["class_0", "class_1"]
     top1 = run_json["metrics"]["val_top1"]
-    assert f"saved {tmp_path / 'run' / 'model.keras'} val_top1 {top1:.4f}" in out
+    assert f"saved {tmp_path / 'run' / 'model.keras'}: val top-1 {top1:.3%}  top-2 " in out
     results = tmp_path / "results.csv"
     code, out, err = run(capsys, "evaluate", data / "val", "--weights", tmp_path / "run" / "model.keras",
                          "--quiet", "--results", results)
     assert code == 0, err
-    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images" in out
+    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images scored" in out
     assert results.read_text().splitlines()[1].split(",")[3] == f"{100 * top1:.3f}"
     exported = tmp_path / "model.tflite"
     code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite", "-o", exported)
     assert code == 0, err
     result = json.loads(out)
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
-    code, _, err = run(capsys, "finetune")
-    assert code == 1 and "finetune needs DATA" in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["finetune"])
+    assert exit_info.value.code == 2 and "DATA is required" in capsys.readouterr().err
     # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
     import h5py
 
