@@ -322,7 +322,9 @@ def test_predict_with_the_exported_model_same_classes(shapes_model, tmp_path, ca
         assert top_classes(capsys, "--weights", tmp_path / name) == expected
     relabelled = top_classes(capsys, "--weights", tmp_path / "m.tflite", "--labels", folder / "labels.txt")
     assert relabelled == [(i, ("rond", "carré", "anneau")[i]) for i, _ in expected]
-    code, _, err = run(capsys, "embed", folder, "--weights", tmp_path / "m.tflite", "-o", tmp_path / "e.h5")
+    (tmp_path / "images").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "images")  # the folder is checked first: it must hold an image
+    code, _, err = run(capsys, "embed", tmp_path / "images", "--weights", tmp_path / "m.tflite", "-o", tmp_path / "e.h5")
     assert code == 1 and "is an exported model, which only `vit-zoo predict` runs" in err
 
 

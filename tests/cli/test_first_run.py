@@ -302,3 +302,14 @@ def test_9_finetune_and_evaluate_label_top_k_alike(fruit, tmp_path, capsys):
     code, out, err = run(capsys, "evaluate", fruit, "--weights", tmp_path / "run" / "model.keras", "--quiet")
     assert code == 0, err
     assert re.match(r"top-1 \d+\.\d{3}%  top-3 \d+\.\d{3}%  loss ", out.splitlines()[1]), out
+
+
+def test_7_onnx_export_leaks_no_future_warning(shapes_model, tmp_path):
+    from vit_zoo.exporting import export
+
+    folder, _ = shapes_model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(folder / "model.keras", "onnx", tmp_path / "m.onnx", verify=False)
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+    assert (tmp_path / "m.onnx").stat().st_size > 0

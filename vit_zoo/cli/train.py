@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from vit_zoo.cli.wording import UsageError
@@ -72,6 +73,7 @@ def export_source(model: str, image_size=None):
     ``--weights`` takes loaded through ``vit_zoo.load``, else published weights ``NAME[:TAG]``."""
     import vit_zoo
     from vit_zoo.exporting.exported import is_exported
+    from vit_zoo.model.variants import resolve_name
     from vit_zoo.train.start import HUB_PREFIX, refuse_a_name_shadowed_by_a_path
 
     if model.startswith(HUB_PREFIX) or Path(model).exists():
@@ -83,9 +85,12 @@ def export_source(model: str, image_size=None):
             return model
         return vit_zoo.load(weights=model, image_size=image_size)
     name, _, tag = model.partition(":")
-    if Path(name).suffix in (".keras", ".h5", ".npz", ".safetensors", ".bin", ".tflite", ".onnx") or "/" in name \
-            and not name.startswith("google/"):
-        raise FileNotFoundError(f"no such checkpoint file or folder: '{model}'")
+    try:
+        resolve_name(name)
+    except ValueError:
+        if Path(name).suffix or "/" in name or os.sep in name:  # meant as a path
+            raise FileNotFoundError(f"no such checkpoint file or folder: '{model}'") from None
+        raise
     return vit_zoo.load(name, pretrained=tag or True, image_size=image_size)
 
 

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -224,7 +225,9 @@ def _onnx(graph, path: Path, quantize, record=None):
     with tempfile.TemporaryDirectory() as folder:
         float_path = Path(folder) / "float32.onnx" if quantize else path
         try:
-            graph.export(str(float_path), format="onnx", verbose=False, input_signature=[spec])
+            with warnings.catch_warnings():  # Keras' ONNX path warns of its own future (a FutureWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                graph.export(str(float_path), format="onnx", verbose=False, input_signature=[spec])
         except ImportError as error:
             raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") \
                 from None
