@@ -41,7 +41,7 @@ class ExportedModel:
 
     def __init__(self, path):
         self.path = Path(os.fspath(path))
-        if not is_exported(self.path) and not self.path.exists():
+        if not self.path.exists():
             raise FileNotFoundError(f"no such exported model: '{self.path}'")
         if not is_exported(self.path):
             raise ValueError(f"'{self.path}' is not an exported model: expected a SavedModel folder, a .tflite "
