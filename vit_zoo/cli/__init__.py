@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import sys
 import threading
@@ -73,10 +72,13 @@ def _import_keras_quietly() -> None:
     with native_stderr_silenced():
         import keras  # (registers vit_zoo's Keras classes too)
 
-        if keras.backend.backend() != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+        if keras.backend.backend() != "tensorflow":
             # Keras on JAX / PyTorch imports TensorFlow when it first checks for tf.data inputs, and
             # TensorFlow's absl start-up lines ignore TF_CPP_MIN_LOG_LEVEL: import it here, silenced
-            import tensorflow  # noqa: F401
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:  # not installed: nothing to silence
+                pass
 
 
 @contextlib.contextmanager
