@@ -86,13 +86,14 @@ def add_commands(commands) -> None:
 
     sub = commands.add_parser("info", help="config, parameters and GFLOPs of a variant")
     sub.add_argument("name", help="variant name or alias, e.g. vit-base-16, ViT-B_16, B/16")
-    sub.add_argument("--image-size", type=int, default=None, help="input size in pixels (default 224)")
+    sub.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the variant's, 224)")
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.set_defaults(run=_command_info)
 
     sub = commands.add_parser("convert", help="convert a checkpoint to a .keras model")
-    sub.add_argument("source", help="checkpoint: .npz, Hugging Face dir or file, timm .safetensors, .weights.h5")
+    sub.add_argument("source", help="checkpoint: .npz, Hugging Face folder or file, timm .safetensors, "
+                     ".weights.h5, .keras")
     sub.add_argument("--model", default=None, help="expected variant (default: read off the checkpoint)")
-    sub.add_argument("--image-size", type=int, default=None, help="resample to this input size")
+    sub.add_argument("--image-size", type=int, default=None, help="resample the position embeddings to this input size (default: the checkpoint's)")
     sub.add_argument("-o", "--output", required=True, help="output .keras file")
     sub.set_defaults(run=_command_convert)
