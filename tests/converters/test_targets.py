@@ -39,6 +39,8 @@ def tf_layout(config, checkpoint):
 class _Keys:
     """Just enough of a Checkpoint for a layout that is read off its key names."""
 
+    metadata = {"model_type": "vit"}  # the config.json a tf_model.h5 of a ViT sits beside
+
     def __init__(self, keys):
         self._keys = keys
 
