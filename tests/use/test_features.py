@@ -106,7 +106,7 @@ def test_errors(config, model):
         feature_extractor(fc_norm, -1, norm=True)
     import keras
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="has no layers named 'block_00_add2'"):
+    with pytest.raises(ValueError, match=r"model 'sequential' carries no vit_zoo identity \(model.identity\)"):
         feature_extractor(plain, -1)
 
 
