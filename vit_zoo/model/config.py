@@ -56,8 +56,11 @@ class ViTConfig:
             the drop-path rate grows linearly from 0 in the first block to this value in the last.
         position_embedding_resampling: how position embeddings are resampled to another grid:
             ``"bicubic"`` (default; PyTorch ``interpolate(mode="bicubic", align_corners=False)`` as
-            timm and Hugging Face use), ``"bilinear"`` (``align_corners=False``) or
-            ``"bilinear-corners"`` (``scipy.ndimage.zoom(order=1)``, as vit_jax and big_vision).
+            timm and Hugging Face use), ``"bilinear"`` (``align_corners=False``),
+            ``"bilinear-corners"`` (``scipy.ndimage.zoom(order=1)``, as vit_jax and big_vision),
+            ``"bicubic-antialias"`` (``interpolate(mode="bicubic", antialias=True)``: timm's DINOv2,
+            Meta's and Hugging Face's DINOv2 with registers) or ``"bicubic-offset"`` (Meta's DINOv2
+            hub models: bicubic with ``scale_factor=(H + 0.1) / h``); see ``vit_zoo.model.resample``.
     """
 
     image_size: Union[int, Tuple[int, int]] = 224

@@ -59,8 +59,9 @@ class PositionEmbedding(keras.layers.Layer):
 
     Called as ``layer([tokens, patch_grid])`` with tokens (B, prefix + h*w, D) and the patch grid
     (B, h, w, D) it came from. Weight ``embeddings`` (1, prefix + gh*gw, D) for the stored ``grid_size``;
-    when (h, w) differs (``dynamic_size`` models) the patch part is resampled inside the graph with
-    ``resample_grid`` — the same function a checkpoint is resampled with at load time.
+    when (h, w) differs (``dynamic_size`` models, or a stored ``position_grid``) the patch part is resampled
+    inside the graph with ``resample_position_embeddings`` — the function a checkpoint is resampled with at
+    load time; (h, w) may then be known only at run time.
     """
 
     def __init__(self, grid_size, num_prefix_tokens=1, resampling="bicubic", **kwargs):
@@ -76,16 +77,10 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs):
         tokens, grid = inputs
-        embeddings = ops.cast(self.embeddings, tokens.dtype)
         static_grid = tuple(grid.shape[1:3])
-        if static_grid != self.grid_size:
-            target = static_grid if None not in static_grid else tuple(ops.shape(grid)[1:3])
-            width = embeddings.shape[-1]
-            prefix = embeddings[:, : self.num_prefix_tokens]
-            patches = ops.reshape(embeddings[0, self.num_prefix_tokens:], (*self.grid_size, width))
-            patches = resample.resample_grid(patches, target, self.resampling)
-            patches = ops.reshape(patches, (1, -1, width))
-            embeddings = ops.concatenate([prefix, patches], axis=1)
+        target = static_grid if None not in static_grid else tuple(ops.shape(grid)[1:3])
+        embeddings = resample.resample_position_embeddings(ops.cast(self.embeddings, tokens.dtype), self.grid_size,
+                                                           target, self.num_prefix_tokens, self.resampling)
         return tokens + embeddings
 
     def compute_output_shape(self, input_shape):

@@ -32,7 +32,8 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
         pretrained: True (the manifest's default for ``name``) or a tag, for published weights: downloaded
             once, converted once, cached under ``VIT_ZOO_HOME`` (see ``vit_zoo.list_weights``).
         dynamic_size: input (None, None, 3); position embeddings resampled in the graph per input size.
-        resampling: ``"bicubic"``, ``"bilinear"`` or ``"bilinear-corners"``; default: the source's.
+        resampling: a ``ViTConfig.position_embedding_resampling`` mode (``"bicubic"``, ``"bicubic-antialias"``,
+            ...); default: the source's.
         head: the head kind of the built model; default: the checkpoint's. ``"linear"`` on a distilled
             DeiT gives one head on the class token (the distillation token stays in the sequence;
             ``head_dist`` is dropped): with ``num_classes`` to fine-tune one head, without it to keep the
