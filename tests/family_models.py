@@ -8,7 +8,7 @@ FAMILY = {
     "dinov2-reg4": (dict(register_tokens=4, layer_scale=1e-5), 5),
     "dinov2-token-mean": (dict(pooling="token-mean", layer_scale=1e-5, mlp="swiglu"), 1),
     "deit3-no-prefix-pos": (dict(prefix_position_embeddings=False, layer_scale=1e-5), 1),
-    "stored-grid-6x6": (dict(position_grid=(6, 6)), 1),
+    "stored-grid-6x6": (dict(position_grid=(6, 6), position_embedding_resampling="bicubic-antialias"), 1),
     "distilled-reg4-no-prefix-pos": (dict(distillation_token=True, register_tokens=4, prefix_position_embeddings=False,
                                          head="distilled"), 6),
 }
