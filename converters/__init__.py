@@ -1,7 +1,7 @@
 """Checkpoint converters (installed as ``vit_zoo.converters``): one module per format.
 
 Every format module is data plus the same four functions:
-    NAME                      "google-npz" | "big-vision-npz" | "hf" | "timm" | "keras"
+    NAME                      "google-npz" | "big-vision-npz" | "hf" | "meta-dinov2" | "timm" | "keras"
     TELLTALE                  the keys ``detect`` looks for, for the unknown-format error
     IGNORED                   {key regex: reason} for tensors deliberately not used
     detect(checkpoint)        True when the checkpoint's keys are this format's
@@ -32,8 +32,9 @@ from vit_zoo.converters.checkpoint import Checkpoint, open_checkpoint  # noqa: F
 from vit_zoo.converters.errors import CheckpointError, ConversionError, UnsupportedLayoutError  # noqa: F401
 
 # Tried in order; the first whose detect() accepts the checkpoint converts it. big_vision comes before
-# vit_jax: both are Flax .npz files, and vit_jax's detect leaves big_vision's block names to it.
-FORMAT_MODULES = ("big_vision", "google_npz", "huggingface", "timm", "keras_weights")
+# vit_jax: both are Flax .npz files, and vit_jax's detect leaves big_vision's block names to it. Meta's
+# DINOv2 state dicts come before timm's, whose names they share (Meta's have mask_token, timm's do not).
+FORMAT_MODULES = ("big_vision", "google_npz", "huggingface", "dinov2_meta", "timm", "keras_weights")
 
 
 def formats():

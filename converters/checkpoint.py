@@ -106,7 +106,9 @@ def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
 
     A directory is searched for ``model.safetensors``, ``tf_model.h5``, ``pytorch_model.bin`` (in that
     order), and a ``config.json`` beside the file is read into ``metadata`` (unless ``metadata`` is given);
-    ``preprocessor_config.json`` beside it goes to ``metadata["preprocessor_config"]``.
+    ``preprocessor_config.json`` beside it goes to ``metadata["preprocessor_config"]``. A file that completes
+    the checkpoint beside it (``COMPANIONS``: Meta's DINOv2 linear head beside its backbone) joins its
+    tensors under a key prefix; ``metadata["companions"]`` maps the prefix to the file read.
 
     Raises:
         CheckpointError: no such file, an unknown kind of file, or one its reader cannot read.
@@ -118,13 +120,48 @@ def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if metadata is None:
         metadata = _config_beside(path)
+    contents = _read(path)
+    entries, closers, metadata = dict(contents.entries), [contents.closer], {**metadata, **(contents.metadata or {})}
+
+    def close():
+        for closer in closers:
+            if closer:
+                closer()
+    try:
+        for companion, prefix in _companions_beside(path):
+            extra = _read(companion)
+            closers.append(extra.closer)
+            entries.update({prefix + key: entry for key, entry in extra.entries.items()})
+            metadata.setdefault("companions", {})[prefix] = str(companion)
+    except BaseException:
+        close()
+        raise
+    return Checkpoint(path, entries, metadata, close)
+
+
+# Files published beside a checkpoint that complete it: (the checkpoint's file name, the companion's name
+# from that match, the key prefix its tensors join under). Meta's DINOv2 hub publishes the ImageNet linear
+# head of each backbone as a file of its own (converters.dinov2_meta).
+HEAD_PREFIX = "linear_head."
+COMPANIONS = ((re.compile(r"(dinov2_vit[sblg]14(?:_reg4)?)_pretrain\.pth"), r"\1_linear_head.pth", HEAD_PREFIX),)
+
+
+def _companions_beside(path: Path):
+    for pattern, name, prefix in COMPANIONS:
+        match = pattern.fullmatch(path.name)
+        if match and (path.parent / match.expand(name)).is_file():
+            yield path.parent / match.expand(name), prefix
+
+
+def _read(path: Path):
+    """The reader's ``Contents`` of one file; a CheckpointError for a file no reader takes or can read."""
     with open(path, "rb") as f:
         read = readers.reader_for(path, f.read(8))
     if read is None:
         raise CheckpointError(f"unknown checkpoint file type {path.name!r}: expected .npz (vit_jax, big_vision), "
                               f".safetensors (Hugging Face, timm), .h5 (tf_model.h5, .weights.h5), .keras or .bin")
     try:
-        contents = read(path)
+        return read(path)
     except CheckpointError:
         raise
     except Exception as error:  # a truncated or foreign file surfaces as many library errors
@@ -132,7 +169,6 @@ def open_checkpoint(path, metadata: Optional[dict] = None) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {str(path)!r} as {kind}: {type(error).__name__}: "
                               f"{error}. Is the file complete (compare its size with the source's) and in "
                               f"the format its name says?") from error
-    return Checkpoint(path, contents.entries, {**metadata, **(contents.metadata or {})}, contents.closer)
 
 
 _DIRECTORY_FILES = ("model.safetensors", "tf_model.h5", "pytorch_model.bin")

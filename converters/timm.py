@@ -1,67 +1,90 @@
-"""timm ``vit_*`` state dicts (``model.safetensors``), as ``timm/models/vision_transformer.py`` names them.
+"""timm ViT state dicts (``model.safetensors``, or a ``.pth`` / ``.bin``), as ``timm/models/vision_transformer.py``
+and ``deit.py`` name them: classic ViTs, DeiT (distilled too), DeiT-III and DINOv2 (with registers, and
+giant's packed SwiGLU); and the original DeiT / DeiT-III releases (``{"model": state_dict}`` ``.pth`` files
+with timm's keys; DeiT-III's LayerScale named ``gamma_1`` / ``gamma_2``).
 
 Layout (PyTorch shapes: Linear weights are (out, in)):
     patch_embed.proj.{weight (D, 3, P, P), bias}
     cls_token (1, 1, D)                          absent for class_token=False models
-    pos_embed (1, T, D)                          T = prefix tokens + h*w
+    dist_token (1, 1, D)                         DeiT distilled models
+    reg_token (1, R, D)                          register models (DINOv2 reg4)
+    pos_embed (1, E + h*w, D)                    E: class (+ distillation) rows, or 0 (no_embed_class)
     blocks.{i}.norm1.{weight, bias}
     blocks.{i}.attn.qkv.{weight (3D, D), bias}   fused; rows ordered q, k, v, heads contiguous
     blocks.{i}.attn.proj.{weight (D, D), bias}
-    blocks.{i}.norm2, blocks.{i}.mlp.fc1 (M, D), blocks.{i}.mlp.fc2 (D, M)
+    blocks.{i}.ls1.gamma (D,)                    LayerScale (DeiT-III, DINOv2); original DeiT-III: gamma_1
+    blocks.{i}.norm2, blocks.{i}.mlp.fc1 (M, D) -- (2M, D) for SwiGLUPacked --, blocks.{i}.mlp.fc2 (D, M)
+    blocks.{i}.ls2.gamma (D,)                    original DeiT-III: gamma_2
     norm.{weight, bias}                          final norm (token and "avg, fc_norm=False" models)
     fc_norm.{weight, bias}                       norm after pooling (global_pool="avg" models; no `norm`)
     pre_logits.fc.{weight (R, D), bias}          timm < 0.6 in21k models only: Linear + Tanh after pooling
     head.{weight (C, D), bias}                   absent for num_classes=0
+    head_dist.{weight (C, D), bias}              DeiT distilled: averaged with head at inference
 
-Numerics: ``nn.GELU`` (exact, erf), timm ``LayerNorm`` epsilon 1e-6. The state dict does not hold the
-head count, the pooling of class-token models, or the normalisation: they come from timm's
-``config.json`` beside the file (``architecture``, ``global_pool``, ``pretrained_cfg``) when present, else
-from the width via ``vit_zoo.model.variants.SIZES`` and timm's defaults (class-token pooling, mean = std = 0.5).
-Tensors of timm features that vit_zoo does not model are refused by name, never dropped.
+Numerics: ``nn.GELU`` (exact, erf), timm ``LayerNorm`` epsilon 1e-6, SiLU gate of SwiGLUPacked on fc1's first
+half; position embeddings resampled as timm does at load time and with dynamic_img_size
+(``resample_abs_pos_embed``: bicubic, antialias=True). DINOv2 keeps its stored grid (518 px) and resamples
+it to the input in the graph. The state dict does not hold the head count, the pooling of class-token
+models, or the normalisation: they come from timm's ``config.json`` beside the file (``architecture``,
+``model_args``, ``global_pool``, ``pretrained_cfg``) when present, else from the width via the family's table
+(``vit_zoo.model.variants.FAMILIES``) and the family's defaults, assumed. Tensors of timm features that
+vit_zoo does not model are refused by name, never dropped.
 """
 from __future__ import annotations
 
-import math
 import re
 
-from vit_zoo.converters import targets, timm_config, transforms as T
+from vit_zoo.converters import targets, timm_config, timm_layout, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
-from vit_zoo.model.identity import source_preprocessing
+from vit_zoo.model import variants
+from vit_zoo.model.identity import Provenance, source_preprocessing
 
 NAME = "timm"
 TELLTALE = "'patch_embed.proj.weight' with 'blocks.0.attn.qkv.weight' (timm state dict)"
 IGNORED: dict = {}  # every tensor of a supported timm ViT is used
+# Keys of Meta's DINOv2 hub files (timm-like otherwise), which their own format reads.
+META_DINOV2_KEYS = ("mask_token", "register_tokens")
 
-# Tensors of timm VisionTransformer features vit_zoo does not model: {key regex: the timm feature}.
+# Tensors of timm features vit_zoo does not model: {key regex: the feature and the family it belongs to}.
 UNSUPPORTED = {
-    r"reg_token": "register tokens (reg_tokens > 0)",
-    r"blocks\.\d+\.ls[12]\.gamma": "LayerScale (init_values)",
     r"blocks\.\d+\.attn\.[qk]_norm\..*": "qk-norm (qk_norm=True)",
     r"blocks\.\d+\.attn\.norm\..*": "attention output norm (scale_attn_norm=True)",
-    r"blocks\.\d+\.mlp\.norm\..*": "MLP inner norm (scale_mlp_norm=True)",
-    r"blocks\.\d+\.mlp\.fc1_[gx]\..*|blocks\.\d+\.mlp\.fc1\.weight_g": "gated MLP (SwiGLU)",
+    r"blocks\.\d+\.mlp\.norm\..*": "MLP inner norm (scale_mlp_norm=True; EVA-02's sub-LN)",
+    r"blocks\.\d+\.mlp\.fc1_[gx]\..*|blocks\.\d+\.mlp\.fc1\.weight_g": "split gated MLP (timm SwiGLU fc1_g / fc1_x: "
+                                                                    "EVA-02, AIMv2)",
+    r"blocks\.\d+\.attn\.[qv]_bias": "EVA / BEiT attention (q_bias, v_bias: timm eva.py, beit.py; EVA-02's "
+                                    "rotary position embeddings hold no tensor)",
+    r"blocks\.\d+\.attn\.[qkv]_proj\..*": "EVA attention with separate q/k/v projections (timm eva.py)",
+    r"blocks\.\d+\.attn\.relative_position_(bias_table|index)|rel_pos_bias\..*": "BEiT relative position bias",
     r"blocks\.\d+\.(attns|ffns|in_proj|in_norm)\..*": "parallel blocks (ParallelThingsBlock / "
                                                        "ParallelScalingBlock)",
-    r"norm_pre\..*": "norm after the embeddings (pre_norm=True, CLIP towers)",
+    r"blocks\.\d+\.(attn1|mlp1|norm11|norm21)\..*|blocks\.\d+\.gamma_[12]_1": "parallel blocks (DeiT-III "
+                                                                                  "models_v2 paralx2)",
+    r"norm_pre\..*": "norm after the embeddings (pre_norm=True: CLIP / OpenCLIP towers)",
     r"patch_embed\.norm\..*": "patch-embedding norm (embed_norm_layer)",
-    r"attn_pool\..*": "attention-pooling head (global_pool='map' or 'prr')",
+    r"attn_pool\..*": "attention-pooling head (global_pool='map' or 'prr': SigLIP towers)",
     r"head_drop\..*": "head_drop (a Dropout in timm, which holds no tensors: a modified head)",
 }
 
 BLOCK = "blocks.{i}."
 # slot (less its parameter) → timm module; the fused qkv Linear is split into query, key, value below.
 MODULES = {
-    "patch_embed": "patch_embed.proj", "class_token": "cls_token", "pos_embed": "pos_embed",
+    "patch_embed": "patch_embed.proj", "class_token": "cls_token", "distillation_token": "dist_token",
+    "pos_embed": "pos_embed", "register_tokens": "reg_token",
     "norm1": BLOCK + "norm1", "attn.out": BLOCK + "attn.proj", "norm2": BLOCK + "norm2",
     "mlp.fc1": BLOCK + "mlp.fc1", "mlp.fc2": BLOCK + "mlp.fc2",
     "encoder_norm": "norm", "fc_norm": "fc_norm", "pre_logits": "pre_logits.fc", "head": "head",
+    "head_dist": "head_dist",
 }
+# The provenance format of the original DeiT / DeiT-III releases: .pth files of {"model": timm state dict}.
+RELEASE_FORMAT = "deit-pth"
 
 
 def detect(checkpoint: Checkpoint) -> bool:
-    return "patch_embed.proj.weight" in checkpoint and any(k.startswith("blocks.0.")
-                                                           for k in checkpoint.keys())
+    """timm's keys; Meta's DINOv2 hub files (``mask_token``, ``register_tokens``) are left to their format."""
+    return ("patch_embed.proj.weight" in checkpoint and any(k.startswith("blocks.0.") for k in checkpoint.keys())
+            and not any(key in checkpoint for key in META_DINOV2_KEYS))
 
 
 def unsupported_tensors(checkpoint: Checkpoint) -> dict:
@@ -76,8 +99,9 @@ def unsupported_tensors(checkpoint: Checkpoint) -> dict:
 
 def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     """ViTConfig fields from the tensor shapes and timm's ``config.json`` (``checkpoint.metadata``).
-    Without a config.json the head count comes from ``hint`` (the config asked for) or the width's named
-    size, the pooling of class-token models is taken as "token" and mean/std as timm's default 0.5: each
+    Without a config.json the head count comes from ``hint`` (the config asked for) or the width's size
+    in the family's table, the pooling of class-token models is taken as "token" and mean/std as the
+    family's (timm's default 0.5 for a classic ViT, ImageNet's for DeiT, DeiT-III and DINOv2): each
     listed under ``"assumed"``.
 
     Args:
@@ -94,9 +118,9 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
         listed = "; ".join(f"{feature}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''} "
                            f"({len(keys)} tensors)" for feature, keys in unsupported.items())
         raise UnsupportedLayoutError(f"{where} uses timm features vit_zoo does not model, so converting it "
-                                     f"would drop or misplace weights: {listed}. vit_zoo converts plain ViTs "
-                                     f"(timm vit_{{size}}_patch{{P}}_{{image}}); use such a checkpoint",
-                                     "timm " + ", ".join(unsupported))
+                                     f"would drop or misplace weights: {listed}. vit_zoo converts the ViT family "
+                                     f"({', '.join(variants.FAMILIES)}: timm vit_*, deit_*, deit3_*, "
+                                     f"vit_*_dinov2); use such a checkpoint", "timm " + ", ".join(unsupported))
     width, channels, patch_h, patch_w = checkpoint.required_shape("patch_embed.proj.weight", 4, "timm")
     if patch_h != patch_w or channels != 3:
         raise CheckpointError(f"{where}: 'patch_embed.proj.weight' is {(width, channels, patch_h, patch_w)};"
@@ -107,40 +131,35 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
             raise UnsupportedLayoutError(f"{where} has no {key!r}: {what}, which vit_zoo does not model",
                                          f"timm {what}")
     depth = checkpoint.block_count(r"blocks\.(\d+)\.norm1\.weight", where)
-    mlp = checkpoint.required_shape("blocks.0.mlp.fc1.weight", 2, "timm")[0]
     meta = timm_config.read_config(checkpoint)
-    class_token = "cls_token" in checkpoint
-    prefix = int(class_token)
-    tokens = checkpoint.required_shape("pos_embed", 3, "timm")[1]
-    grid = _grid(tokens - prefix, meta, patch_h)
-    if grid is None and class_token and _grid(tokens, meta, patch_h):
-        raise UnsupportedLayoutError(f"{where}: 'pos_embed' holds {tokens} tokens, a grid without an entry for "
-                                     f"the class token (timm no_embed_class=True), which vit_zoo does not model",
-                                     "timm no_embed_class=True")
-    if grid is None:
-        raise CheckpointError(f"{where}: 'pos_embed' holds {tokens} tokens, which is not "
-                              f"{'1 + ' if class_token else ''}a square grid, and no timm config.json "
-                              f"beside the file gives pretrained_cfg.input_size")
+    layout = timm_layout.read_layout(checkpoint, meta, patch_h, where)
+    family = timm_config.architecture(meta, where)[0] or _tensor_family(checkpoint, layout)
+    grid = layout.grid
     fields = dict(
         image_size=grid[0] * patch_h if grid[0] == grid[1] else (grid[0] * patch_h, grid[1] * patch_h),
-        patch_size=patch_h, hidden_size=width, mlp_size=mlp, num_layers=depth,
-        num_heads=timm_config.num_heads(meta, width, hint.num_heads if hint else None, where),
-        class_token=class_token, pooling=_pooling(checkpoint, meta, class_token, where),
+        patch_size=patch_h, hidden_size=width, mlp_size=layout.mlp_size, num_layers=depth,
+        num_heads=timm_config.num_heads(meta, width, hint.num_heads if hint else None, family, where),
+        class_token=layout.class_token, distillation_token=layout.distillation_token,
+        register_tokens=layout.register_tokens, prefix_position_embeddings=layout.prefix_position_embeddings,
+        position_grid=grid if family in timm_layout.KEEPS_GRID else None,
+        pooling=_pooling(checkpoint, meta, layout.class_token, where),
         representation_size=(checkpoint.required_shape("pre_logits.fc.weight", 2, "timm")[0]
                              if "pre_logits.fc.weight" in checkpoint else None),
         gelu="exact", layer_norm_epsilon=1e-6,
         qkv_bias="blocks.0.attn.qkv.bias" in checkpoint,
         num_classes=(checkpoint.required_shape("head.weight", 2, "timm")[0] if "head.weight" in checkpoint
                      else None),
-        position_embedding_resampling="bicubic",  # timm resamples with bicubic interpolation
+        position_embedding_resampling="bicubic-antialias",  # timm's resample_abs_pos_embed
+        layer_scale=_layer_scale_init(layout, meta, family), mlp=layout.mlp,
+        head="distilled" if layout.distilled_head else "linear",
     )
-    mean, std = timm_config.normalisation(meta, where)
+    mean, std = timm_config.normalisation(meta, where, timm_config.family_normalisation(family))
     fields.update(mean=mean, std=std)
     if not meta:
         fields["assumed"] = {"mean": mean, "std": std}
         if hint is None:
             fields["assumed"]["num_heads"] = fields["num_heads"]
-        if class_token and fields["pooling"] == "token":
+        if layout.class_token and fields["pooling"] == "token":
             fields["assumed"]["pooling"] = "token"
     if fields["num_classes"] is not None and meta.get("num_classes") not in (None, fields["num_classes"]):
         raise CheckpointError(f"{where}: config.json says num_classes={meta['num_classes']} but "
@@ -149,25 +168,52 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     return fields
 
 
+def _tensor_family(checkpoint: Checkpoint, layout) -> str:
+    """The family without a config.json: the layout's, where a classic layout in an original release
+    (``{"model": ...}`` .pth) is DeiT's."""
+    if layout.family == "vit" and _is_release(checkpoint):
+        return "deit"
+    return layout.family
+
+
+def _is_release(checkpoint: Checkpoint) -> bool:
+    """An original DeiT / DeiT-III release: a state dict under ``"model"`` (``readers.pytorch``)."""
+    return checkpoint.metadata.get("state_dict_key") == "model"
+
+
+def _layer_scale_init(layout, meta: dict, family: str):
+    """LayerScale's initial value (what a re-initialised scale starts at; the weights hold the trained
+    one): config.json's init_values, else the family's (DeiT-III 1e-6, DINOv2 1e-5)."""
+    if layout.layer_scale is None:
+        return None
+    given = (meta.get("model_args") or {}).get("init_values")
+    return float(given or variants.FAMILIES[family].architecture.get("layer_scale", 1e-5))
+
+
 def identity_fields(checkpoint: Checkpoint, config) -> dict:
     """timm's evaluation transform (``pretrained_cfg`` crop_pct, interpolation) and class names
     (``label_names``, shown through ``label_descriptions`` where given) from config.json; without one,
-    timm's ViT defaults, assumed."""
+    timm's ViT defaults, assumed. An original DeiT / DeiT-III release (a ``{"model": ...}`` .pth) is
+    recorded as provenance format "deit-pth"."""
     meta = timm_config.read_config(checkpoint)
     default = source_preprocessing(NAME, config.image_size)
+    provenance = {"provenance": Provenance(format=RELEASE_FORMAT if _is_release(checkpoint) else NAME, source=str(checkpoint.path))}
     if not meta:
-        return {"preprocessing": default,
+        return {"preprocessing": default, **provenance,
                 "assumed": {"preprocessing": f"timm centre crop {default.crop_pct}, {default.interpolation}"}}
     where = f"timm checkpoint {checkpoint.path.name!r}"
     names = timm_config.label_names(meta, config.num_classes, where)
-    return {"preprocessing": timm_config.preprocessing(meta, default, where),
+    return {"preprocessing": timm_config.preprocessing(meta, default, where), **provenance,
             **({"labels": names} if names is not None else {})}
 
 
 def mapping(config, checkpoint: Checkpoint = None) -> list:
-    """Rows ``our variable ← timm key, transform`` for the whole model."""
+    """Rows ``our variable ← timm key, transform`` for the whole model; LayerScale by the checkpoint's
+    naming (timm's ``ls1.gamma``, or the original DeiT-III release's ``gamma_1``)."""
     kinds = T.pytorch_kinds(config.num_heads)
-    table = targets.table(MODULES, kinds, lambda module, param: module + (f".{param}" if param else ""))
+    naming = "deit3-original" if checkpoint is not None and "blocks.0.gamma_1" in checkpoint else "timm"
+    scales = dict(zip(("ls1", "ls2"), timm_layout.LAYER_SCALE_KEYS[naming]))
+    table = targets.table({**MODULES, **scales}, kinds, lambda module, param: module + (f".{param}" if param else ""))
     split_kernel, split_bias = kinds["heads_in_kernel"][1], kinds["heads_bias"][1]
     for index, part in enumerate(("query", "key", "value")):  # rows q, k, v of the fused (3D, D) Linear
         table[f"attn.{part}.kernel"] = (BLOCK + "attn.qkv.weight", T.fused_qkv_part(index, split_kernel))
@@ -197,14 +243,3 @@ def _pooling(checkpoint: Checkpoint, meta: dict, class_token: bool, where: str) 
             raise CheckpointError(f"{where}: global_pool='token' but the checkpoint has no 'cls_token'")
         return "gap"
     return "gap" if pool == "avg" else "token"
-
-
-def _grid(patches: int, meta: dict, patch: int):
-    """The (rows, columns) patch grid for ``patches`` tokens: from pretrained_cfg.input_size, else square."""
-    size = (meta.get("pretrained_cfg") or {}).get("input_size")
-    if size and len(size) == 3:
-        grid = (int(size[1]) // patch, int(size[2]) // patch)
-        if grid[0] * grid[1] == patches:
-            return grid
-    side = math.isqrt(max(patches, 0))
-    return (side, side) if side and side * side == patches else None

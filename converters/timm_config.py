@@ -1,6 +1,6 @@
 """timm's ``config.json`` beside a state dict (``save_config_for_hf``): what the tensors cannot show.
 
-``architecture`` (→ the head count, and whether vit_zoo reproduces its numerics), ``model_args``,
+``architecture`` (→ the family, the head count, and whether vit_zoo reproduces its numerics), ``model_args``,
 ``global_pool``, ``pretrained_cfg`` (input size, mean/std, crop_pct, interpolation, crop_mode) and
 ``label_names`` / ``label_descriptions``. Without a config.json every reader here gives timm's defaults.
 """
@@ -14,16 +14,34 @@ from vit_zoo.model import variants
 from vit_zoo.model.identity import Preprocessing
 
 # timm architectures whose numerics vit_zoo reproduces exactly (timm's own model_args, read 2026):
-# {pattern: heads (None: the size's heads in variants.SIZES)}. Other names may differ in ways the
-# tensors do not show (vit_base_patch16_rpn_224 is post-norm, *_clip_* use eps 1e-5 and QuickGELU,
-# vit_base_patch32_siglip_gap_256 tanh GELU), so they are refused rather than guessed.
+# {pattern: (family of vit_zoo.model.variants.FAMILIES, heads or None for the family's size table)}.
+# Other names may differ in ways the tensors do not show (vit_base_patch16_rpn_224 is post-norm, *_clip_*
+# use eps 1e-5 and QuickGELU, vit_base_patch32_siglip_gap_256 tanh GELU), so they are refused rather
+# than guessed.
 ARCHITECTURES = {
-    r"vit_(?P<size>tiny|small|base|large|huge|giant)_patch(?P<patch>\d+)_(?P<image>\d+)": None,
-    r"vit_(?P<size>base|huge|giant)_patch(?P<patch>\d+)_gap_(?P<image>\d+)": 16,  # num_heads=16 in timm
-    r"vit_(?P<size>base)_patch(?P<patch>16)_(?P<image>224)_miil": None,
+    r"vit_(?P<size>tiny|small|base|large|huge|giant)_patch(?P<patch>\d+)_(?P<image>\d+)": ("vit", None),
+    r"vit_(?P<size>base|huge|giant)_patch(?P<patch>\d+)_gap_(?P<image>\d+)": ("vit", 16),  # num_heads=16
+    r"vit_(?P<size>base)_patch(?P<patch>16)_(?P<image>224)_miil": ("vit", None),
     # timm < 0.6 names of the in21k models (with pre_logits.fc when representation_size was set)
-    r"vit_(?P<size>tiny|small|base|large|huge)_patch(?P<patch>\d+)_(?P<image>\d+)_in21k": None,
+    r"vit_(?P<size>tiny|small|base|large|huge)_patch(?P<patch>\d+)_(?P<image>\d+)_in21k": ("vit", None),
+    # timm deit.py: the classic architecture; the distilled ones add dist_token and head_dist
+    r"deit_(?P<size>tiny|small|base)_patch(?P<patch>16)_(?P<image>224|384)": ("deit", None),
+    r"deit_(?P<size>tiny|small|base)_distilled_patch(?P<patch>16)_(?P<image>224|384)": ("deit-distilled", None),
+    # DeiT-III: LayerScale (init_values=1e-6), no_embed_class=True; medium has 8 heads
+    r"deit3_(?P<size>small|medium|base|large|huge)_patch(?P<patch>14|16)_(?P<image>224|384)": ("deit3", None),
+    # DINOv2: LayerScale (1e-5), patch 14, 518 px; giant: 24 heads and SwiGLUPacked
+    r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_dinov2": ("dinov2", None),
+    r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_reg4_dinov2": ("dinov2-reg4", None),
 }
+KNOWN_NAMES = ("vit_{tiny,small,base,large,huge,giant}_patch{P}_{image}[_in21k], vit_{base,huge,giant}_patch{P}_gap_"
+               "{image}, vit_base_patch16_224_miil, deit_{tiny,small,base}[_distilled]_patch16_{224,384}, "
+               "deit3_{small,medium,base,large,huge}_patch{14,16}_{224,384}, "
+               "vit_{small,base,large,giant}_patch14[_reg4]_dinov2")
+# config.json model_args vit_zoo reads or that only change what the tensors show (their shapes and
+# presence). Any other argument (act_layer, norm_layer, qk_norm, pos_embed, ...) may change numerics.
+MODEL_ARGS = ("img_size", "in_chans", "num_classes", "global_pool", "patch_size", "depth", "embed_dim", "num_heads",
+              "mlp_ratio", "qkv_bias", "init_values", "class_token", "reg_tokens", "no_embed_class", "fc_norm",
+              "dynamic_img_size", "weight_init", "representation_size")
 # timm's _cfg default normalisation (IMAGENET_INCEPTION_MEAN / _STD), used without a config.json.
 DEFAULT_MEAN = DEFAULT_STD = (0.5, 0.5, 0.5)
 
@@ -35,40 +53,67 @@ def read_config(checkpoint: Checkpoint) -> dict:
 
 
 def architecture(meta: dict, where: str):
-    """(size, heads) for the config.json's architecture, or (None, None) without one."""
+    """(family, size, heads) for the config.json's architecture, or (None, None, None) without one.
+
+    Raises:
+        UnsupportedLayoutError naming the architecture (and the family it belongs to, where vit_zoo knows
+        one it does not model) when vit_zoo does not reproduce its numerics, or naming model_args that
+        may change them.
+    """
     name = meta.get("architecture")
     if not name:
-        return None, None
+        return None, None, None
     base = name.split(".")[0]  # a pretrained tag may follow: vit_base_patch16_224.augreg_in21k
-    for pattern, heads in ARCHITECTURES.items():
+    for pattern, (family, heads) in ARCHITECTURES.items():
         match = re.fullmatch(pattern, base)
         if match:
-            return match["size"], heads or variants.SIZES[match["size"]].num_heads
+            _check_model_args(meta, where)
+            size = variants.FAMILIES[family].sizes[match["size"]]
+            return family, match["size"], heads or size["num_heads"]
+    unmodelled = [family for pattern, family in variants.UNMODELLED_FAMILIES.items() if re.search(pattern, base)]
+    belongs = f", a model of the {unmodelled[0]} family," if unmodelled else ""
     raise UnsupportedLayoutError(
-        f"{where}: config.json names timm architecture {name!r}, whose numerics vit_zoo does not reproduce "
-        f"(known: vit_{{tiny,small,base,large,huge,giant}}_patch{{P}}_{{image}}[_in21k], "
-        f"vit_{{base,huge,giant}}_patch{{P}}_gap_{{image}}, vit_base_patch16_224_miil). Other timm ViTs differ "
-        f"in ways the tensors do not show (post-norm, GELU flavour, epsilon)", f"timm {base}")
+        f"{where}: config.json names timm architecture {name!r}{belongs} whose numerics vit_zoo does not "
+        f"reproduce (known: {KNOWN_NAMES}). Other timm ViTs differ in ways the tensors do not show (post-norm, "
+        f"GELU flavour, epsilon, rotary or relative positions)", f"timm {base}")
 
 
-def num_heads(meta: dict, width: int, given, where: str) -> int:
-    size, heads = architecture(meta, where)
+def _check_model_args(meta: dict, where: str) -> None:
+    args = meta.get("model_args") or {}
+    unknown = sorted(key for key in args if key not in MODEL_ARGS and not key.endswith("_rate"))
+    if unknown:
+        raise UnsupportedLayoutError(f"{where}: config.json model_args set {unknown} for "
+                                     f"{meta['architecture']!r}, which may change its numerics in ways the "
+                                     f"tensors do not show; vit_zoo reads only {list(MODEL_ARGS)}",
+                                     f"timm model_args {', '.join(unknown)}")
+
+
+def num_heads(meta: dict, width: int, given, family: str, where: str) -> int:
+    """The head count: config.json's (model_args.num_heads, else its architecture's), else ``given`` (the
+    config asked for), else the width's size in the layout's ``family`` table (then in ``variants.SIZES``).
+
+    Raises:
+        CheckpointError when the config.json's width or heads disagree with the checkpoint or ``given``,
+        the head count cannot be known, or does not divide the width.
+    """
+    named_family, size, heads = architecture(meta, where)
     args = meta.get("model_args") or {}
     heads = args.get("num_heads", heads)
-    if size is not None and variants.SIZES[size].hidden_size != width:
-        raise CheckpointError(f"{where}: config.json names {meta['architecture']!r} (width "
-                              f"{variants.SIZES[size].hidden_size}) but 'patch_embed.proj.weight' has width "
-                              f"{width}; the config.json belongs to another model")
+    if size is not None:
+        expected = args.get("embed_dim", variants.FAMILIES[named_family].sizes[size]["hidden_size"])
+        if expected != width:
+            raise CheckpointError(f"{where}: config.json names {meta['architecture']!r} (width {expected}) but "
+                                  f"'patch_embed.proj.weight' has width {width}; the config.json belongs to "
+                                  f"another model")
     if heads is None:
-        by_width = {s.hidden_size: s.num_heads for s in variants.SIZES.values()}
-        heads = by_width.get(width)
+        heads = _heads_by_width(family).get(width)
     if given is not None:
         if heads is not None and int(given) != heads and meta:
             raise CheckpointError(f"{where}: num_heads={given} given, but its config.json says {heads}")
         heads = int(given)
     if heads is None:
-        known = sorted(s.hidden_size for s in variants.SIZES.values())
-        raise CheckpointError(f"{where}: width {width} is no named size ({known}) and timm state dicts "
+        known = sorted(_heads_by_width(family))
+        raise CheckpointError(f"{where}: width {width} is no named {family} size ({known}) and timm state dicts "
                               f"do not store the head count; put timm's config.json beside the file or "
                               f"give num_heads")
     if width % heads:
@@ -76,9 +121,24 @@ def num_heads(meta: dict, width: int, given, where: str) -> int:
     return heads
 
 
-def normalisation(meta: dict, where: str):
+def _heads_by_width(family: str) -> dict:
+    """width → heads of the family's published sizes, then of every named size (DeiT-III tiny: 3)."""
+    found = {s.hidden_size: s.num_heads for s in variants.SIZES.values()}
+    found.update({s["hidden_size"]: s["num_heads"] for s in variants.FAMILIES[family].sizes.values()})
+    return found
+
+
+def family_normalisation(family: str):
+    """The mean/std a family's weights were trained with where no config.json says (timm's default for
+    a classic ViT: 0.5)."""
+    defaults = variants.FAMILIES[family].defaults
+    return tuple(defaults.get("mean", DEFAULT_MEAN)), tuple(defaults.get("std", DEFAULT_STD))
+
+
+def normalisation(meta: dict, where: str, default=(DEFAULT_MEAN, DEFAULT_STD)):
+    """(mean, std) from config.json's pretrained_cfg, else ``default``."""
     cfg = meta.get("pretrained_cfg") or {}
-    mean, std = cfg.get("mean", DEFAULT_MEAN), cfg.get("std", DEFAULT_STD)
+    mean, std = cfg.get("mean", default[0]), cfg.get("std", default[1])
     if len(mean) != 3 or len(std) != 3:
         raise CheckpointError(f"{where}: config.json pretrained_cfg mean/std {mean}/{std} are not RGB "
                               f"triples")

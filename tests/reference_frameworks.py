@@ -52,6 +52,7 @@ def stub_torchvision() -> None:
     except Exception:  # absent, or the CUDA-only build that fails to import beside the CPU torch
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
+        _import_transformers_first()
     root = _StandInModule("torchvision")
     root.__path__ = []
     root.__version__ = "0.0+stand-in"
@@ -62,6 +63,15 @@ def stub_torchvision() -> None:
         sys.modules[module.__name__] = module
         parent, _, leaf = module.__name__.rpartition(".")
         setattr(sys.modules[parent], leaf, module)
+
+
+def _import_transformers_first() -> None:
+    """transformers asks ``importlib.util.find_spec("torchvision")`` when imported (then caches the answer),
+    which raises for a stand-in without a module spec: imported before the stand-in, it sees the truth."""
+    try:
+        importlib.import_module("transformers")
+    except ImportError:
+        pass
 
 
 def require(name: str):
@@ -75,4 +85,4 @@ def require(name: str):
     except ImportError as error:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"reference framework {name!r} is missing under CI=true ({error}); .ci/run installs it")
-        pytest.skip(f"reference framework {name!r} is not installed ({error})")
+        pytest.skip(f"reference framework {name!r} is not installed ({error})", allow_module_level=True)

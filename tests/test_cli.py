@@ -29,9 +29,9 @@ def entry_point():
 def test_list_shows_every_variant_with_parameters(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "vit-base-16   86,567,656" in out
-    assert "vit-huge-14   632,045,800" in out
-    assert "vit-giant-14  1,012,611,432" in out
+    rows = {line.split()[1]: line.split()[2] for line in out.splitlines()[2:]}
+    assert (rows["vit-base-16"], rows["vit-huge-14"], rows["vit-giant-14"]) == (
+        "86,567,656", "632,045,800", "1,012,611,432")
 
 
 def test_info_prints_config_parameters_and_flops(capsys):
@@ -48,8 +48,10 @@ def test_unknown_model_is_one_line_and_exit_1(capsys):
     code, out, err = run(capsys, "info", "vit-bas-16")
     assert code == 1
     assert err.strip().splitlines() == [
-        "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, vit-base-8. Aliases such as "
-        "'ViT-B_16', 'B/16', 'vit_base_patch16_224' and 'google/vit-base-patch16-224' are accepted too"]
+        "vit-zoo info: error: unknown model name 'vit-bas-16'; closest: vit-base-16, vit-base-14, deit-base-16. "
+        "Aliases such as 'ViT-B_16', 'B/16', 'vit_base_patch16_224', 'google/vit-base-patch16-224', "
+        "'deit_small_distilled_patch16_224', 'vit_small_patch14_reg4_dinov2', 'facebook/dinov2-base' and "
+        "'dinov2_vitb14' are accepted too"]
     assert "Traceback" not in err
 
 
@@ -213,20 +215,21 @@ def test_finetune_from_a_checkpoint_evaluate_and_export_through_the_command_line
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_json["steps"] == 2 and run_json["classes"] == ["class_0", "class_1"]
     top1 = run_json["metrics"]["val_top1"]
-    assert f"saved {tmp_path / 'run' / 'model.keras'} val_top1 {top1:.4f}" in out
+    assert f"saved {tmp_path / 'run' / 'model.keras'}: val top-1 {top1:.3%}  top-2 " in out
     results = tmp_path / "results.csv"
     code, out, err = run(capsys, "evaluate", data / "val", "--weights", tmp_path / "run" / "model.keras",
                          "--quiet", "--results", results)
     assert code == 0, err
-    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images" in out
+    assert f"top-1 {top1:.3%}  top-2 " in out and "6 images scored" in out
     assert results.read_text().splitlines()[1].split(",")[3] == f"{100 * top1:.3f}"
     exported = tmp_path / "model.tflite"
     code, out, err = run(capsys, "export", tmp_path / "run" / "model.keras", "--format", "tflite", "-o", exported)
     assert code == 0, err
     result = json.loads(out)
     assert result["max_abs_diff"] < 1e-4 and exported.stat().st_size > 0
-    code, _, err = run(capsys, "finetune")
-    assert code == 1 and "finetune needs DATA" in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["finetune"])
+    assert exit_info.value.code == 2 and "DATA is required" in capsys.readouterr().err
     # a saved classifier embeds what its head sees: the (B, D) pooled features, not the logits
     import h5py
 
@@ -321,7 +324,9 @@ def test_predict_with_the_exported_model_same_classes(shapes_model, tmp_path, ca
         assert top_classes(capsys, "--weights", tmp_path / name) == expected
     relabelled = top_classes(capsys, "--weights", tmp_path / "m.tflite", "--labels", folder / "labels.txt")
     assert relabelled == [(i, ("rond", "carré", "anneau")[i]) for i, _ in expected]
-    code, _, err = run(capsys, "embed", folder, "--weights", tmp_path / "m.tflite", "-o", tmp_path / "e.h5")
+    (tmp_path / "images").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "images")  # the folder is checked first: it must hold an image
+    code, _, err = run(capsys, "embed", tmp_path / "images", "--weights", tmp_path / "m.tflite", "-o", tmp_path / "e.h5")
     assert code == 1 and "is an exported model, which only `vit-zoo predict` runs" in err
 
 

@@ -44,6 +44,15 @@ def reader_for(path: Path, magic: bytes) -> Optional[Callable[[Path], Contents]]
     return None
 
 
+def corrupt_file(path: Path, kind: str):
+    """The error for a file its reader cannot open (cut short by an interrupted copy or download, or not
+    what its name says): a ``CheckpointError`` naming the ``kind`` (".keras", ".npz", ...) and the path."""
+    from vit_zoo.converters.errors import CheckpointError
+
+    return CheckpointError(f"incomplete or corrupt {kind} file '{path}'. Is the file complete (compare its size "
+                           f"with the source's)? Copy or download it again")
+
+
 def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (any 2-byte dtype) → float32: a bfloat16 is the top half of a float32."""
     return (bits.view(np.uint16).astype(np.uint32) << 16).view(np.float32)

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 from vit_zoo.converters.errors import CheckpointError
-from vit_zoo.converters.readers import Contents
+from vit_zoo.converters.readers import Contents, corrupt_file
 
 IDENTITY_KEY = "vit_zoo_identity"  # a vit_zoo model's identity record (see vit_zoo.model.identity)
 KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
@@ -23,7 +23,10 @@ KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 def read(path: Path) -> Contents:
     import h5py
 
-    handle = h5py.File(path, "r")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:  # h5py's "truncated file" / "file signature not found"
+        raise corrupt_file(path, ".h5") from None
     entries = {}
     keras_names = _keras_layer_names(handle)
 
@@ -51,7 +54,11 @@ def is_keras_archive(path: Path) -> bool:
 def read_keras_archive(path: Path) -> Contents:
     """A ``.keras`` archive (``model.save``): its ``model.weights.h5`` read as a ``.weights.h5`` (copied out
     to a temporary file, removed on close), the identity record from its ``config.json``."""
-    with zipfile.ZipFile(path) as archive:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise corrupt_file(path, ".keras") from None
+    with archive:
         missing = [m for m in KERAS_ARCHIVE_MEMBERS if m not in archive.namelist()]
         if missing:
             raise CheckpointError(f"{path.name} is a zip file but no Keras model archive (no {missing})")

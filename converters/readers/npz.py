@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from vit_zoo.converters.errors import CheckpointError
-from vit_zoo.converters.readers import Contents, bfloat16_to_float32
+from vit_zoo.converters.readers import Contents, bfloat16_to_float32, corrupt_file
 
 
 def read(path: Path) -> Contents:
-    archive = np.load(path, allow_pickle=False)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError):
+        raise corrupt_file(path, ".npz") from None
     entries = {}
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():

@@ -11,6 +11,7 @@ from vit_zoo import converters
 from vit_zoo.converters import google_npz, timm, transforms as T
 from vit_zoo.converters.apply import row
 
+from reference_frameworks import require
 from synth_checkpoints import (from_bfloat16_bits, npz_tensors, timm_tensors, to_bfloat16_bits, write_npz,
                                write_safetensors, write_timm)
 
@@ -208,7 +209,7 @@ def test_bfloat16_safetensors_loads_into_float32(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
 def test_safetensors_writer_matches_the_safetensors_package(tmp_path, dtype):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from safetensors.torch import load_file
 
     tensors = {"a": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "b": np.float32([1.5, -2.25, 3e-3])}

@@ -16,6 +16,7 @@ from vit_zoo.model.variants import variant_fields
 import layouts
 import synth_hf
 from conftest import load_converted
+from reference_frameworks import require
 from reference_numpy import vit_jax_forward
 from synth_checkpoints import images, npz_tensors, relative_error, write_npz
 
@@ -135,8 +136,7 @@ def test_block_numbering_gap_is_named(tmp_path):
 # The reference itself, against Hugging Face transformers' torch ViT on the same weights.
 @pytest.mark.parametrize("pre_logits", [False, True])
 def test_reference_matches_transformers(tmp_path, pre_logits):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch, transformers = require("torch"), require("transformers")
     spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3}, representation_size=24 if pre_logits else None)
     values = layouts.weights(spec, seed=3)
     tensors = layouts.tensors(layouts.vit_jax(spec), values)

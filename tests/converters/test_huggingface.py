@@ -3,6 +3,7 @@ preprocessor_config.json, the layouts it detects, and what it refuses. The check
 layout tables (``synth_hf.write_random``), config.json by transformers' own ViTConfig (no torch needed);
 parity with transformers' torch model is in test_huggingface_parity.py."""
 import json
+import re
 import warnings
 
 import numpy as np
@@ -16,8 +17,9 @@ from vit_zoo.converters.checkpoint import CheckpointError, open_checkpoint
 
 import layouts
 import synth_hf
+from reference_frameworks import require
 
-pytest.importorskip("transformers", reason="transformers' ViTConfig writes the config.json files")
+require("transformers")  # transformers' ViTConfig writes the config.json files
 
 
 # ---- layouts -----------------------------------------------------------------------------------------
@@ -54,6 +56,7 @@ def test_config_fields_follow_config_json(tmp_path):
                           num_layers=2, class_token=True, pooling="token", representation_size=None,
                           gelu="tanh", layer_norm_epsilon=1e-6, qkv_bias=True, mean=(0.5, 0.5, 0.5),
                           std=(0.5, 0.5, 0.5), num_classes=7, position_embedding_resampling="bicubic",
+                          distillation_token=False, head="linear",
                           assumed={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
 
 
@@ -125,14 +128,43 @@ def test_missing_tensor_is_listed_and_nothing_assigned(tmp_path):
     assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, model.weights))
 
 
-def test_not_a_vit_model_type(tmp_path):
+@pytest.mark.parametrize("model_type, named", [("vit_mae", "ViTMAE"), ("beit", "BEiT"),
+                                               ("clip_vision_model", "CLIP's vision tower"),
+                                               ("siglip_vision_model", "SigLIP's vision tower"),
+                                               ("swinv2", None)])
+def test_model_types_not_modelled_are_refused_by_name(tmp_path, model_type, named):
+    path = synth_hf.write_random(synth_hf.hf_config(), tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    with open_checkpoint(path) as checkpoint:
+        assert converters.detect_format(checkpoint) is hf
+        with pytest.raises(converters.UnsupportedLayoutError, match=rf"model_type '{model_type}'"
+                           rf"{re.escape(' (' + named) if named else '; this converter reads'}") as error:
+            hf.config_fields(checkpoint)
+    assert error.value.layout == f"Hugging Face model_type '{model_type}'"
+
+
+def test_refused_model_type_is_detected_by_its_config_json_alone(tmp_path):
+    # CLIP's tower keys ("vision_model.embeddings.patch_embedding.weight") are no layout read here; its
+    # config.json names it, so the error names the family instead of "unknown checkpoint format".
+    from synth_checkpoints import write_safetensors
+
+    write_safetensors(tmp_path / "model.safetensors",
+                      {"vision_model.embeddings.patch_embedding.weight": np.zeros((8, 3, 4, 4), "float32")})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip_vision_model"}))
+    with pytest.raises(converters.UnsupportedLayoutError, match=r"model_type 'clip_vision_model' \(CLIP"):
+        vit_zoo.load(weights=str(tmp_path), include_top=False)
+
+
+def test_model_type_and_weights_of_different_models(tmp_path):
     path = synth_hf.write_random(synth_hf.hf_config(), tmp_path)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "model_type": "deit"}))
     with open_checkpoint(path) as checkpoint:
-        with pytest.raises(converters.UnsupportedLayoutError, match="model_type 'deit'") as error:
+        with pytest.raises(CheckpointError, match=r"model_type 'deit', whose weights are under 'deit\.', but "
+                                                  r"'model\.safetensors' keeps them under 'vit\.' \(a model_type "
+                                                  r"'vit' checkpoint\)"):
             hf.config_fields(checkpoint)
-    assert error.value.layout == "Hugging Face model_type 'deit'"
 
 
 def test_identity_from_config_json_and_preprocessor_config(tmp_path):
@@ -148,3 +180,72 @@ def test_identity_from_config_json_and_preprocessor_config(tmp_path):
     assert (identity.preprocessing.recipe, identity.preprocessing.interpolation) == ("hf", "bicubic")
     assert (identity.config.mean, identity.config.std) == ((0.4, 0.5, 0.6), (0.2, 0.3, 0.4))
     assert identity.provenance.format == "hf" and identity.provenance.assumed == ()
+
+
+# ---- the published DINOv2 sizes, on shape-only stand-ins of their files ------------------------------
+def _stand_in(config: dict, processor=None, registers=0, head=None):
+    """A Checkpoint of the tensors' shapes only (no data) of a bare Dinov2(WithRegisters)Model of
+    ``config`` (a transformers config's to_dict(), as config.json holds it), with ``processor`` as its
+    preprocessor_config.json."""
+    from vit_zoo.converters.checkpoint import Checkpoint
+
+    d, grid = config["hidden_size"], config["image_size"] // config["patch_size"]
+    hidden = int(d * config["mlp_ratio"])
+    hidden = (int(hidden * 2 / 3) + 7) // 8 * 8 if config["use_swiglu_ffn"] else hidden
+    shapes = {"embeddings.patch_embeddings.projection.weight": (d, 3, 14, 14), "embeddings.cls_token": (1, 1, d),
+              "embeddings.position_embeddings": (1, 1 + grid * grid, d),
+              "encoder.layer.0." + ("mlp.weights_out.weight" if config["use_swiglu_ffn"] else "mlp.fc2.weight"):
+                  (d, hidden)}
+    shapes.update({f"encoder.layer.{i}.norm1.weight": (d,) for i in range(config["num_hidden_layers"])})
+    if registers:
+        shapes["embeddings.register_tokens"] = (1, registers, d)
+    entries = {key: (shape, "float32", None) for key, shape in shapes.items()}
+    metadata = {**config, **({"preprocessor_config": processor} if processor else {})}
+    return Checkpoint("/hub/model.safetensors", entries, metadata)
+
+
+BIT_224 = {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256}, "resample": 3,
+           "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+           "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+
+
+@pytest.mark.parametrize("size, width, heads, layers, swiglu, registers", [
+    ("small", 384, 6, 12, False, 0), ("base", 768, 12, 12, False, 4), ("large", 1024, 16, 24, False, 0),
+    ("giant", 1536, 24, 40, True, 4)])
+def test_published_dinov2_configs_are_the_named_variants(size, width, heads, layers, swiglu, registers):
+    from transformers import Dinov2Config, Dinov2WithRegistersConfig
+
+    kind = Dinov2WithRegistersConfig if registers else Dinov2Config
+    config = kind(hidden_size=width, num_attention_heads=heads, num_hidden_layers=layers, image_size=518,
+                  patch_size=14, use_swiglu_ffn=swiglu).to_dict()
+    fields = hf.config_fields(_stand_in(config, BIT_224, registers))
+    assert fields.pop("assumed") == {}
+    config = vit_zoo.ViTConfig(**{**fields, "num_classes": 1000})
+    assert config.variant == f"dinov2{'-reg4' if registers else ''}-{size}-14"
+    assert (config.image_size, config.position_grid) == ((224, 224), (37, 37))  # the 518 px table, in-graph
+
+
+def test_dinov2_without_a_processor_takes_config_json_image_size_and_says_so():
+    from transformers import Dinov2Config
+
+    config = Dinov2Config(hidden_size=384, num_attention_heads=6, image_size=518, patch_size=14).to_dict()
+    fields = hf.config_fields(_stand_in(config))
+    assert fields["image_size"] == (518, 518) and fields["position_grid"] == (37, 37)
+    assert fields["assumed"] == {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                                 "image_size": "(518, 518) (config.json image_size; no preprocessor_config.json "
+                                               "crop_size to take the evaluation size from)"}
+
+
+def test_dinov2_mlp_that_disagrees_with_config_json():
+    from transformers import Dinov2Config
+
+    config = Dinov2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28).to_dict()
+    checkpoint = _stand_in(config)
+    checkpoint.metadata["use_swiglu_ffn"] = True  # the tensors are a GELU MLP's (fc2), config.json says SwiGLU
+    with pytest.raises(CheckpointError, match=r"says use_swiglu_ffn True, but 'model\.safetensors' has "
+                                              r"'encoder\.layer\.0\.mlp\.fc2' \(a GELU MLP's\)"):
+        hf.config_fields(checkpoint)
+    checkpoint.metadata.update(use_swiglu_ffn=False, mlp_ratio=3)
+    with pytest.raises(CheckpointError, match=r"says an MLP width of int\(hidden_size \* mlp_ratio\), i\.e\. 192, "
+                                              r"but 'model\.safetensors' has an MLP width \(fc2 inputs\) of: 256"):
+        hf.config_fields(checkpoint)

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the reference is transformers' torch ViT")
-pytest.importorskip("transformers")
+from reference_frameworks import require
+
+torch = require("torch")  # the reference is transformers' torch ViT
+require("transformers")
 
 import keras  # noqa: E402
 

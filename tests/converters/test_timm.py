@@ -1,6 +1,9 @@
-"""timm state dicts (model.safetensors): detection, config inference, refusals, and parity with a
-timm-style NumPy reference (fused qkv, exact GELU, fc_norm), itself checked against Hugging Face's torch
-ViT (exact GELU, eps 1e-6) on shared weights. Parity bound: max|a−b|/max|b| ≤ 1e-4 in float32."""
+"""timm state dicts (model.safetensors): detection, config inference, refusals, and parity with timm's own
+VisionTransformer (tests/timm_reference.py: random timm models saved with timm's config.json), at the stored
+size, another size and dynamic sizes. The timm < 0.6 pre_logits form, which timm no longer builds, and the
+half-precision files are held to a timm-style NumPy reference, itself checked against Hugging Face's torch
+ViT on shared weights. Parity bound: max|a−b|/max|b| ≤ 1e-4 in float32. The DeiT, DeiT-III and DINOv2
+families: test_timm_family.py."""
 import json
 import warnings
 
@@ -16,6 +19,7 @@ from vit_zoo.model.variants import variant_fields
 import layouts
 import synth_hf
 from conftest import load_converted
+from reference_frameworks import require
 from reference_numpy import timm_forward
 from synth_checkpoints import (from_bfloat16_bits, images, relative_error, timm_tensors, to_bfloat16_bits,
                                write_timm)
@@ -36,67 +40,84 @@ def _pool(config):
     return "token" if config.pooling == "token" else "avg"
 
 
-# name: (ViTConfig fields, timm architecture for config.json or None, batch)
+@pytest.fixture(scope="module")
+def ref():
+    """tests/timm_reference.py: real timm models (skips where timm or torch is missing, fails under CI)."""
+    import timm_reference
+
+    return timm_reference
+
+
+# name: (timm architecture, create_model overrides, with timm's config.json)
 CASES = {
-    "vit_tiny_patch16_224": (dict(variant_fields("vit-tiny-16"), num_classes=1000),
-                             "vit_tiny_patch16_224", 2),
+    "vit_tiny_patch16_224": ("vit_tiny_patch16_224", dict(depth=2, img_size=64, num_classes=10), True),
     # avg pooling + fc_norm (no final norm), with a class token that the average leaves out
-    "vit_small_patch32_224-fcnorm": (dict(variant_fields("vit-small-32"), pooling="avg-fcnorm",
-                                          num_classes=1000), "vit_small_patch32_224", 2),
+    "vit_small_patch32_224-fcnorm": ("vit_small_patch32_224", dict(depth=2, img_size=64, global_pool="avg",
+                                                                   num_classes=10), True),
     # no config.json: heads from the width (variants.SIZES), timm's default normalisation
-    "vit_base_patch16_224-no-config": (dict(variant_fields("vit-base-16"), num_classes=1000), None, 1),
+    "vit_base_patch16_224-no-config": ("vit_base_patch16_224", dict(depth=1, img_size=32), False),
     # timm's gap models: no class token, final norm, then the mean; 16 heads at width 768 (config.json)
-    "vit_base_patch16_gap_224": (dict(variant_fields("vit-base-16"), num_heads=16, num_layers=2,
-                                      class_token=False, pooling="gap", num_classes=1000),
-                                 "vit_base_patch16_gap_224", 1),
-    "vit_base_patch16_384": (dict(variant_fields("vit-base-16"), image_size=384, num_layers=2,
-                                  num_classes=1000), "vit_base_patch16_384", 1),
-    "vit_base_patch16_224_miil": (dict(variant_fields("vit-base-16"), num_layers=2, qkv_bias=False,
-                                       num_classes=1000), "vit_base_patch16_224_miil", 1),
-    # timm < 0.6 in21k form: pre_logits.fc (Linear + Tanh) and 21,843 classes
-    "vit_tiny_patch16_224_in21k": (dict(variant_fields("vit-tiny-16"), num_layers=2, representation_size=192,
-                                        num_classes=21843), "vit_tiny_patch16_224_in21k", 2),
+    "vit_base_patch16_gap_224": ("vit_base_patch16_gap_224", dict(depth=1, img_size=32), True),
+    "vit_base_patch16_384": ("vit_base_patch16_384", dict(depth=1), True),  # the 24 x 24 grid
+    "vit_base_patch16_224_miil": ("vit_base_patch16_224_miil", dict(depth=1, img_size=32), True),  # no qkv bias
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_parity_with_timm_reference(case, tmp_path):
-    fields, architecture, batch = CASES[case]
-    spec = vit_zoo.ViTConfig(**fields)
-    tensors = timm_tensors(spec, seed=list(CASES).index(case))
-    path = write_timm(tmp_path, spec, architecture, tensors=tensors)
-    x = images(spec, batch=batch)
-    reference = timm_forward(tensors, x, spec.num_heads, _pool(spec))
-    del tensors
-
+def test_parity_with_timm(case, tmp_path, ref):
+    name, overrides, config_json = CASES[case]
+    reference = ref.build(name, seed=list(CASES).index(case), **overrides)
+    path = ref.save_safetensors(reference, tmp_path, config_json=config_json)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, config = convert(path)
+        view, config = ref.ours(path)
     # Without timm's config.json, what the file cannot tell is assumed: one warning lists every value,
-    # and the identity records their names; with it, nothing is assumed but the class names.
+    # and the identity records their names; with it, nothing is assumed (but the class names).
     announced = [str(w.message) for w in caught if "assumed:" in str(w.message)]
-    without_config = {"labels", "mean", "num_heads", "pooling", "preprocessing", "std"}
-    expected = without_config if architecture is None else {"labels"}
-    assert set(model.identity.provenance.assumed) == expected
-    assert len(announced) == 1 and all(f"{name} = " in announced[0] for name in expected)
-    for name in ("image_size", "patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers",
-                 "class_token", "pooling", "qkv_bias", "num_classes"):
-        assert getattr(config, name) == getattr(spec, name), name
-    assert (config.gelu, config.layer_norm_epsilon) == ("exact", 1e-6)
-    assert config.representation_size == spec.representation_size
-    logits_error = relative_error(model(x), reference["logits"])
-    if spec.hidden_size < 768 and not spec.representation_size:  # built with include_top=False, pooling=None
-        features, _ = convert(path, include_top=False, pooling=None)
-    else:  # big models: the same graph's output before pooling, to build once
-        last = "encoder_norm" if config.pooling != "avg-fcnorm" else f"block_{config.num_layers - 1:02d}_add2"
-        features = keras.Model(model.input, model.get_layer(last).output)
-    tokens_error = relative_error(features(x), reference["features"])
-    print(f"\nparity timm {case}: logits {logits_error:.2e}, tokens {tokens_error:.2e}")
-    assert logits_error <= TOLERANCE
-    assert tokens_error <= TOLERANCE
-    if config.pooling == "avg-fcnorm" or config.representation_size:  # pooled: fc_norm / pre_logits
-        pooled, _ = convert(path, include_top=False, pooling="gap" if config.pooling != "token" else "token")
-        assert relative_error(pooled(x), reference["pooled"]) <= TOLERANCE
+    expected = ({"labels", "mean", "num_heads", "pooling", "preprocessing", "std"} if not config_json
+                else {"labels"} if reference.num_classes == 1000 else set())
+    assert len(announced) == (1 if expected else 0) and all(f"{key} = " in announced[0] for key in expected)
+    read = {key: getattr(config, key) for key in ("patch_size", "hidden_size", "num_heads", "num_layers",
+                                                  "class_token", "qkv_bias", "gelu", "layer_norm_epsilon")}
+    assert read == dict(patch_size=reference.patch_embed.patch_size[0], hidden_size=reference.embed_dim,
+                        num_heads=reference.blocks[0].attn.num_heads, num_layers=len(reference.blocks),
+                        class_token=reference.cls_token is not None,
+                        qkv_bias=reference.blocks[0].attn.qkv.bias is not None, gelu="exact",
+                        layer_norm_epsilon=1e-6)
+    assert config.image_size == tuple(reference.patch_embed.img_size)
+    assert config.pooling == {"token": "token", "avg": "avg-fcnorm" if reference.fc_norm.__class__.__name__
+                              != "Identity" else "gap"}[reference.global_pool]
+    ref.assert_parity(view, reference, config.image_size, case, batch=1 if config.hidden_size == 768 else 2)
+
+
+def test_parity_at_other_sizes(tmp_path, ref):
+    """A classic ViT at another image_size (timm's loader resamples the table: bicubic, antialias) and with
+    dynamic input sizes (timm dynamic_img_size=True), smaller and larger than the stored 64 px."""
+    name, overrides, _ = CASES["vit_tiny_patch16_224"]
+    reference = ref.build(name, seed=9, **overrides)
+    path = ref.save_safetensors(reference, tmp_path)
+    resized = ref.load_resized(name, reference.state_dict(), **dict(overrides, img_size=96))
+    ref.assert_parity(ref.ours(path, image_size=96)[0], resized, 96, "vit_tiny (image_size)")
+    dynamic = ref.load_resized(name, reference.state_dict(), **overrides, dynamic_img_size=True)
+    view, _ = ref.ours(path, dynamic_size=True)
+    for size in (48, 112):
+        ref.assert_parity(view, dynamic, size, "vit_tiny (dynamic)")
+
+
+def test_pre_logits_in21k_against_the_numpy_reference(tmp_path):
+    """timm < 0.6 in21k form: pre_logits.fc (Linear + Tanh) and 21,843 classes. timm >= 0.6 drops
+    pre_logits on load, so the reference here is the NumPy one (itself held to transformers below)."""
+    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=2, representation_size=192,
+                                    num_classes=21843))
+    tensors = timm_tensors(spec, seed=3)
+    path = write_timm(tmp_path, spec, "vit_tiny_patch16_224_in21k", tensors=tensors)
+    x = images(spec, batch=2)
+    reference = timm_forward(tensors, x, spec.num_heads, _pool(spec))
+    model, config = convert(path)
+    assert config.representation_size == 192
+    assert relative_error(model(x), reference["logits"]) <= TOLERANCE
+    pooled, _ = convert(path, include_top=False, pooling="token")
+    assert relative_error(pooled(x), reference["pooled"]) <= TOLERANCE
 
 
 @pytest.mark.parametrize("dtype", ["F16", "BF16"])
@@ -122,7 +143,7 @@ def test_config_json_supplies_normalisation_and_pooling(tmp_path):
         fields = timm.config_fields(checkpoint)
     assert fields["mean"] == (0.485, 0.456, 0.406) and fields["std"] == (0.229, 0.224, 0.225)
     assert fields["pooling"] == "gap" and fields["class_token"]  # class token kept, mean of the patches
-    assert fields["num_heads"] == 3 and fields["position_embedding_resampling"] == "bicubic"
+    assert fields["num_heads"] == 3 and fields["position_embedding_resampling"] == "bicubic-antialias"
 
 
 def test_without_head(tmp_path):
@@ -139,9 +160,9 @@ def _with(tensors, **extra):
 
 
 @pytest.mark.parametrize("extra, feature", [
-    ({"reg_token": np.zeros((1, 4, 32), np.float32)}, "register tokens"),
-    ({"blocks.0.ls1.gamma": np.ones(32, np.float32), "blocks.0.ls2.gamma": np.ones(32, np.float32)},
-     "LayerScale"),
+    ({"blocks.0.attn.q_bias": np.zeros(32, np.float32), "blocks.0.attn.v_bias": np.zeros(32, np.float32)},
+     "EVA / BEiT"),
+    ({"blocks.0.mlp.fc1_g.weight": np.zeros((64, 32), np.float32)}, "split gated MLP"),
     ({"blocks.1.attn.q_norm.weight": np.ones(8, np.float32),
       "blocks.1.attn.k_norm.weight": np.ones(8, np.float32)}, "qk-norm"),
     ({"norm_pre.weight": np.ones(32, np.float32), "norm_pre.bias": np.zeros(32, np.float32)}, "pre_norm"),
@@ -161,12 +182,28 @@ def test_unsupported_tensors_are_named(tmp_path, extra, feature):
     assert "model.safetensors" in str(error.value)
 
 
-def test_position_embedding_without_class_entry_is_refused(tmp_path):
+def test_position_embedding_without_class_entry(tmp_path):
+    """no_embed_class=True: the table holds the patches only, and the class token joins after the add."""
     spec = vit_zoo.ViTConfig(**SMALL)
     tensors = timm_tensors(spec)
-    tensors["pos_embed"] = tensors["pos_embed"][:, 1:]  # no_embed_class=True
+    tensors["pos_embed"] = tensors["pos_embed"][:, 1:]
     with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
-        with pytest.raises(converters.CheckpointError, match="no_embed_class"):
+        fields = timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
+    assert (fields["prefix_position_embeddings"], fields["image_size"]) == (False, 32)
+
+
+@pytest.mark.parametrize("tokens, says", [((1, 4, 32), "register tokens without a class token"),
+                                          ((1, 2, 32), "rows for the 2 register tokens")])
+def test_register_layouts_not_modelled_are_refused(tmp_path, tokens, says):
+    spec = vit_zoo.ViTConfig(**SMALL)
+    tensors = {**timm_tensors(spec), "reg_token": np.zeros(tokens, np.float32)}
+    if "class" in says:
+        tensors = {k: v for k, v in tensors.items() if k != "cls_token"}
+        tensors["pos_embed"] = tensors["pos_embed"][:, 1:]
+    else:  # rows for the class token and both registers (timm reg_tokens with no_embed_class=False)
+        tensors["pos_embed"] = np.concatenate([tensors["pos_embed"][:, :1]] * 3 + [tensors["pos_embed"][:, 1:]], 1)
+    with converters.open_checkpoint(write_timm(tmp_path, spec, tensors=tensors)) as checkpoint:
+        with pytest.raises(converters.UnsupportedLayoutError, match=says):
             timm.config_fields(checkpoint, vit_zoo.ViTConfig(**SMALL))
 
 
@@ -217,8 +254,7 @@ def test_fc_norm_with_token_pooling_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # The reference itself, against Hugging Face transformers' torch ViT on the same weights.
 def test_reference_matches_transformers(tmp_path):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    torch, transformers = require("torch"), require("transformers")
     spec = vit_zoo.ViTConfig(**{**SMALL, "num_layers": 3})
     values = layouts.weights(spec, seed=5)
     tensors = layouts.tensors(layouts.timm(spec), values)
@@ -245,20 +281,18 @@ def test_reference_matches_transformers(tmp_path):
     assert relative_error(pooled, expected.numpy()) < 1e-10
 
 
-def test_load_through_public_api(tmp_path):
-    spec = vit_zoo.ViTConfig(**dict(variant_fields("vit-tiny-16"), num_layers=2, num_classes=10,
-                                    pooling="avg-fcnorm"))
-    tensors = timm_tensors(spec, seed=7)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    write_timm(tmp_path, spec, "vit_tiny_patch16_224", tensors=tensors, mean=mean, std=std)
+def test_load_through_public_api(tmp_path, ref):
+    """vit_zoo.load(weights=DIRECTORY) on raw pixels, its preprocessing from timm's config.json."""
+    reference = ref.build("vit_tiny_patch16_224", seed=7, depth=2, num_classes=10, global_pool="avg")
+    ref.save_safetensors(reference, tmp_path)
+    mean, std = np.float32(reference.pretrained_cfg["mean"]), np.float32(reference.pretrained_cfg["std"])
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
-    reference = timm_forward(tensors, (pixels / 255 - np.float32(mean)) / np.float32(std), 3, "avg")
+    nchw = ref.torch.from_numpy(((pixels / 255 - mean) / std).transpose(0, 3, 1, 2).copy())
+    expected = ref.outputs(reference, nchw)
     model = vit_zoo.load(weights=tmp_path)  # the directory: model.safetensors + timm's config.json
-    assert relative_error(model(pixels), reference["logits"]) <= TOLERANCE
+    assert relative_error(model(pixels), expected["output"]) <= TOLERANCE
     features = vit_zoo.load(weights=tmp_path, include_top=False)  # the last block's tokens
-    assert relative_error(features(pixels), reference["features"]) <= TOLERANCE
-    pooled = vit_zoo.load(weights=tmp_path, include_top=False, pooling="gap")  # mean, then fc_norm
-    assert relative_error(pooled(pixels), reference["pooled"]) <= TOLERANCE
+    assert relative_error(features(pixels), expected["tokens"]) <= TOLERANCE
 
 
 def test_identity_from_timm_config_json(tmp_path):

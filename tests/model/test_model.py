@@ -65,12 +65,22 @@ def test_parameter_formula_equals_built_models(case):
     assert _built_count(config, include_top=False, pooling=pooling) == count_parameters(config, include_top=False)
 
 
-def test_flops_of_vit_base_16():
-    # 12 blocks x (qkv 3·197·768² + attention 2·197²·768 + proj 197·768² + MLP 2·197·768·3072)
-    # + patch embedding 196·768·768 + head 768·1000, times 2 FLOPs per multiply-add.
-    assert vit_zoo.flops_per_image(ViTConfig()) == 2 * (
-        12 * (3 * 197 * 768 ** 2 + 2 * 197 ** 2 * 768 + 197 * 768 ** 2 + 2 * 197 * 768 * 3072)
-        + 196 * 768 * 768 + 768 * 1000)
+# Published compute per image, in GMACs (multiply-adds; vit_zoo counts 2 FLOPs per multiply-add): DeiT
+# (Touvron et al. 2021, Table 1, "FLOPs" counted as multiply-adds by fvcore) for Ti/S/B at 224 and B at 384,
+# timm's results table (``gmacs`` of vit_large_patch16_224, also from fvcore) for L/16. Both round to 0.1.
+PUBLISHED_GMACS = {("vit-tiny-16", 224): 1.3, ("vit-small-16", 224): 4.6, ("vit-base-16", 224): 17.6,
+                   ("vit-base-16", 384): 55.5, ("vit-large-16", 224): 61.6}
+
+
+@pytest.mark.parametrize("name, image_size", sorted(PUBLISHED_GMACS))
+def test_flops_equal_the_published_figures(name, image_size):
+    flops = vit_zoo.flops_per_image(ViTConfig.from_name(name), image_size=image_size)
+    assert round(flops / 2e9, 1) == PUBLISHED_GMACS[name, image_size]
+
+
+def test_a_large_variant_builds_with_the_reference_count():
+    """ViT-L/16 built (with its head, no forward pass): timm's vit_large_patch16_224 has 304,326,632 too."""
+    assert _built_count(ViTConfig.from_name("vit-large-16")) == 304_326_632
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -32,8 +32,7 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     assert len(losses) == 20 and np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert result["metrics"]["val_top1"] > 0.5
     assert [h["step"] for h in result["history"] if "val_top1" in h] == [10, 20]
-    saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["metrics"]["val_top5"] == 1.0  # 4 classes: top-5 is top-4
+    saved = json.loads((tmp_path / "run.json").read_text())  # (top-5 of 6 classes: the demo test below)
     assert saved["config"]["optimizer"] == "sgd" and saved["steps"] == 20 and saved["classes"] == list(NAMES)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "logs", "model.keras", "run.json"]
     assert list((tmp_path / "logs" / "train").iterdir()) and list((tmp_path / "logs" / "val").iterdir())
@@ -44,6 +43,106 @@ def test_training_reduces_loss_names_the_classes_and_writes_run_json(tmp_path):
     assert identity.labels == NAMES and identity.preprocessing == Preprocessing()  # from scratch: "google"
     assert identity.provenance.format == "keras" and identity.provenance.finetuned_from["format"] == "built"
     assert identity.config == tiny_config(num_classes=4) and saved["identity"] == identity.to_dict()
+
+
+# Run in a fresh process: load the fine-tuned model.keras, evaluate and fit on integer and one-hot labels,
+# then run the README's "reload and keep training" block (a new optimizer, the reloaded loss).
+KEEP_TRAINING = """
+import json, sys
+import keras, numpy as np
+import vit_zoo  # registers vit_zoo's classes: the model, its optimizer, loss and metric
+model = keras.models.load_model(sys.argv[1])
+with np.load(sys.argv[2]) as data:
+    images, labels = data["images"], data["labels"]
+one_hot = np.eye(model.output_shape[-1], dtype="float32")[labels]
+done = {"loss": [type(model.loss).__name__, model.loss.label_smoothing],
+        "optimizer": [type(model.optimizer).__name__, int(model.optimizer.iterations)],
+        "integers": model.evaluate(images, labels, batch_size=8, verbose=0, return_dict=True),
+        "one_hot": model.evaluate(images, one_hot, batch_size=8, verbose=0, return_dict=True)}
+done["fit_integers"] = model.fit(images, labels, batch_size=8, epochs=1, verbose=0).history
+done["fit_one_hot"] = model.fit(images, one_hot, batch_size=8, epochs=1, verbose=0).history
+done["iterations"] = int(model.optimizer.iterations)
+before = keras.models.load_model(sys.argv[1]).get_weights()
+"""
+
+
+def readme_keep_training_block(model_path) -> str:
+    """The README's "reload and keep training" code block, on ``model_path``."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme[readme.index("Reload and keep training"):].split("```python\n", 1)[1].split("```", 1)[0]
+    return block.replace('"vit-finetune/model.keras"', repr(str(model_path)))
+
+
+def test_a_reloaded_model_keeps_training_on_integer_and_one_hot_labels(tmp_path):
+    """``keras.models.load_model("run/model.keras")`` in a fresh process, then ``fit(x, integer_labels)`` and
+    ``fit(x, one_hot_labels)``: the saved compile state (loss with its label smoothing, optimizer with its
+    step count) reloads, and both label forms give the loss and accuracy of a NumPy computation from the
+    model's logits. Then the README's block runs as written and trains the model."""
+    import subprocess
+    import sys
+
+    from vit_zoo.train.finetuning import finetune
+
+    images, labels = toy_arrays(16, classes=6, seed=2)
+    result = finetune(toy_arrays(32, classes=6), tiny_config(num_classes=6, num_layers=1), steps=2,
+                      label_smoothing=0.1, output_dir=tmp_path, **RUN)
+    np.savez(tmp_path / "data.npz", images=images, labels=labels)
+    script = KEEP_TRAINING + readme_keep_training_block(tmp_path / "model.keras") + """
+after = keras.models.load_model(sys.argv[1]).get_weights()
+done["readme_changed"] = max(float(np.max(np.abs(a - b))) for a, b in zip(before, after))
+print(json.dumps(done))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras"), str(tmp_path / "data.npz")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["loss"] == ["ClassificationCrossentropy", 0.1]
+    assert got["optimizer"] == ["ViTSGD", 2]  # the run's 2 steps: the optimizer state came back too
+    logits = result["model"].predict(images, verbose=0).astype(np.float64)
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    smoothed = np.eye(6)[labels] * 0.9 + 0.1 / 6
+    expected_loss = float(np.mean(-(smoothed * log_softmax).sum(1)))
+    expected_accuracy = float(np.mean(logits.argmax(1) == labels))
+    for form in ("integers", "one_hot"):
+        assert got[form]["loss"] == pytest.approx(expected_loss, abs=1e-5), form
+        assert got[form]["accuracy"] == pytest.approx(expected_accuracy), form
+    assert np.isfinite(got["fit_integers"]["loss"][0]) and np.isfinite(got["fit_one_hot"]["loss"][0])
+    assert got["iterations"] == 2 + 2 * 2  # 16 images in batches of 8, twice
+    assert got["readme_changed"] > 1e-4  # the README's new optimizer trained and saved the model
+
+
+def test_the_loss_and_accuracy_take_both_label_forms_and_refuse_other_shapes():
+    """Against Keras' own one-hot loss: integer labels (B,) and (B, 1) and one-hot targets give the same
+    value, with label smoothing; soft targets (mixup) are used as they are."""
+    import keras
+
+    from vit_zoo.train.losses import ClassificationAccuracy, ClassificationCrossentropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(8, 6)).astype("float32")
+    labels = np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    one_hot = np.eye(6, dtype="float32")[labels]
+    soft = 0.7 * one_hot + 0.3 * one_hot[::-1]
+    reference = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)
+    ours = ClassificationCrossentropy(label_smoothing=0.2)
+    for targets in (labels, labels[:, None], one_hot):
+        assert float(ours(targets, logits)) == pytest.approx(float(reference(one_hot, logits)), abs=1e-6)
+    assert float(ours(soft, logits)) == pytest.approx(float(reference(soft, logits)), abs=1e-6)
+    expected = float(np.mean(logits.argmax(1) == labels))
+    for targets in (labels, labels[:, None], one_hot):
+        metric = ClassificationAccuracy()
+        metric.update_state(targets, logits)
+        assert float(metric.result()) == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"labels of shape \(8, 6, 1\) do not fit logits of shape \(8, 6\): "
+                                         r"give integer class indices shaped \(batch,\)"):
+        ours(one_hot[..., None], logits)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        ClassificationCrossentropy(label_smoothing=1.0)
+    restored = ClassificationCrossentropy.from_config(ours.get_config())
+    assert restored.label_smoothing == 0.2 and float(restored(labels, logits)) == pytest.approx(float(ours(labels, logits)))
 
 
 @pytest.mark.xla
@@ -78,6 +177,35 @@ def test_resume_after_interruption_continues_the_same_trajectory(tmp_path):
     assert max_weight_difference(reference["model"], resumed["model"]) <= 1e-6
     np.testing.assert_allclose([h["loss"] for h in resumed["history"]],
                                [h["loss"] for h in reference["history"][4:]], atol=1e-6)
+
+
+def test_resume_on_other_data_is_refused_and_a_moved_folder_still_matches(tmp_path):
+    """The checkpoint records the training split's fingerprint: resuming on other images (or the same
+    images with other labels) is an error that says so; the same image folder copied elsewhere resumes."""
+    import shutil
+
+    from vit_zoo.train.data import resolve_data
+    from vit_zoo.train.finetuning import finetune
+    from vit_zoo.train.state import data_fingerprint
+
+    config = tiny_config(num_classes=4, num_layers=1)
+    options = dict(steps=2, checkpoint_every=1, **RUN)
+    finetune(toy_arrays(32), config, output_dir=tmp_path / "run", **{**options, "steps": 1})
+    with pytest.raises(ValueError, match=r"checkpoint '.*ckpt-00000001.npz' was written by a run on other training "
+                                         r"data: 32 examples \(arrays\) from .*, sha256 [0-9a-f]{12}; this run has 32 "
+                                         r"examples \(arrays\) .*\(the examples, their order or their labels differ"):
+        finetune(toy_arrays(32, seed=5), config, output_dir=tmp_path / "run", **options)
+    images, labels = toy_arrays(32)
+    with pytest.raises(ValueError, match="was written by a run on other training data"):
+        finetune((images, (labels + 1) % 4), config, output_dir=tmp_path / "run", **options)
+    assert finetune((images, labels), config, output_dir=tmp_path / "run", **options)["resumed_from_step"] == 1
+
+    write_folder(tmp_path / "photos", counts=(4, 4))
+    shutil.copytree(tmp_path / "photos", tmp_path / "elsewhere")
+    fingerprint = lambda root: data_fingerprint(resolve_data(root, val_fraction=0.25).train)  # noqa: E731
+    assert fingerprint(tmp_path / "photos")["sha256"] == fingerprint(tmp_path / "elsewhere")["sha256"]
+    (tmp_path / "elsewhere" / "class_1" / "img_0.png").rename(tmp_path / "elsewhere" / "class_1" / "img_9.png")
+    assert fingerprint(tmp_path / "photos")["sha256"] != fingerprint(tmp_path / "elsewhere")["sha256"]
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path):
@@ -342,4 +470,5 @@ def test_demo_names_its_shapes_and_evaluating_it_reproduces_the_printed_top1(tmp
     evaluated = vit_zoo.evaluate(reloaded, tmp_path / "data" / "val", progress=False)
     assert evaluated["examples"] == 30
     assert evaluated["top1"] == result["metrics"]["val_top1"]
+    assert evaluated["top5"] == result["metrics"]["val_top5"] < 1.0  # 6 classes: top-5 can miss, and does
     assert evaluated["loss"] == pytest.approx(result["metrics"]["val_loss"], abs=1e-6)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import vit_zoo
+from reference_frameworks import require
 from vit_zoo.use.images import ImageReadError
 from vit_zoo.use.preprocessing import preprocess
 
@@ -52,7 +53,7 @@ def test_google_recipe_is_a_half_pixel_bilinear_squash(size):
 def test_hf_recipe_is_pil_bilinear_and_matches_transformers():
     expected = np.asarray(pil_rgb(CHELSEA).resize((48, 40), Image.BILINEAR), dtype=np.float32)
     np.testing.assert_array_equal(preprocess(CHELSEA, recipe="hf", image_size=(40, 48))[0], expected)
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     processor = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
     reference = processor(size={"height": 40, "width": 48})(pil_rgb(CHELSEA), return_tensors="np")
     got = preprocess(CHELSEA, recipe="hf", image_size=(40, 48), normalize=True, mean=(0.5,) * 3, std=(0.5,) * 3)

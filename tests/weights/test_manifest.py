@@ -37,8 +37,11 @@ def test_every_packaged_entry_is_valid_and_sourced(entry):
     assert (entry["top1"] is None) or entry["top1_source"]
     if entry["format"] == "google-npz":
         assert entry["url"].startswith("https://storage.googleapis.com/vit_models/")
+    elif entry["format"] in ("meta-dinov2", "deit-pth"):
+        folder = {"meta-dinov2": "dinov2", "deit-pth": "deit"}[entry["format"]]
+        assert entry["url"].startswith(f"https://dl.fbaipublicfiles.com/{folder}/")
     else:
-        assert entry["hf_repo"].split("/")[0] in ("google", "timm") and entry["filename"]
+        assert entry["hf_repo"].split("/")[0] in ("google", "timm", "facebook") and entry["filename"]
     if entry.get("same_weights_as"):
         assert f"{entry['model']}.{entry['same_weights_as']}" in {e["key"] for e in ENTRIES}
 
@@ -117,11 +120,21 @@ def test_extra_manifest_default_replaces_packaged_default(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("change, expected", [
     (dict(model="vit-enormous-16"), "field 'model' is 'vit-enormous-16'; expected a variant name"),
-    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, hf, timm"),
+    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, deit-pth, meta-dinov2, hf, timm"),
     (dict(sha256="abc"), "field 'sha256' is 'abc'; expected 64 lower-case hex digits"),
     (dict(tag="has.dot"), "field 'tag' is 'has.dot'"),
     (dict(top1=80.0), "'top1' needs 'top1_source'"),
     (dict(hf_repo="google/x", filename="model.safetensors"), "exactly one of 'url' or 'hf_repo' (got both)"),
+    (dict(format="meta-dinov2", url=None, hf_repo="facebook/x", filename="model.safetensors"),
+     "format 'meta-dinov2' is downloaded from a 'url', not an 'hf_repo'"),
+    (dict(head_url="https://example.org/head.pth"), "'head_url' is for format 'meta-dinov2'"),
+    (dict(format="meta-dinov2", head_url="https://example.org/heads/head.pth"),
+     "'head_url' must sit in the same folder as 'url'"),
+    (dict(preprocessing={"recipe": "hf", "crop_pct": 0.875, "interpolation": "bicubic"}),
+     "field 'preprocessing' is {'recipe': 'hf', 'crop_pct': 0.875, 'interpolation': 'bicubic'}; expected the "
+     "publisher's evaluation transform"),
+    (dict(preprocessing={"recipe": "timm", "crop_pct": 0.875}), "field 'preprocessing' is {'recipe': 'timm', "
+                                                               "'crop_pct': 0.875}; expected"),
     (dict(imagesize=224), "unknown field 'imagesize'; did you mean 'image_size'?"),
     (dict(mean=None), "field 'mean' is None"),
     (dict(num_classes=10, labels="imagenet1k"), "'labels' 'imagenet1k' has 1000 classes but 'num_classes' is 10"),

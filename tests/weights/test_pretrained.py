@@ -46,13 +46,24 @@ def server(tmp_path, monkeypatch, checkpoint_bytes):
         sha = hashlib.sha256(data).hexdigest()
         entries = [_entry("tiny", sha256=sha, size=len(data), default=True),
                    _entry("zero", sha256=sha, size=len(data), zero_head=True),
-                   _entry("absent")]
+                   _entry("absent"),
+                   _entry("stated", sha256=sha, size=len(data),  # the publisher's own evaluation transform
+                          preprocessing={"recipe": "timm", "crop_pct": 0.875, "interpolation": "bicubic"})]
         path = tmp_path / "manifest.json"
         path.write_text(json.dumps({"schema_version": 1, "entries": entries}))
         monkeypatch.setenv("VIT_ZOO_MANIFEST", str(path))
-        for tag in ("tiny", "zero"):
+        for tag in ("tiny", "zero", "stated"):
             srv.add(f"/vit_models/test/{tag}.npz", data)
         yield srv
+
+
+def test_an_entry_s_stated_transform_travels_with_the_model(server):
+    stated = vit_zoo.load("vit-tiny-16", pretrained="stated").identity
+    default = vit_zoo.load("vit-tiny-16", pretrained="tiny").identity  # the format's: vit_jax squash-resize
+    assert (stated.preprocessing.recipe, stated.preprocessing.crop_pct, stated.preprocessing.interpolation) == (
+        "timm", 0.875, "bicubic")
+    assert (default.preprocessing.recipe, default.preprocessing.crop_pct) == ("google", 1.0)
+    assert stated.provenance.assumed == ()
 
 
 def _images(batch=2):
@@ -194,3 +205,24 @@ def test_hub_reference_fetches_the_image_processor(server, tmp_path, monkeypatch
     identity = vit_zoo.load(weights="hf-hub:someone/vit-yes-no").identity
     assert (identity.labels, identity.preprocessing.interpolation) == (("no", "yes"), "bicubic")
     assert (identity.config.mean, identity.provenance.assumed) == ((0.4, 0.5, 0.6), ())
+
+
+def test_a_head_published_as_its_own_file_is_downloaded_beside_its_backbone(tmp_path, monkeypatch):
+    """Meta's DINOv2 classifier: backbone (url) + linear head (head_url), read together from one folder."""
+    folder = f"{GCS}/dinov2/dinov2_vits14"
+    entry = _entry("meta-linear", model="dinov2-small-14", format="meta-dinov2", image_size=224,
+                   url=f"{folder}/dinov2_vits14_pretrain.pth", head_url=f"{folder}/dinov2_vits14_linear_head.pth")
+    converted = []
+    monkeypatch.setattr(pretrained, "_convert_to", lambda target, source, e: converted.append(source))
+    with FaultServer() as srv:
+        use_loopback_cache(monkeypatch, tmp_path / "home", srv.url)
+        srv.add("/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth", b"backbone")
+        srv.add("/dinov2/dinov2_vits14/dinov2_vits14_linear_head.pth", b"head")
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps({"schema_version": 1, "entries": [entry]}))
+        monkeypatch.setenv("VIT_ZOO_MANIFEST", str(path))
+        pretrained.converted_checkpoint(pretrained.resolve_entry("dinov2-small-14", "meta-linear"))
+        assert len(srv.gets("/dinov2/dinov2_vits14/dinov2_vits14_linear_head.pth")) == 1
+    (backbone,) = converted
+    assert backbone.read_bytes() == b"backbone"
+    assert (backbone.parent / "dinov2_vits14_linear_head.pth").read_bytes() == b"head"

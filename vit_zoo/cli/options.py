@@ -11,16 +11,17 @@ def add_model_options(sub, *, exported: bool = False) -> None:
     """``--model``, ``--weights`` and ``--labels`` on a command's parser; ``exported``: ``--weights`` may
     also name an exported model (SavedModel folder, .tflite, .onnx)."""
     sub.add_argument("--model", default=DEFAULT_MODEL,
-                     help=f"NAME[:TAG] of published weights (default {DEFAULT_MODEL}, its default tag)")
+                     help="NAME[:TAG] of published weights (NAME alone: its default tag), downloaded once")
     kinds = ".npz, Hugging Face folder, timm .safetensors, .weights.h5, .keras"
     if exported:
         kinds += ", or an exported SavedModel folder, .tflite or .onnx"
-    sub.add_argument("--weights", default=None, help=f"a local checkpoint ({kinds}) instead of downloading")
+    sub.add_argument("--weights", default=None, help=f"a local checkpoint ({kinds}) instead of downloading "
+                     f"(default: none, --model's published weights)")
     add_labels_option(sub)
 
 
 def add_labels_option(sub) -> None:
-    sub.add_argument("--labels", default=None, metavar="FILE", help=LABELS_HELP)
+    sub.add_argument("--labels", default=None, metavar="FILE", help=LABELS_HELP + " (default: the model's)")
 
 
 def with_labels(model, labels_file):

@@ -26,7 +26,8 @@ def _source(entry) -> str:
     if entry.get("hf_repo"):
         revision = entry.get("revision")
         return f"hf:{entry['hf_repo']}" + (f"@{revision}" if revision and revision != "main" else "")
-    return entry["url"].replace("https://storage.googleapis.com/", "gs://")
+    head = f" + {entry['head_url'].rsplit('/', 1)[1]}" if entry.get("head_url") else ""
+    return entry["url"].replace("https://storage.googleapis.com/", "gs://") + head
 
 
 def format_weights_table(entries) -> str:

@@ -3,8 +3,20 @@ names and preprocessing (``--labels FILE`` overrides the names)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from vit_zoo.cli.options import add_model_options, load_model
+
+STRICT_HELP = "stop at the first unreadable image instead of skipping it with a warning"
+
+
+def check_image_files(paths) -> None:
+    """Every path names an existing file: checked before any model is loaded (or downloaded)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"image file not found: '{path}'")
+        if Path(path).is_dir():
+            raise ValueError(f"'{path}' is a folder, not an image file; pass the image files in it")
 
 
 def _command_predict(args):
@@ -13,16 +25,21 @@ def _command_predict(args):
 
     model = load_model(args, exported=True)
     run = predict_exported if isinstance(model, ExportedModel) else predict
-    results = run(model, args.images, top=args.top)
+    results = run(model, args.images, top=args.top, strict=args.strict)
+    scored = [(image, top) for image, top in zip(args.images, results) if top is not None]
     if args.json:
         print(json.dumps([{"image": image, "top": [{"index": i, "label": label, "probability": round(p, 6)}
                                                    for i, label, p in top]}
-                          for image, top in zip(args.images, results)], indent=2))
+                          for image, top in scored], indent=2))
         return
-    for image, top in zip(args.images, results):
+    for image, top in scored:
         print(image)
         for index, label, probability in top:
             print(f"  {probability:7.2%}  {index:5d}  {label}")
+
+
+_CHECKS = {"predict": lambda args: check_image_files(args.images),
+           "attention": lambda args: check_image_files([args.image])}
 
 
 def _model_with_or_without_head(args):
@@ -40,9 +57,10 @@ def _model_with_or_without_head(args):
 
 
 def _command_embed(args):
-    from vit_zoo.use.embedding import embed
+    from vit_zoo.use.embedding import embed, list_images
     from vit_zoo.use.features import pooled_features
 
+    list_images(args.directory)  # a missing or empty folder fails before the model loads
     model = pooled_features(_model_with_or_without_head(args))
     result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,
                    tag=args.weights or args.model, progress=not args.quiet)
@@ -69,9 +87,14 @@ def _command_attention(args):
 def _command_evaluate(args):
     from vit_zoo.use.evaluation import evaluate, format_report
 
-    options = {"batch_size": args.batch_size} if args.batch_size else {}
+    if not Path(args.data).is_dir():  # checked before the model loads
+        raise FileNotFoundError(f"evaluation data not found: '{args.data}' (expected a folder of class folders, "
+                                f"or a folder of images with --ground-truth)")
+    if args.ground_truth and not Path(args.ground_truth).is_file():
+        raise FileNotFoundError(f"ground-truth file not found: '{args.ground_truth}'")
     result = evaluate(load_model(args), args.data, ground_truth=args.ground_truth, workers=args.workers,
-                      progress=not args.quiet, results=args.results, **options)
+                      progress=not args.quiet, results=args.results, batch_size=args.batch_size,
+                      strict=args.strict)
     print("\n".join(format_report(result)))
     if args.results:
         print(f"appended to {args.results}")
@@ -82,11 +105,13 @@ def _add_evaluate(commands) -> None:
     sub.add_argument("data", help="a folder of class folders (class names, or WordNet ids for ImageNet), or a "
                      "folder of images with --ground-truth")
     sub.add_argument("--ground-truth", default=None, help="labels of a flat folder: one class index per line "
-                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines")
-    sub.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64)")
+                     "in file-name order (ImageNet's validation list), WordNet ids, or 'FILE LABEL' lines (default: none, DATA "
+                     "holds class folders)")
+    sub.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     sub.add_argument("--workers", type=int, default=None, help="image-decoding threads (default: cores, <= 16)")
     sub.add_argument("--results", default=None, help="append a row to this CSV (model, tag, img_size, top1, "
-                     "top5, images_per_second, examples)")
+                     "top5, images_per_second, examples; default: none)")
+    sub.add_argument("--strict", action="store_true", help=STRICT_HELP)
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(sub)
     sub.set_defaults(run=_command_evaluate)
@@ -99,19 +124,20 @@ def add_commands(commands) -> None:
         sub = commands.add_parser(command, help=helptext)
         if command == "predict":
             sub.add_argument("images", nargs="+", help="image files")
-            sub.add_argument("--top", type=int, default=5, help="classes per image (default 5)")
+            sub.add_argument("--top", type=int, default=5, help="classes per image")
             sub.add_argument("--json", action="store_true", help="print JSON")
+            sub.add_argument("--strict", action="store_true", help=STRICT_HELP)
         elif command == "embed":
             sub.add_argument("directory", help="folder of images (searched recursively)")
             sub.add_argument("-o", "--output", required=True, help="HDF5 file (appended to when it exists)")
-            sub.add_argument("--batch-size", type=int, default=32)
+            sub.add_argument("--batch-size", type=int, default=32, help="images per forward pass and per write")
             sub.add_argument("--quiet", action="store_true", help="no progress bar")
         else:
             sub.add_argument("image", help="image file")
             sub.add_argument("-o", "--output", required=True, help="output picture (.png): the photo at its own "
                              "size with the map over it and a colour bar")
             sub.add_argument("--discard-ratio", type=float, default=0.9,
-                             help="fraction of the weakest attention discarded in the rollout (default 0.9)")
+                             help="fraction of the weakest attention discarded in the rollout")
         add_model_options(sub, exported=command == "predict")
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, check=_CHECKS.get(command))
     _add_evaluate(commands)  # vit_zoo.use.evaluation comes with the train part (on main)

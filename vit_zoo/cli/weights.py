@@ -30,7 +30,7 @@ def _command_cache(args):
 
 def add_commands(commands) -> None:
     sub = commands.add_parser("weights", help="published weights known to the manifest")
-    sub.add_argument("model", nargs="?", default=None, help="only this variant's weights")
+    sub.add_argument("model", nargs="?", default=None, help="only this variant's weights (default: every variant's)")
     sub.set_defaults(run=_command_weights)
 
     sub = commands.add_parser("download", help="download and convert published weights into the cache")
@@ -40,5 +40,6 @@ def add_commands(commands) -> None:
 
     sub = commands.add_parser("cache", help="list (or clear) the cache under VIT_ZOO_HOME")
     sub.add_argument("--clear", nargs="?", const="", default=None, metavar="PATTERN",
-                     help="remove everything, or the items whose path matches the glob PATTERN")
+                     help="remove everything, or the items whose path matches the glob PATTERN (default: list, remove "
+                          "nothing)")
     sub.set_defaults(run=_command_cache)

@@ -41,15 +41,22 @@ class ExportedModel:
 
     def __init__(self, path):
         self.path = Path(os.fspath(path))
-        if not is_exported(self.path) and not self.path.exists():
+        if not self.path.exists():
             raise FileNotFoundError(f"no such exported model: '{self.path}'")
         if not is_exported(self.path):
             raise ValueError(f"'{self.path}' is not an exported model: expected a SavedModel folder, a .tflite "
                              f"or an .onnx file")
-        self.metadata = read_metadata(self.path)
+        try:
+            self.metadata = read_metadata(self.path)
+            self._run, self.input_dtype = _runtime(self.path)
+        except ImportError:
+            raise
+        except Exception as error:  # noqa: BLE001 — each runtime reports a cut-short file in its own words
+            kind = f"{self.path.suffix} file" if self.path.suffix else "SavedModel folder"
+            raise ValueError(f"incomplete or corrupt {kind} '{self.path}' ({type(error).__name__}); export it "
+                             f"again, or copy it again from where it was exported") from None
         self.identity = Identity.from_dict(self.metadata) if self.metadata and "config" in self.metadata else None
         self.name = self.path.stem if self.path.suffix else self.path.name
-        self._run, self.input_dtype = _runtime(self.path)
 
     @property
     def output_shape(self) -> Tuple[Optional[int], Optional[int]]:
@@ -80,11 +87,13 @@ def run_exported(path, images) -> np.ndarray:
 
 def predict_exported(model: Union[ExportedModel, str, os.PathLike], images, *, top: int = 5,
                      labels: Union[str, Sequence[str], None] = None,
-                     batch_size: int = 32) -> List[List[Tuple[int, str, float]]]:
+                     batch_size: int = 32, strict: bool = True) -> List[Optional[List[Tuple[int, str, float]]]]:
     """``vit_zoo.predict`` for an exported classifier: its metadata's preprocessing and class names (or
-    ``labels``), its own runtime. Returns per image ``top`` tuples ``(class index, class name, probability)``."""
+    ``labels``), its own runtime. Returns per image ``top`` tuples ``(class index, class name, probability)``;
+    ``strict=False``: an unreadable image is skipped (None) with a warning, as ``vit_zoo.predict`` does."""
+    from vit_zoo.use.images import ImageReadError
     from vit_zoo.use.labels import decode_predictions
-    from vit_zoo.use.prediction import model_labels
+    from vit_zoo.use.prediction import image_items, model_labels, warn_skipped
     from vit_zoo.use.preprocessing import preprocess
 
     model = model if isinstance(model, ExportedModel) else ExportedModel(model)
@@ -97,10 +106,21 @@ def predict_exported(model: Union[ExportedModel, str, os.PathLike], images, *, t
         raise ValueError(f"'{model.path}' outputs features (exported without its classification head); "
                          f"it cannot classify")
     names = model_labels(model, labels)
-    pixels = preprocess(images, weights=model.identity, normalize=export.get("inputs") == "normalized")
+    items, failures, rows = image_items(images), {}, []
+    for position, item in enumerate(items):
+        try:
+            rows.append(preprocess([item], weights=model.identity, normalize=export.get("inputs") == "normalized"))
+        except (ImageReadError, OSError) as error:
+            if strict:
+                raise
+            failures[position] = str(error)
+    warn_skipped(failures, items)
+    pixels = np.concatenate(rows)
     outputs = np.concatenate([model(pixels[start:start + batch_size])
                               for start in range(0, len(pixels), batch_size)])
-    return decode_predictions(outputs, labels=names, top=top, from_logits=export.get("outputs") != "probabilities")
+    decoded = iter(decode_predictions(outputs, labels=names, top=top,
+                                      from_logits=export.get("outputs") != "probabilities"))
+    return [None if position in failures else next(decoded) for position in range(len(items))]
 
 
 def _runtime(path: Path):

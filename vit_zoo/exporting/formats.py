@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,8 @@ from vit_zoo.model.builder import has_preprocessing
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
 QUANTIZATIONS = (None, "dynamic-int8")
-_SUFFIX = {"keras": ".keras", "saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
+_SUFFIX = {"keras": ".keras", "saved_model": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx"}
+_CHECKPOINT_SUFFIXES = (".weights.h5", ".keras", ".h5", ".npz", ".safetensors", ".bin", ".pth")
 
 
 class ErfGelu(keras.layers.Layer):
@@ -56,8 +58,9 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     """Export ``model`` (a ``keras.Model`` or a ``.keras`` path) as ``format`` to ``output``.
 
     Args:
-        output: file (``.tflite``, ``.onnx``, ``.keras``) or folder (SavedModel); default: the model's name
-            with the format's suffix in the current folder.
+        output: file (``.tflite``, ``.onnx``, ``.keras``) or folder (SavedModel); default
+            ``default_output(model, format)``: named after the ``.keras`` path, or the model's name, in the
+            current folder (``model.keras`` → ``model_savedmodel/``, ``model.tflite``, ``model.onnx``).
         quantize: ``None`` or ``"dynamic-int8"`` (``"tflite"`` and ``"onnx"``).
         input_dtype: ``"uint8"`` (default for models with built-in preprocessing: RGB in 0..255) or
             ``"float32"`` (default for models built with ``include_preprocessing=False``).
@@ -74,13 +77,15 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
     if quantize and format not in ("tflite", "onnx"):
         raise ValueError(f"quantize={quantize!r} applies to formats 'tflite' and 'onnx' only, not {format!r}")
+    if output is None:
+        output = default_output(model if isinstance(model, (str, os.PathLike)) else model.name, format)
     if format != "keras" and keras.backend.backend() != "tensorflow":  # TensorFlow exports, in a subprocess
         from vit_zoo.exporting.route import export_through_tensorflow
 
         return export_through_tensorflow(model, format, output, quantize=quantize, input_dtype=input_dtype,
                                          verify=verify)
     if isinstance(model, (str, os.PathLike)):
-        model = keras.models.load_model(model)
+        model = load_keras_file(model)
     height, width = model.input_shape[1:3]
     if height is None or width is None:
         raise ValueError("export needs a model with a fixed input size; this one has dynamic_size=True — "
@@ -88,7 +93,7 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     input_dtype = input_dtype or ("uint8" if has_preprocessing(model) else "float32")
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype must be 'uint8' or 'float32', got {input_dtype!r}")
-    path = Path(output) if output is not None else Path(model.name + _SUFFIX[format])
+    path = Path(output)
     if format == "keras":
         if path.suffix != ".keras":
             raise ValueError(f"a Keras model file must end in .keras, got '{path}'")
@@ -107,6 +112,37 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         images = check_images(height, width, input_dtype)
         result.update(comparison(run_exported(path, images), keras_outputs(model, images)))
     return result
+
+
+def default_output(source, format: str) -> Path:
+    """Where an export of ``source`` (a checkpoint path, or a model's name or ``NAME:TAG``) goes by default:
+    its name without the checkpoint suffix, plus ``_savedmodel`` (a folder), ``.tflite``, ``.onnx`` or
+    ``.keras``, in the current folder. The ``_savedmodel`` ending keeps a SavedModel folder from taking a
+    model name (``vit-tiny-16``) that another command would read as a path."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
+    name = Path(os.fspath(source).rstrip("/\\")).name.replace(":", ".")
+    for suffix in _CHECKPOINT_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return Path(name + _SUFFIX[format])
+
+
+def load_keras_file(path) -> keras.Model:
+    """``keras.models.load_model(path)``, with a cut-short or foreign file reported as such."""
+    import zipfile
+
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"no such .keras file: '{path}'")
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; a cut-short one has no directory
+        raise ValueError(f"incomplete or corrupt .keras file '{path}'; save or copy it again")
+    try:
+        return keras.models.load_model(path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"incomplete or corrupt .keras file '{path}' ({type(error).__name__}); save or copy it "
+                         f"again") from None
 
 
 def check_images(height: int, width: int, dtype: str) -> np.ndarray:
@@ -189,7 +225,9 @@ def _onnx(graph, path: Path, quantize, record=None):
     with tempfile.TemporaryDirectory() as folder:
         float_path = Path(folder) / "float32.onnx" if quantize else path
         try:
-            graph.export(str(float_path), format="onnx", verbose=False, input_signature=[spec])
+            with warnings.catch_warnings():  # Keras' ONNX path warns of its own future (a FutureWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                graph.export(str(float_path), format="onnx", verbose=False, input_signature=[spec])
         except ImportError as error:
             raise ImportError(f"ONNX export needs tf2onnx and onnx ({error}); pip install 'vit-zoo[export]'") \
                 from None

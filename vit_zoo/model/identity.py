@@ -37,7 +37,7 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 # Named label sets and their sizes (the names themselves ship as package data: vit_zoo.use.labels).
 LABEL_SET_SIZES = {"imagenet1k": 1000, "imagenet21k": 21843}
 # Formats a model's weights can come from; "built" means randomly initialised by vit_zoo.
-FORMATS = ("google-npz", "big-vision-npz", "hf", "timm", "keras", "built")
+FORMATS = ("google-npz", "big-vision-npz", "hf", "meta-dinov2", "timm", "deit-pth", "keras", "built")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +98,11 @@ def source_preprocessing(format: str, image_size) -> Preprocessing:
     """The evaluation transform a source family uses where a checkpoint does not state its own: vit_jax /
     big_vision squash-resize bilinearly ("google"); transformers' ViTImageProcessor squash-resizes with
     Pillow bilinear ("hf"); timm's ViT configs centre-crop with crop_pct 0.9 below 384 px and 1.0 at 384 px
-    and above, bicubic ("timm"). vit_zoo's own training evaluates like vit_jax ("google").
+    and above, bicubic ("timm"); Meta's DINOv2 evaluates with resize 256, centre crop 224, bicubic ("timm",
+    crop_pct 0.875). vit_zoo's own training evaluates like vit_jax ("google").
     ``image_size``: (height, width) in pixels."""
+    if format == "meta-dinov2":
+        return Preprocessing("timm", 0.875, "bicubic")
     if format == "timm":
         return Preprocessing("timm", 1.0 if max(image_size) >= 384 else 0.9, "bicubic")
     if format == "hf":

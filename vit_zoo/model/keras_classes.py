@@ -20,8 +20,8 @@ import importlib.util
 import sys
 
 # Modules that define Keras-serialisable classes (``@keras.saving.register_keras_serializable``).
-KERAS_CLASS_MODULES = ("vit_zoo.model.layers", "vit_zoo.model.tokens", "vit_zoo.model.vision_transformer", "vit_zoo.use.features",
-                       "vit_zoo.train.optimizers")
+KERAS_CLASS_MODULES = ("vit_zoo.model.layers", "vit_zoo.model.tokens", "vit_zoo.model.vision_transformer",
+                       "vit_zoo.use.features", "vit_zoo.train.optimizers", "vit_zoo.train.losses")
 
 
 def register() -> None:

@@ -96,8 +96,9 @@ class TrainLog(keras.callbacks.Callback):
         kept = {k: metrics[k] for k in ("top1", "top5", "loss", "examples")}
         self.history.append({"step": step, **{f"val_{k}": v for k, v in kept.items()}})
         self.scalars("val", step, kept)
-        text = "  ".join(f"{k} {v:.4f}" for k, v in kept.items() if k != "examples")
-        self.note(f"eval after step {step}: {text}  ({kept['examples']} images)")
+        k = metrics.get("k", 5)  # top-k with k = min(5, classes), labelled as vit-zoo evaluate labels it
+        self.note(f"eval after step {step}: top-1 {kept['top1']:.3%}  top-{k} {kept['top5']:.3%}  loss "
+                  f"{kept['loss']:.4f}  ({kept['examples']} images)")
 
     def note(self, message: str):
         if self.progress:
@@ -124,7 +125,10 @@ def _scalar_writers(output_dir: Path) -> dict:
     when the TensorFlow package is absent (its summary writer makes the files)."""
     if importlib.util.find_spec("tensorflow") is None:
         return {}
-    import tensorflow as tf
+    from vit_zoo.native_output import native_stderr_silenced
+
+    with native_stderr_silenced():  # under JAX or PyTorch this imports TensorFlow: keep its start-up notes off
+        import tensorflow as tf
     from tensorflow.core.framework import summary_pb2
 
     if keras.backend.backend() != "tensorflow":  # TensorFlow only writes files here: leave the GPUs to JAX/torch

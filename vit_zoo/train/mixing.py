@@ -4,7 +4,7 @@ Both take a batch ``images`` (b, H, W, 3) float32 and ``targets`` (b, C) float32
 return new ones of the same shapes. Each image is mixed with the image at the mirrored position of the
 batch (``b - 1 - i``), so no extra examples are read. They run in the input pipeline on each batch that
 ``fit`` sees, before any split over devices, so a mixed batch is the same on one device and on many.
-(Label smoothing is the loss's: ``keras.losses.CategoricalCrossentropy(label_smoothing=...)``.)
+(Label smoothing is the loss's: ``vit_zoo.train.losses.ClassificationCrossentropy(label_smoothing=...)``.)
 """
 from __future__ import annotations
 

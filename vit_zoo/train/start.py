@@ -18,6 +18,7 @@ import keras
 from vit_zoo.model import spec
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, Provenance, identity_of
+from vit_zoo.model.variants import resolve_name
 
 HUB_PREFIX = "hf-hub:"
 
@@ -31,11 +32,14 @@ def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=N
     if isinstance(model, ViTConfig):
         return vit_zoo.load(config=model, **options)
     if isinstance(model, (str, os.PathLike)) and (str(model).startswith(HUB_PREFIX) or Path(model).exists()):
+        if isinstance(model, str):
+            refuse_a_name_shadowed_by_a_path(model)
         return vit_zoo.load(weights=os.fspath(model), **options)
     if isinstance(model, str):
         name, _, tag = model.partition(":")
         if "/" in name or os.sep in name or name.endswith((".npz", ".keras", ".h5", ".safetensors", ".bin")):
             raise FileNotFoundError(f"model {model!r}: no such checkpoint file or folder")
+        resolve_name(name)  # an unknown name fails here, before the warning about random weights
         if not tag:
             warnings.warn(f"model {name!r} without a weights tag starts from random weights (training from "
                           f"scratch); pass '{name}:TAG' for published weights (vit_zoo.list_weights)",
@@ -52,6 +56,21 @@ def head_layers(model) -> list:
     identity's spec (``head``, and ``head_dist`` for a distilled DeiT); ``["head"]`` for a plain Keras model."""
     identity = identity_of(model)
     return spec.head_layers(identity.config) if identity is not None else ["head"]
+
+
+def refuse_a_name_shadowed_by_a_path(model: str) -> None:
+    """A bare model name (no folder part) that is also a file or folder here is ambiguous: say so, and how
+    to pick either, rather than load the path (a stray export named after its variant, say)."""
+    if "/" in model or os.sep in model:
+        return
+    try:
+        resolve_name(model.partition(":")[0])
+    except ValueError:
+        return
+    kind = "folder" if Path(model).is_dir() else "file"
+    raise ValueError(f"model {model!r} is both a model name and a {kind} in the current folder "
+                     f"('{Path(model).resolve()}'); pass './{model}' to start from the {kind}, or rename or move "
+                     f"the {kind} to use the model name")
 
 
 def _given_model(model, num_classes: int):

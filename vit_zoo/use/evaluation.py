@@ -13,10 +13,11 @@ import dataclasses
 import io
 import itertools
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from vit_zoo.files import write_atomically
 from vit_zoo.model.build_record import build_record_of, has_preprocessing
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use import evaluation_data
-from vit_zoo.use.images import decoding_threads, load_image
+from vit_zoo.use.images import ImageReadError, decoding_threads, load_image
 from vit_zoo.use.preprocessing import RECIPES, apply_recipe, resolve_settings
 
 BATCH_SIZE = 64
@@ -32,7 +33,7 @@ RESULTS_COLUMNS = ("model", "tag", "img_size", "top1", "top5", "images_per_secon
 
 
 def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = BATCH_SIZE,
-             workers: Optional[int] = None, progress: bool = True, results=None) -> dict:
+             workers: Optional[int] = None, progress: bool = True, results=None, strict: bool = False) -> dict:
     """Evaluate a classifier on labelled images.
 
     Args:
@@ -48,10 +49,13 @@ def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = B
         batch_size: images per forward pass (the last batch is padded, so one compiled shape serves all).
         workers: decoding threads (default: the machine's cores, at most 16).
         progress: show a progress bar. results: a CSV file to append a row to (``RESULTS_COLUMNS``).
+        strict: stop at the first image that cannot be read (``ImageReadError``, ``OSError``); default: skip
+            it, with one warning naming the skipped images, and score the rest.
 
     Returns:
         dict: ``top1``, ``top5`` (fractions; top-k with ``k`` = min(5, classes)), ``k``, ``loss`` (mean
-        cross-entropy, nats), ``examples``, ``images_per_second`` (decode + preprocessing + forward, wall
+        cross-entropy, nats), ``examples`` (images scored), ``skipped`` (unreadable images: path or index,
+        and why), ``images_per_second`` (decode + preprocessing + forward, wall
         clock), ``seconds``, ``model``, ``tag``, ``image_size``, ``published_top1`` (fraction, or None when
         the manifest has none for the weights) and ``manifest_key``.
     """
@@ -59,7 +63,13 @@ def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = B
     names = labels if labels is not None else (identity.labels if identity is not None else None)
     images, targets, where = evaluation_data.labelled_images(data, names, ground_truth)
     result = evaluate_examples(model, zip(images, targets), len(targets), batch_size=batch_size,
-                               workers=workers, progress=progress, description=f"evaluating on {where}")
+                               workers=workers, progress=progress, description=f"evaluating on {where}",
+                               skip_unreadable=not strict)
+    if result["skipped"]:
+        shown = "\n  ".join(f"{item}: {why}" for item, why in result["skipped"][:5])
+        more = f"\n  ... and {len(result['skipped']) - 5} more" if len(result["skipped"]) > 5 else ""
+        warnings.warn(f"skipped {len(result['skipped'])} unreadable image(s) of {len(targets)}; scored "
+                      f"{result['examples']}:\n  {shown}{more}", stacklevel=2)
     result.update(describe_weights(model))
     if results is not None:
         append_results(results, result)
@@ -68,20 +78,28 @@ def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = B
 
 def evaluate_examples(model, examples: Iterable[Tuple[object, int]], total: Optional[int] = None, *,
                       batch_size: int = BATCH_SIZE, workers: Optional[int] = None, progress: bool = False,
-                      description: str = "evaluating") -> dict:
+                      description: str = "evaluating", skip_unreadable: bool = False) -> dict:
     """The counts of ``evaluate`` over ``(image, class index)`` pairs (an image: a path, array or encoded
-    bytes); ``total`` sizes the progress bar. Returns ``top1``, ``top5``, ``k``, ``loss``, ``examples``,
-    ``images_per_second``, ``seconds``."""
+    bytes); ``total`` sizes the progress bar. ``skip_unreadable``: an image that cannot be read is left
+    out (listed in ``skipped``) instead of raising. Returns ``top1``, ``top5``, ``k``, ``loss``,
+    ``examples``, ``skipped`` ([(image, why)]), ``images_per_second``, ``seconds``."""
     from tqdm import tqdm
 
     prepare, image_size = _transform(model)
+    skipped = []
+    if skip_unreadable:
+        prepare = _skipping(prepare)
     classes = int(model.output_shape[-1])
     k = min(5, classes)
     from_probabilities = _outputs_probabilities(model)
     sums = np.zeros(3)  # loss, top-1 hits, top-k hits
     count, started = 0, time.perf_counter()
     with tqdm(total=total, unit="img", desc=description, disable=not progress, leave=False) as bar:
-        for pixels, labels in _prepared_batches(examples, prepare, batch_size, workers):
+        for pixels, labels, failures in _prepared_batches(examples, prepare, batch_size, workers):
+            skipped += failures
+            bar.update(len(failures))
+            if not len(labels):
+                continue
             if labels.min() < 0 or labels.max() >= classes:
                 raise ValueError(f"class index {int(labels.max())} is outside the model's {classes} classes")
             padded = np.concatenate([pixels, np.zeros((batch_size - len(pixels), *pixels.shape[1:]), pixels.dtype)])
@@ -90,11 +108,14 @@ def evaluate_examples(model, examples: Iterable[Tuple[object, int]], total: Opti
             count += len(labels)
             bar.update(len(labels))
     if count == 0:
+        if skipped:
+            raise ValueError(f"none of the {len(skipped)} images could be read; the first: {skipped[0][0]}: "
+                             f"{skipped[0][1]}")
         raise ValueError("no images to evaluate")
     seconds = time.perf_counter() - started
     loss, top1, topk = sums / count
     return {"top1": float(top1), "top5": float(topk), "k": k, "loss": float(loss), "examples": count,
-            "images_per_second": count / seconds, "seconds": seconds, "image_size": list(image_size)}
+            "skipped": skipped, "images_per_second": count / seconds, "seconds": seconds, "image_size": list(image_size)}
 
 
 def _counts(outputs: np.ndarray, labels: np.ndarray, k: int, from_probabilities: bool) -> np.ndarray:
@@ -137,9 +158,23 @@ def _outputs_probabilities(model) -> bool:
     return record is not None and record.outputs == "probabilities"
 
 
+class _Unreadable(NamedTuple):
+    why: str
+
+
+def _skipping(prepare):
+    """``prepare`` that returns ``_Unreadable(why)`` for an image that cannot be read instead of raising."""
+    def prepare_or_skip(item):
+        try:
+            return prepare(item)
+        except (ImageReadError, OSError) as error:
+            return _Unreadable(str(error))
+    return prepare_or_skip
+
+
 def _prepared_batches(examples, prepare, batch_size: int, workers: Optional[int], lookahead: int = 2):
-    """(pixels (b, H, W, 3) float32, labels (b,) int64) batches, prepared by a thread pool ``lookahead``
-    batches ahead of the consumer."""
+    """(pixels (b, H, W, 3) float32, labels (b,) int64, [(image, why)] of those ``prepare`` found
+    unreadable) batches, prepared by a thread pool ``lookahead`` batches ahead of the consumer."""
     iterator = iter(examples)
     pending = deque()
     with ThreadPoolExecutor(workers or decoding_threads(), thread_name_prefix="vit_zoo-evaluate") as pool:
@@ -147,14 +182,23 @@ def _prepared_batches(examples, prepare, batch_size: int, workers: Optional[int]
             while True:
                 chunk = list(itertools.islice(iterator, batch_size))
                 if chunk:
-                    pending.append(([pool.submit(prepare, item) for item, _ in chunk], [y for _, y in chunk]))
+                    pending.append(([pool.submit(prepare, item) for item, _ in chunk], chunk))
                 if pending and (len(pending) > lookahead or not chunk):
-                    futures, labels = pending.popleft()
-                    yield np.stack([f.result() for f in futures]), np.asarray(labels, np.int64)
+                    futures, items = pending.popleft()
+                    results = [f.result() for f in futures]
+                    kept = [(r, y) for r, (_, y) in zip(results, items) if not isinstance(r, _Unreadable)]
+                    failures = [(_name(item), r.why) for r, (item, _) in zip(results, items)
+                                if isinstance(r, _Unreadable)]
+                    pixels = np.stack([r for r, _ in kept]) if kept else np.zeros((0,), np.float32)
+                    yield pixels, np.asarray([y for _, y in kept], np.int64), failures
                 elif not chunk:
                     return
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _name(item) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"an image of type {type(item).__name__}"
 
 
 def describe_weights(model) -> dict:
@@ -186,8 +230,9 @@ def _published_top1(key: Optional[str]) -> Optional[float]:
 def format_report(result: dict) -> List[str]:
     """The lines ``vit-zoo evaluate`` prints."""
     size = "x".join(str(s) for s in result["image_size"])
-    lines = [f"{result['model']} {result['tag']}".rstrip() + f" at {size} px: {result['examples']} images, "
-             f"{result['images_per_second']:.1f} images/s",
+    skipped = f" ({len(result['skipped'])} unreadable skipped)" if result.get("skipped") else ""
+    lines = [f"{result['model']} {result['tag']}".rstrip() + f" at {size} px: {result['examples']} images "
+             f"scored{skipped}, {result['images_per_second']:.1f} images/s",
              f"top-1 {result['top1']:.3%}  top-{result['k']} {result['top5']:.3%}  loss {result['loss']:.4f}"]
     if result.get("published_top1") is not None:
         published = result["published_top1"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from vit_zoo.model.build_record import build_record_of
 from vit_zoo.model.identity import identity_of
-from vit_zoo.use.images import tensor_to_numpy
+from vit_zoo.use.images import ImageReadError, tensor_to_numpy
 from vit_zoo.use.labels import decode_predictions
 from vit_zoo.use.preprocessing import preprocess
 from vit_zoo.use.streaming import BatchStream
@@ -30,7 +31,8 @@ def model_labels(model, labels: Union[str, Sequence[str], None] = None) -> Union
 
 
 def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], None] = None,
-            recipe: Optional[str] = None, batch_size: int = 32) -> List[List[Tuple[int, str, float]]]:
+            recipe: Optional[str] = None, batch_size: int = 32,
+            strict: bool = True) -> List[Optional[List[Tuple[int, str, float]]]]:
     """The ``top`` classes of each image.
 
     Args:
@@ -42,9 +44,12 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         batch_size: images per forward pass. Files are decoded in a thread pool while the model runs,
             at most a few batches at a time (``vit_zoo.use.streaming``): memory does not grow with the
             number of images.
+        strict: an image that cannot be read (``ImageReadError``, ``OSError``) raises; False: it is
+            skipped (its result is None) and one warning names every skipped image.
 
     Returns:
-        Per image, ``top`` tuples ``(class index, class name, softmax probability)``, most likely first.
+        Per image, ``top`` tuples ``(class index, class name, softmax probability)``, most likely first
+        (None for an image skipped with ``strict=False``).
     """
     record = build_record_of(model)
     if record is None or not record.include_top:
@@ -66,12 +71,30 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
                 raise type(error)(f"image {index} {message[len('image 0 '):]}") from None
             raise
 
-    results = []
-    with BatchStream(list(enumerate(image_items(images))), load, batch_size) as stream:
+    results, failures = [], {}
+    items = list(enumerate(image_items(images)))
+    with BatchStream(items, load, batch_size, skip=() if strict else (ImageReadError, OSError)) as stream:
         for batch in stream:
-            outputs = np.asarray(model.predict_on_batch(batch.pixels))
-            results += decode_predictions(outputs, labels=names, top=top, from_logits=from_logits)
+            decoded = iter(decode_predictions(np.asarray(model.predict_on_batch(batch.pixels)), labels=names,
+                                              top=top, from_logits=from_logits) if batch.ok.any() else [])
+            results += [next(decoded) if ok else None for ok in batch.ok]
+            failures.update({batch.start + i: message for i, message in batch.errors.items()})
+    warn_skipped(failures, [item for _, item in items])
     return results
+
+
+def warn_skipped(failures: dict, items: list) -> None:
+    """One warning naming the images (``{position: why}``) a non-strict run skipped, with the count scored;
+    an error when none could be read."""
+    if not failures:
+        return
+    if len(failures) == len(items):
+        position, why = next(iter(failures.items()))
+        raise ValueError(f"none of the {len(items)} image(s) could be read; the first: {why}")
+    shown = "\n  ".join(why for _, why in sorted(failures.items())[:5])
+    more = f"\n  ... and {len(failures) - 5} more" if len(failures) > 5 else ""
+    warnings.warn(f"skipped {len(failures)} unreadable image(s) of {len(items)}; classified "
+                  f"{len(items) - len(failures)}:\n  {shown}{more}", stacklevel=3)
 
 
 def image_items(images) -> list:

@@ -18,7 +18,7 @@ from vit_zoo.weights import cache
 from vit_zoo.weights import download
 from vit_zoo.weights import manifest
 from vit_zoo.model.config import ViTConfig
-from vit_zoo.model.identity import source_preprocessing
+from vit_zoo.model.identity import Preprocessing, source_preprocessing
 from vit_zoo.weights.convert import load_checkpoint
 
 # Bump when the converted layout changes: older cache entries are then rebuilt.
@@ -51,10 +51,13 @@ def download_weights(weights: str, *, progress=None) -> Path:
 
 def entry_facts(entry: dict) -> dict:
     """What a manifest entry states about its checkpoint that the file may not: normalisation, pooling,
-    the evaluation transform, the class names and where it comes from (``known`` of ``load_checkpoint``)."""
+    the evaluation transform (the entry's ``preprocessing``, else its format's default), the class names and
+    where it comes from (``known`` of ``load_checkpoint``)."""
     source = entry.get("url") or f"{HF_HUB_PREFIX}{entry['hf_repo']}/{entry['filename']}"
+    stated = entry.get("preprocessing")
     return {"config": {"mean": tuple(entry["mean"]), "std": tuple(entry["std"]), "pooling": entry["pooling"]},
-            "preprocessing": source_preprocessing(entry["format"], (entry["image_size"],) * 2),
+            "preprocessing": Preprocessing(**stated) if stated
+            else source_preprocessing(entry["format"], (entry["image_size"],) * 2),
             "labels": (tuple(entry["labels"]) if isinstance(entry["labels"], list) else entry["labels"])
             if entry["num_classes"] else None,
             "provenance": {"manifest_key": entry["key"], "source": source, "revision": entry.get("revision"),
@@ -68,6 +71,8 @@ def converted_checkpoint(entry: dict, progress=None) -> Path:
     with FileLock(str(target) + ".lock"):
         if not cache.is_valid(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION):
             cache.remove_entry(target)
+            if entry.get("head_url"):  # a head file of its own lands beside the backbone, where it is read
+                download.fetch({"url": entry["head_url"], "key": f"{entry['key']} (head)"}, progress=progress)
             source = download.fetch(entry, progress=progress)
             _convert_to(target, source, entry)
     return target
@@ -75,8 +80,10 @@ def converted_checkpoint(entry: dict, progress=None) -> Path:
 
 def _convert_to(target: Path, source, entry: dict) -> None:
     headless = not entry["num_classes"]
+    # At the entry's image_size, where its figures were measured: a checkpoint that keeps its own position
+    # grid (DINOv2: 37 x 37, evaluated at 224) resamples in the graph; a classic one is stored at that size.
     model, _, _ = load_checkpoint(source, requested=ViTConfig.from_name(entry["model"]), name=entry["model"],
-                                  known=entry_facts(entry), include_top=not headless,
+                                  image_size=entry["image_size"], known=entry_facts(entry), include_top=not headless,
                                   pooling=("token" if entry["pooling"] == "token" else "gap") if headless else None)
     temporary = target.with_name(f".{os.getpid()}.{target.name}")  # Keras needs the .weights.h5 suffix
     try:
