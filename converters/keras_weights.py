@@ -40,8 +40,13 @@ def config_fields(checkpoint, hint=None) -> dict:
     record = checkpoint.metadata.get(IDENTITY_KEY)
     if record is not None:
         saved = Identity.from_dict(record).config
-        differing = {k: (getattr(saved, k), v) for k, v in fields.items()
-                     if k != "num_classes" and v is not None and getattr(saved, k) != v}
+        # what the record's config shows in the shapes: a fused SwiGLU fc1 is 2M wide; the position
+        # embeddings are stored for the stored grid (prefix tokens other than the class token make
+        # _shape_fields' image_size None)
+        shown = {"mlp_size": saved.mlp_size * (2 if saved.mlp == "swiglu" else 1),
+                 "image_size": tuple(side * saved.patch_size for side in saved.stored_position_grid)}
+        differing = {k: (shown.get(k, getattr(saved, k)), v) for k, v in fields.items()
+                     if k != "num_classes" and v is not None and shown.get(k, getattr(saved, k)) != v}
         if differing:
             raise CheckpointError(f"{checkpoint.path.name}: its identity record and its weights disagree on "
                                   + ", ".join(f"{k} (record {a}, weights {b})" for k, (a, b) in differing.items())

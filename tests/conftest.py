@@ -56,6 +56,14 @@ CROSS_BACKEND = {
     "tests/use/test_features.py::test_intermediate_block_equals_a_truncated_model": "feature_extractor",
     "tests/use/test_attention.py": "attention maps and rollout against a hand computation",
     "tests/use/test_embed.py::test_embeds_a_folder_and_warns_about_unreadable_files": "embed",
+    "tests/use/test_features.py::test_parts_split_off_every_prefix_token": "feature parts of each prefix layout",
+    "tests/use/test_attention.py::test_family_maps_and_class_token_mask_leave_out_every_prefix_token":
+        "attention masks of each prefix layout",
+    "tests/use/test_embed.py::test_family_embeddings_are_the_pooled_parts": "embed on DINOv2 and DeiT",
+    "tests/model/test_build_record.py::test_keras_files_keep_the_record_and_files_without_one_read_it_from_the_graph":
+        "the build record through .keras files",
+    "tests/train/test_finetune_family.py::test_finetunes_the_head_layers_of_each_family[deit-distilled-False]":
+        "fine-tuning both heads of a distilled DeiT",
     "tests/use/test_evaluation.py::test_class_folders_give_the_counts_of_an_independent_computation": "evaluate",
     "tests/train/test_finetune.py::test_starts_from_a_checkpoint_file_with_a_new_zero_head[npz]": "a fine-tune",
     "tests/train/test_finetune.py::test_optimizer_step_layer_decay_accumulation_and_clipping_by_hand":

@@ -227,3 +227,48 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install 'vit-zoo\[plot\]'"):
         plot_attention(np.zeros((8, 8, 3), np.uint8), np.ones((2, 2)))
+
+
+# ------------------------------------------------------------------------------ the family's prefix tokens
+from family_models import FAMILY, family_config, prefix_count, randomised  # noqa: E402
+
+
+def rollout_row_on_grid(rollout, row, prefix, grid):
+    """Row ``row`` of a (B, T, T) rollout over the patches (the last h*w tokens), scaled to a maximum of 1."""
+    mask = rollout[:, row, prefix:].reshape(-1, *grid)
+    return mask / mask.max(axis=(1, 2), keepdims=True)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_family_maps_and_class_token_mask_leave_out_every_prefix_token(name, images):
+    model = randomised(vit_zoo.build(family_config(name), include_top=False))
+    prefix = prefix_count(name)
+    maps = attention_maps(model, images)
+    assert sorted(maps) == [0, 1] and all(m.shape == (2, 4, prefix + 16, prefix + 16) for m in maps.values())
+    np.testing.assert_allclose(maps[1].sum(-1), 1.0, atol=1e-5)
+    rollout = attention_rollout(maps)
+    mask = attention_mask(model, images)
+    assert mask.shape == (2, 4, 4)
+    np.testing.assert_allclose(mask, rollout_row_on_grid(rollout, 0, prefix, (4, 4)), atol=1e-6)
+    if "distilled" in name:  # the distillation token's own map, on the same grid
+        np.testing.assert_allclose(class_token_map(rollout, (4, 4), prefix, token_index=1),
+                                   rollout_row_on_grid(rollout, 1, prefix, (4, 4)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dinov2-reg4", "stored-grid-6x6"])
+def test_family_mask_of_a_dynamic_size_model_is_on_the_inputs_grid(name):
+    model = randomised(vit_zoo.build(family_config(name), include_top=False, dynamic_size=True))
+    pixels = np.random.RandomState(2).uniform(0, 255, (1, 48, 64, 3)).astype("float32")
+    prefix = prefix_count(name)
+    maps = attention_maps(model, pixels, layers=[-1])
+    assert maps[1].shape == (1, 4, prefix + 48, prefix + 48)
+    np.testing.assert_allclose(attention_mask(model, pixels, layers=[-1]),
+                               rollout_row_on_grid(attention_rollout(maps), 0, prefix, (6, 8)), atol=1e-6)
+
+
+def test_class_token_map_token_index_error_and_plot_with_prefix_tokens(tmp_path):
+    with pytest.raises(ValueError, match=r"token_index 2 is not a prefix token \(the model has 2: 0 to 1\)"):
+        class_token_map(np.ones((1, 18, 18)), (4, 4), 2, token_index=2)
+    from vit_zoo.use.attention_plot import _as_mask
+    rollout = np.random.RandomState(0).uniform(size=(1, 1, 21, 21))
+    assert _as_mask([rollout], (32, 32), 5).shape == (4, 4)

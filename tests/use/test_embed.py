@@ -116,3 +116,28 @@ def test_errors(model, folder, tmp_path):
     assert not (tmp_path / "empty.h5").exists()
     with pytest.raises(ValueError, match="no image files given"):
         list_images([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("name, pooling, width", [("dinov2-reg4", "token", 32), ("dinov2-token-mean", "token-mean", 64),
+                                                  ("deit-distilled", "token", 32)])
+def test_family_embeddings_are_the_pooled_parts(name, pooling, width, folder, tmp_path):
+    """A DINOv2 model embeds its class token (or class token ‖ patch mean), a distilled DeiT its class token:
+    the rows equal those parts of the last block, normed, split off by feature_extractor."""
+    from conftest import to_numpy
+    from family_models import family_config, randomised
+    from vit_zoo.use.features import feature_extractor
+
+    config = family_config(name)
+    classifier = randomised(vit_zoo.build(config))
+    model = vit_zoo.build(config, include_top=False, pooling=pooling)
+    model.set_weights(classifier.get_weights()[:len(model.weights)])  # the same trunk, no head(s)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        result = embed(model, folder, output=tmp_path / f"{name}.h5", progress=False)
+    vectors, names, attrs = read(result.path)
+    assert vectors.shape == (7, width)
+    parts = to_numpy(feature_extractor(model, -1, output="parts", norm=True)(
+        preprocess([str(folder / n) for n in names], weights=model)))
+    expected = parts["class"] if pooling == "token" else \
+        np.concatenate([parts["class"], parts["patches"].mean(axis=(1, 2))], axis=-1)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert Identity.from_dict(json.loads(attrs["identity"])).config == config

@@ -106,7 +106,7 @@ def test_errors(config, model):
         feature_extractor(fc_norm, -1, norm=True)
     import keras
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="has no layers named 'block_00_add2'"):
+    with pytest.raises(ValueError, match=r"model 'sequential' carries no vit_zoo identity \(model.identity\)"):
         feature_extractor(plain, -1)
 
 
@@ -121,7 +121,7 @@ def test_feature_extractor_keeps_the_identity_through_save_and_load(config, imag
     features.save(tmp_path / "features.keras")
     reloaded = keras.models.load_model(tmp_path / "features.keras")
     assert reloaded.identity == named.identity
-    for got, expected in zip(reloaded(images), features(images)):
+    for got, expected in zip(to_numpy(reloaded(images)), to_numpy(features(images))):
         np.testing.assert_array_equal(got, expected)
 
 
@@ -136,11 +136,78 @@ def test_pooled_features_are_what_the_head_sees(config, images, changes):
     # the same weights in a model built without a head, pooled as the classifier's config says
     headless = copy_weights(classifier, vit_zoo.build(config.replace(**changes), include_top=False,
                                                       pooling="gap" if changes.get("pooling") else "token"))
-    np.testing.assert_allclose(pooled(images), headless(images), atol=1e-5)
-    logits = np.asarray(pooled(images)) @ classifier.get_layer("head").kernel.numpy() + \
-        classifier.get_layer("head").bias.numpy()
-    np.testing.assert_allclose(logits, classifier(images), atol=1e-4)
+    np.testing.assert_allclose(to_numpy(pooled(images)), to_numpy(headless(images)), atol=1e-5)
+    logits = to_numpy(pooled(images)) @ to_numpy(classifier.get_layer("head").kernel) + \
+        to_numpy(classifier.get_layer("head").bias)
+    np.testing.assert_allclose(logits, to_numpy(classifier(images)), atol=1e-4)
     assert pooled_features(headless) is headless
     tokens = vit_zoo.build(config, include_top=False)
     with pytest.raises(ValueError, match=r"outputs \(None, 17, 32\), not pooled features \(B, D\)"):
         pooled_features(tokens)
+
+
+# ------------------------------------------------------------------------------ the family's prefix tokens
+from family_models import FAMILY, family_config, prefix_count, randomised  # noqa: E402
+
+
+def expected_parts(name):
+    return {"class", "patches"} | ({"distillation"} if "distilled" in name else set()) | \
+        ({"registers"} if "reg4" in name else set())
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_parts_split_off_every_prefix_token(name, images):
+    model = randomised(vit_zoo.build(family_config(name)))
+    prefix = prefix_count(name)
+    tokens = to_numpy(feature_extractor(model, [0, -1])(images))
+    parts = to_numpy(feature_extractor(model, [0, -1], output="parts")(images))
+    for block_tokens, block_parts in zip(tokens, parts):
+        assert block_tokens.shape == (2, prefix + 16, 32)
+        assert set(block_parts) == expected_parts(name)
+        np.testing.assert_array_equal(block_parts["class"], block_tokens[:, 0])
+        if "distillation" in block_parts:
+            np.testing.assert_array_equal(block_parts["distillation"], block_tokens[:, 1])
+        if "registers" in block_parts:
+            np.testing.assert_array_equal(block_parts["registers"], block_tokens[:, prefix - 4:prefix])
+        np.testing.assert_array_equal(block_parts["patches"], block_tokens[:, prefix:].reshape(2, 4, 4, 32))
+    spatial = to_numpy(feature_extractor(model, -1, output="spatial")(images))
+    np.testing.assert_array_equal(spatial, parts[1]["patches"])
+
+
+@pytest.mark.parametrize("name", ["deit-distilled", "dinov2-token-mean", "dinov2-reg4",
+                                  "distilled-reg4-no-prefix-pos"])
+def test_normed_parts_through_the_heads_give_the_models_logits(name, images):
+    """The head(s) applied by hand to the split parts: the class token (‖ the patches' mean for token-mean),
+    and for a distilled head the mean with head_dist on the distillation token."""
+    config = family_config(name)
+    classifier = randomised(vit_zoo.build(config))
+    parts = to_numpy(feature_extractor(classifier, -1, output="parts", norm=True)(images))
+    pooled = parts["class"]
+    if config.pooling == "token-mean":
+        pooled = np.concatenate([pooled, parts["patches"].mean(axis=(1, 2))], axis=-1)
+    dense = lambda layer, x: x @ to_numpy(classifier.get_layer(layer).kernel) + \
+        to_numpy(classifier.get_layer(layer).bias)  # noqa: E731
+    logits = dense("head", pooled)
+    if "distilled" in name:
+        logits = (logits + dense("head_dist", parts["distillation"])) / 2
+    np.testing.assert_allclose(logits, to_numpy(classifier(images)), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["dinov2-reg4", "stored-grid-6x6"])
+def test_parts_of_a_dynamic_size_model_at_another_size(name):
+    model = vit_zoo.build(family_config(name), include_top=False, dynamic_size=True)
+    parts = feature_extractor(model, -1, output="parts")(np.zeros((1, 48, 64, 3), "float32"))
+    assert parts["patches"].shape == (1, 6, 8, 32) and parts["class"].shape == (1, 32)
+    assert name != "dinov2-reg4" or parts["registers"].shape == (1, 4, 32)
+
+
+def test_parts_extractor_round_trips_through_keras_save(images, tmp_path):
+    import keras
+
+    model = randomised(vit_zoo.build(family_config("distilled-reg4-no-prefix-pos")))
+    extractor = feature_extractor(model, -1, output="parts")
+    extractor.save(tmp_path / "parts.keras")
+    reloaded = keras.models.load_model(tmp_path / "parts.keras")
+    assert reloaded.identity == model.identity and not reloaded.build_record.include_top
+    for key, value in to_numpy(extractor(images)).items():
+        np.testing.assert_array_equal(to_numpy(reloaded(images))[key], value)

@@ -39,3 +39,23 @@ def test_class_names_come_from_the_identity_never_from_the_head_size():
     headless = vit_zoo.build(tiny_config(num_layers=2), include_top=False, pooling="token")
     with pytest.raises(ValueError, match="has no classification head"):
         predict(headless, SAMPLES / "chelsea.png")
+
+
+def test_predict_on_a_distilled_deit_is_the_softmax_of_its_two_heads_averaged():
+    from conftest import to_numpy
+    from family_models import family_config, randomised
+    from vit_zoo.use.features import feature_extractor
+
+    model = randomised(vit_zoo.build(family_config("deit-distilled")))
+    names = [f"class {i}" for i in range(10)]
+    images = [SAMPLES / "grace_hopper.jpg", SAMPLES / "chelsea.png"]
+    parts = to_numpy(feature_extractor(model, -1, output="parts", norm=True)(preprocess(images, weights=model)))
+    dense = lambda layer, x: x @ to_numpy(model.get_layer(layer).kernel) + to_numpy(model.get_layer(layer).bias)  # noqa: E731
+    logits = (dense("head", parts["class"]) + dense("head_dist", parts["distillation"])) / 2
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    got = predict(model, images, labels=names, top=3)
+    for row, decoded in zip(probabilities, got):
+        order = np.argsort(-row)[:3]
+        assert [(i, n) for i, n, _ in decoded] == [(int(i), names[i]) for i in order]
+        np.testing.assert_allclose([p for *_, p in decoded], row[order], rtol=1e-4)

@@ -69,6 +69,7 @@ def _command_embed(args):
 
 
 def _command_attention(args):
+    from vit_zoo.model.build_record import has_head
     from vit_zoo.model.identity import identity_of
     from vit_zoo.use.attention_overlay import attention_overlay
     from vit_zoo.use.prediction import predict
@@ -77,7 +78,7 @@ def _command_attention(args):
     attention_overlay(model, args.image, args.output, discard_ratio=args.discard_ratio)
     line = f"attention rollout overlay of {args.image} → {args.output}"
     identity = identity_of(model)
-    if identity is not None and identity.labels is not None and any(layer.name == "head" for layer in model.layers):
+    if identity is not None and identity.labels is not None and has_head(model):
         (_, name, probability), = predict(model, [args.image], top=1)[0]
         line += f" (top class: {name}, {probability:.1%})"
     print(line)

@@ -39,11 +39,10 @@ def export_record(model, format: str, input_dtype: str) -> Optional[dict]:
     identity = identity_of(model)
     if identity is None:
         return None
-    from vit_zoo.model.builder import has_preprocessing
+    from vit_zoo.model.build_record import build_record_of, has_preprocessing
 
-    layers = {layer.name: layer for layer in model.layers}
-    activation = getattr(getattr(layers.get("predictions"), "activation", None), "__name__", "linear")
-    outputs = "features" if "head" not in layers else "probabilities" if activation == "softmax" else "logits"
+    record = build_record_of(model)
+    outputs = record.outputs if record is not None else "features"
     export = {"format": format, "input_dtype": input_dtype, "outputs": outputs,
               "inputs": "pixels" if has_preprocessing(model) else "normalized"}
     return {**identity.to_dict(), "export": export}

@@ -42,6 +42,7 @@ import keras
 
 from vit_zoo.model import layers as vit_layers
 from vit_zoo.model import tokens as token_layers
+from vit_zoo.model.build_record import BuildRecord, activation_name
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity
 from vit_zoo.model.names import PREPROCESSING_LAYER, block_name, has_preprocessing  # noqa: F401 (re-exported)
@@ -125,7 +126,10 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
     if pooling is not None:
         x = _pooled_output(x, config, pooling, include_top, d)
     x = keras.layers.Activation(classifier_activation or "linear", dtype="float32", name="predictions")(x)
-    return VisionTransformer(images, x, name=name or (config.variant or "vit"), identity=identity)
+    record = BuildRecord(include_top, pooling, include_preprocessing, activation_name(classifier_activation),
+                         dynamic_size)
+    return VisionTransformer(images, x, name=name or (config.variant or "vit"), identity=identity,
+                             build_record=record)
 
 
 def _prefix_and_positions(patches, grid, config: ViTConfig, d: dict):

@@ -119,15 +119,24 @@ def top_variables(config, include_top: bool = True) -> List[Variable]:
     d = config.hidden_size
     norm = "fc_norm" if config.pooling == "avg-fcnorm" else "encoder_norm"
     found = _norm(norm, norm, d)
-    width = config.pooled_width
     if config.representation_size:
-        found += _dense("pre_logits", "pre_logits", width, config.representation_size)
-        width = config.representation_size
-    if include_top:
-        found += _dense("head", "head", width, config.num_classes)
-        if config.head == "distilled":
-            found += _dense("head_dist", "head_dist", d, config.num_classes)
+        found += _dense("pre_logits", "pre_logits", config.pooled_width, config.representation_size)
+    return found + (head_variables(config) if include_top else [])
+
+
+def head_variables(config) -> List[Variable]:
+    """The classification head(s): ``head`` on the pooled representation, and ``head_dist`` on the
+    distillation token for a distilled head -- what a new head (``num_classes=``) starts afresh."""
+    found = _dense("head", "head", config.representation_size or config.pooled_width, config.num_classes)
+    if config.head == "distilled":
+        found += _dense("head_dist", "head_dist", config.hidden_size, config.num_classes)
     return found
+
+
+def head_layers(config) -> List[str]:
+    """Names of the layers that hold the head(s), in model order (``["head", "head_dist"]`` for DeiT's
+    distilled head)."""
+    return list(dict.fromkeys(variable.path.split("/")[0] for variable in head_variables(config)))
 
 
 def variables(config, include_top: bool = True) -> List[Variable]:

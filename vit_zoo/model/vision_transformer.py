@@ -1,8 +1,9 @@
 """``VisionTransformer``: the functional Keras model every vit_zoo builder returns.
 
 It differs from a plain functional model in three ways, none of which touches the graph or the weights:
-- it carries the model's ``Identity`` (``model.identity``) in its Keras config, so ``model.save`` /
-  ``keras.models.load_model`` / ``keras.models.clone_model`` keep it, and writes it into the
+- it carries the model's ``Identity`` (``model.identity``) and ``BuildRecord`` (``model.build_record``:
+  head or not, output pooling, preprocessing, dynamic size) in its Keras config, so ``model.save`` /
+  ``keras.models.load_model`` / ``keras.models.clone_model`` keep them, and writes the identity into the
   ``.weights.h5`` files of ``model.save_weights`` (HDF5 attribute ``vit_zoo_identity``);
 - ``save`` and ``save_weights`` write to a temporary name in the same folder and rename it, so an
   interrupted save leaves the old file or the new one, never a torn one;
@@ -22,7 +23,8 @@ from vit_zoo.files import replace_atomically
 from vit_zoo.model.config import check_patch_multiple
 from vit_zoo.model import fast_path  # the module, not its names: importing fast_path first imports us midway
 from vit_zoo.model.fast_predict import fast_predict, predict_source
-from vit_zoo.model.identity import Identity
+from vit_zoo.model.build_record import BUILD_KEY, BuildRecord, record_from_graph
+from vit_zoo.model.identity import Identity, identity_of
 
 IDENTITY_KEY = "vit_zoo_identity"  # in the Keras config and as an HDF5 attribute of .weights.h5 files
 
@@ -56,18 +58,22 @@ class VisionTransformer(keras.Model):
         identity: the model's ``Identity`` (``vit_zoo.build`` always gives one). None only where Keras
             constructs the class itself without it (``keras.models.clone_model``); set ``model.identity``
             on such a copy.
+        build_record: how the graph was built (``vit_zoo.model.build_record``); default (models saved
+            before records existed, ``clone_model`` copies): read from the graph's layer names.
     """
 
     inference_engine = "auto"  # or "xla" / "graph": overrides fast_path.inference_engine's choice
 
-    def __init__(self, *args, identity: Optional[Identity] = None, **kwargs):
+    def __init__(self, *args, identity: Optional[Identity] = None, build_record: Optional[BuildRecord] = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if identity is not None and not isinstance(identity, Identity):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
+        if build_record is not None and not isinstance(build_record, BuildRecord):
+            raise TypeError(f"build_record must be a BuildRecord, got {type(build_record).__name__}")
         self._identity = identity
-        self._dynamic_patch_size = _dynamic_patch_size(self)
-        self._compiled_forward = fast_path.CompiledForward(_plain_inference,
-                                                           check=check_input_size if self._dynamic_patch_size else None)
+        self._build_record = build_record or record_from_graph(self)
+        self._compiled_forward = fast_path.CompiledForward(_plain_inference, check=check_input_size)
         self._fast_inference = True
         if fast_path.xla_by_default(self):
             keras.Model.jit_compile.fset(self, fast_path.default_engine(self) == "xla")
@@ -84,16 +90,28 @@ class VisionTransformer(keras.Model):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
         self._identity = identity
 
+    @property
+    def build_record(self) -> BuildRecord:
+        """How the graph was built: head or features, output pooling, preprocessing, dynamic size."""
+        return self._build_record
+
+    @property
+    def _dynamic_patch_size(self) -> int:
+        return _dynamic_patch_size(self)
+
     def get_config(self):
         identity = self._identity.to_dict() if self._identity is not None else None
-        return {**super().get_config(), IDENTITY_KEY: identity}
+        return {**super().get_config(), IDENTITY_KEY: identity, BUILD_KEY: self._build_record.to_dict()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         record = config.pop(IDENTITY_KEY, None)
+        build_record = config.pop(BUILD_KEY, None)  # absent in files saved before build records
         model = super().from_config(config, custom_objects=custom_objects)  # Keras' functional revival
         model._identity = Identity.from_dict(record) if record is not None else None
+        if build_record is not None:
+            model._build_record = BuildRecord.from_dict(build_record)
         return model
 
     # ---------------------------------------------------------------------------------- compiling
@@ -179,13 +197,13 @@ class VisionTransformer(keras.Model):
 
 
 def _dynamic_patch_size(model) -> int:
-    """The patch size of a model built with ``dynamic_size=True`` (any input size it divides); 0 for a
-    model with a fixed input size."""
+    """The patch size of a vit_zoo model built with ``dynamic_size=True`` (any input size it divides); 0
+    for a model with a fixed input size or without an identity."""
     shape = model.input_shape if len(model.inputs) == 1 else None
-    if not shape or None not in shape[1:3]:
+    identity = identity_of(model)
+    if not shape or None not in shape[1:3] or identity is None:
         return 0
-    patch_embed = [layer for layer in model.layers if layer.name == "patch_embed"]
-    return int(patch_embed[0].strides[0]) if patch_embed else 0
+    return identity.config.patch_size
 
 
 def check_input_size(model, images) -> None:
@@ -193,8 +211,7 @@ def check_input_size(model, images) -> None:
     does (its patch convolution would drop the remainder silently): a ValueError naming the nearest sizes
     that work. ``model``: any vit_zoo model or sub-model (fixed-size ones pass); ``images``: an array or
     tensor (B, H, W, 3), checked where its size is known (eager, or traced for a static shape)."""
-    patch = getattr(model, "_dynamic_patch_size", None)
-    patch = _dynamic_patch_size(model) if patch is None else patch
+    patch = _dynamic_patch_size(model)
     shape = tuple(getattr(images, "shape", ()))
     if patch and len(shape) == 4 and shape[1] is not None and shape[2] is not None:
         check_patch_multiple((int(shape[1]), int(shape[2])), patch,

@@ -126,7 +126,7 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
     with plan.scope():
         if freeze_backbone:
             for layer in net.layers:
-                layer.trainable = layer.name == "head"
+                layer.trainable = layer.name in start.head_layers(net)
         opt = optimizers.make_optimizer(optimizer, schedule, momentum=momentum, weight_decay=weight_decay,
                                         clip_norm=grad_clip_norm, accumulation=grad_accumulation,
                                         layer_decay=layer_decay, loss_scaling=precision == "mixed_float16")

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import keras
 
+from vit_zoo.model import spec
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, Provenance, identity_of
 from vit_zoo.model.variants import resolve_name
@@ -48,6 +49,13 @@ def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=N
         raise TypeError(f"model must be a name, 'NAME:TAG', a ViTConfig, a checkpoint path or a keras.Model, "
                         f"got {type(model).__name__}")
     return _given_model(model, num_classes)
+
+
+def head_layers(model) -> list:
+    """Names of the layers of ``model``'s classification head(s), what ``freeze_backbone`` trains: from its
+    identity's spec (``head``, and ``head_dist`` for a distilled DeiT); ``["head"]`` for a plain Keras model."""
+    identity = identity_of(model)
+    return spec.head_layers(identity.config) if identity is not None else ["head"]
 
 
 def refuse_a_name_shadowed_by_a_path(model: str) -> None:

@@ -2,7 +2,9 @@
 
 The maps are computed from the model's own weights by each block's ``SelfAttention.attention_probabilities``
 applied to that block's ``norm1`` output, so they exist whatever fused attention kernel the model itself
-runs (``keras.ops.dot_product_attention`` never materialises them).
+runs (``keras.ops.dot_product_attention`` never materialises them). The token order is the model's: its
+prefix tokens first (class, DeiT's distillation token, DINOv2's registers: ``config.num_prefix_tokens``),
+then the patches row by row on the input's grid (H / patch, W / patch); the identity says which.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import keras
 import numpy as np
 
-from vit_zoo.use.features import has_class_token, resolve_block_indices
+from vit_zoo.use.features import resolve_block_indices, vit_identity
 from vit_zoo.use.images import tensor_to_numpy
 from vit_zoo.model.builder import block_name, has_preprocessing
 from vit_zoo.model.vision_transformer import check_input_size
@@ -52,7 +54,9 @@ def attention_maps(model: keras.Model, images, layers: Union[int, Sequence[int],
 
     Returns:
         {block index (0-based): (B, heads, T, T) float32 NumPy array}, in the order of ``layers``; row q
-        of head h holds token q's attention over all T tokens (class token first) and sums to 1.
+        of head h holds token q's attention over all T tokens and sums to 1. T = prefix tokens + h*w
+        patches (see the module docstring): e.g. 1 + 196 for ViT-B/16 at 224 px, 2 + 196 for a distilled
+        DeiT, 5 + 256 for DINOv2 with registers at 224 px.
     """
     indices = resolve_block_indices(model, layers)
     pixels = model_inputs(model, images)
@@ -122,17 +126,22 @@ def _discard_weakest(fused: np.ndarray, discard_ratio: float) -> np.ndarray:
 
 
 def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = None,
-                    num_prefix_tokens: int = 1, normalize: bool = True) -> np.ndarray:
+                    num_prefix_tokens: int = 1, normalize: bool = True, token_index: int = 0) -> np.ndarray:
     """The class token's row over the patch tokens, on the patch grid: (B, T, T) → (B, h, w) float32.
 
-    ``rollout`` is ``attention_rollout``'s output or one block's head-fused map. ``grid_size`` (h, w)
-    defaults to a square grid. ``normalize`` scales each map to a maximum of 1.
+    ``rollout`` is ``attention_rollout``'s output or one block's head-fused map. ``num_prefix_tokens``: the
+    model's (``model.identity.config.num_prefix_tokens``: class, distillation and register tokens), none
+    of which is on the map. ``grid_size`` (h, w) defaults to a square grid. ``token_index`` picks another
+    prefix token's row (1: DeiT's distillation token). ``normalize`` scales each map to a maximum of 1.
     """
     rollout = np.asarray(rollout, dtype=np.float32)
     if rollout.ndim != 3 or rollout.shape[1] != rollout.shape[2]:
         raise ValueError(f"expected a (B, T, T) rollout, got shape {rollout.shape}")
     if num_prefix_tokens < 1:
         raise ValueError("the class token's map needs a class token (num_prefix_tokens ≥ 1)")
+    if not 0 <= token_index < num_prefix_tokens:
+        raise ValueError(f"token_index {token_index} is not a prefix token (the model has {num_prefix_tokens}: "
+                         f"0 to {num_prefix_tokens - 1})")
     patches = rollout.shape[-1] - num_prefix_tokens
     if grid_size is None:
         side = math.isqrt(patches)
@@ -142,7 +151,7 @@ def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = 
     if grid_size[0] * grid_size[1] != patches:
         raise ValueError(f"grid_size {tuple(grid_size)} holds {grid_size[0] * grid_size[1]} patches, but the "
                          f"rollout has {patches} patch tokens")
-    mask = rollout[:, 0, num_prefix_tokens:].reshape(-1, *grid_size)
+    mask = rollout[:, token_index, num_prefix_tokens:].reshape(-1, *grid_size)
     if normalize:
         mask = mask / np.maximum(mask.max(axis=(1, 2), keepdims=True), np.finfo(np.float32).tiny)
     return mask.astype(np.float32)
@@ -153,10 +162,14 @@ def attention_mask(model: keras.Model, images, layers: Union[int, Sequence[int],
                    normalize: bool = True) -> np.ndarray:
     """The class token's rollout map for each image: (B, h, w) float32 on the model's patch grid
     (``images`` as for ``attention_maps``); in [0, 1] with a maximum of 1, or with ``normalize=False``
-    the rollout's own values (the class token's share of the attention flow from each patch)."""
-    if not has_class_token(model):
+    the rollout's own values (the class token's share of the attention flow from each patch). The other
+    prefix tokens (distillation, registers) take part in the rollout but are not on the map; a
+    ``dynamic_size`` model's grid is the one of the images' size."""
+    config = vit_identity(model).config
+    if not config.class_token:
         raise ValueError(f"model {model.name!r} has no class token, so it has no class-token attention map")
     pixels = model_inputs(model, images)
     maps = attention_maps(model, pixels, layers=layers, batch_size=batch_size)
-    grid = tuple(model.get_layer("patch_embed").compute_output_shape((1, *pixels.shape[1:]))[1:3])
-    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid, normalize=normalize)
+    grid = (pixels.shape[1] // config.patch_size, pixels.shape[2] // config.patch_size)
+    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid, config.num_prefix_tokens,
+                           normalize=normalize)

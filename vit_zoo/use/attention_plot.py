@@ -23,7 +23,7 @@ def _matplotlib_figure():
 
 
 def plot_attention(image, maps_or_mask, ax=None, path: Union[str, Path, None] = None, alpha: float = 0.5,
-                   cmap: str = "inferno", title: Optional[str] = None):
+                   cmap: str = "inferno", title: Optional[str] = None, num_prefix_tokens: int = 1):
     """Draw ``image`` with an attention heat map over it.
 
     Args:
@@ -31,17 +31,19 @@ def plot_attention(image, maps_or_mask, ax=None, path: Union[str, Path, None] = 
             pixels the model saw (``vit_zoo.preprocess`` output) so the map lines up.
         maps_or_mask: a mask (h, w) or (1, h, w) on the patch grid, e.g. from ``attention_mask``; or the
             per-block maps of ``attention_maps`` (dict or list of (B, heads, T, T)), whose rollout
-            class-token map is drawn (first image of the batch; the grid is the one of T - 1 patches whose
-            aspect ratio is closest to the image's).
+            class-token map is drawn (first image of the batch; the grid is the one of T -
+            ``num_prefix_tokens`` patches whose aspect ratio is closest to the image's).
         ax: a matplotlib Axes to draw on; None makes a new Figure (no pyplot, so no display is needed).
         path: save the figure there (PNG, PDF, ... by extension).
         alpha: opacity of the heat map.
+        num_prefix_tokens: with attention maps: the model's prefix tokens
+            (``model.identity.config.num_prefix_tokens``: 2 for a distilled DeiT, 5 for DINOv2 with registers).
 
     Returns:
         The matplotlib Figure.
     """
     pixels = load_images(image)[0].astype(np.float32)
-    mask = _as_mask(maps_or_mask, pixels.shape[:2])
+    mask = _as_mask(maps_or_mask, pixels.shape[:2], num_prefix_tokens)
     if ax is None:
         figure = _matplotlib_figure()(figsize=(4, 4 * pixels.shape[0] / pixels.shape[1]), dpi=100)
         ax = figure.add_axes((0, 0, 1, 1))
@@ -59,12 +61,13 @@ def plot_attention(image, maps_or_mask, ax=None, path: Union[str, Path, None] = 
     return figure
 
 
-def _as_mask(maps_or_mask, image_shape) -> np.ndarray:
+def _as_mask(maps_or_mask, image_shape, num_prefix_tokens: int) -> np.ndarray:
     """(h, w) float32 from a mask or from per-block attention maps."""
     if isinstance(maps_or_mask, dict) or (isinstance(maps_or_mask, (list, tuple))
                                           and np.ndim(maps_or_mask[0]) == 4):
         rollout = attention_rollout(maps_or_mask)[:1]
-        return class_token_map(rollout, _grid_for(rollout.shape[-1] - 1, image_shape))[0]
+        patches = rollout.shape[-1] - num_prefix_tokens
+        return class_token_map(rollout, _grid_for(patches, image_shape), num_prefix_tokens)[0]
     mask = np.asarray(maps_or_mask, dtype=np.float32)
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]

@@ -22,6 +22,7 @@ from typing import Iterable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from vit_zoo.files import write_atomically
+from vit_zoo.model.build_record import build_record_of, has_preprocessing
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use import evaluation_data
 from vit_zoo.use.images import ImageReadError, decoding_threads, load_image
@@ -143,7 +144,7 @@ def _transform(model):
     else:  # a plain Keras model: what preprocessing finds on it
         settings = resolve_settings(model, image_size=size)
         recipe = settings.recipe
-    normalise = not any(layer.name == "preprocessing" for layer in model.layers)
+    normalise = not has_preprocessing(model)
     mean, std = (np.asarray(v, np.float32) for v in (settings.mean, settings.std)) if normalise else (0, 1)
 
     def prepare(item) -> np.ndarray:
@@ -153,11 +154,8 @@ def _transform(model):
 
 
 def _outputs_probabilities(model) -> bool:
-    try:
-        activation = getattr(model.get_layer("predictions"), "activation", None)
-    except ValueError:
-        return False
-    return getattr(activation, "__name__", "linear") == "softmax"
+    record = build_record_of(model)
+    return record is not None and record.outputs == "probabilities"
 
 
 class _Unreadable(NamedTuple):

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from vit_zoo.model.build_record import build_record_of
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import ImageReadError, tensor_to_numpy
 from vit_zoo.use.labels import decode_predictions
@@ -50,15 +51,15 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         Per image, ``top`` tuples ``(class index, class name, softmax probability)``, most likely first
         (None for an image skipped with ``strict=False``).
     """
-    if not any(layer.name == "head" for layer in model.layers):
+    record = build_record_of(model)
+    if record is None or not record.include_top:
         raise ValueError(f"model {model.name!r} has no classification head (built with include_top=False); "
                          f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.use.embedding")
     names = model_labels(model, labels)
     from vit_zoo.model.names import has_preprocessing
 
     normalize = not has_preprocessing(model)
-    activation = getattr(model.get_layer("predictions"), "activation", None)
-    from_logits = getattr(activation, "__name__", "linear") != "softmax"
+    from_logits = record.outputs == "logits"
 
     def load(numbered):
         index, item = numbered

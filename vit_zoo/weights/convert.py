@@ -20,10 +20,8 @@ from vit_zoo import converters
 from vit_zoo.model.builder import build
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import LABEL_SET_SIZES, Identity, Provenance
+from vit_zoo.model import spec
 from vit_zoo.model.resample import resample_position_embeddings
-
-# The layers of a classification head (DeiT's distilled head has two); a new head starts them all at zero.
-HEAD_LAYERS = ("head", "head_dist")
 
 
 def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Optional[str] = None,
@@ -75,12 +73,11 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         model = build(target, identity=identity, **build_options)
         rows = source_format.mapping(source, checkpoint)
         if source_classes is None:
-            rows = [r for r in rows if r.target.split("/")[0] not in HEAD_LAYERS]
+            rows = [r for r in rows if r.target not in {v.path for v in spec.head_variables(source)}]
         rows = [_resampled(r, source, target) if r.target == "pos_embed/embeddings" else r for r in rows]
         model_paths = {variable.path for variable in model.weights}
         absent = {r.target.split("/")[0] for r in rows} - {p.split("/")[0] for p in model_paths}
-        fresh_head = {f"{layer}/{part}" for layer in HEAD_LAYERS for part in ("kernel", "bias")} & model_paths \
-            if new_head else set()
+        fresh_head = {v.path for v in spec.head_variables(target)} & model_paths if new_head else set()
         converters.apply_rows(model, rows, checkpoint, ignored=source_format.IGNORED, absent_layers=absent,
                               keep_initialised=fresh_head, snapshot=False,  # a failure discards the model
                               description=f"{source_format.NAME} checkpoint {checkpoint.path.name!r}")

@@ -13,7 +13,7 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
          num_classes: Optional[int] = None, include_top: bool = True, pooling=None,
          include_preprocessing: bool = True, classifier_activation=None, dropout_rate=None,
          attention_dropout_rate=None, drop_path_rate=None, dtype=None, weights=None, pretrained=False,
-         dynamic_size: bool = False, resampling: Optional[str] = None):
+         dynamic_size: bool = False, resampling: Optional[str] = None, head: Optional[str] = None):
     """Build a ViT, optionally with weights from a checkpoint.
 
     Args:
@@ -34,6 +34,10 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
         dynamic_size: input (None, None, 3); position embeddings resampled in the graph per input size.
         resampling: a ``ViTConfig.position_embedding_resampling`` mode (``"bicubic"``, ``"bicubic-antialias"``,
             ...); default: the source's.
+        head: the head kind of the built model; default: the checkpoint's. ``"linear"`` on a distilled
+            DeiT gives one head on the class token (the distillation token stays in the sequence;
+            ``head_dist`` is dropped): with ``num_classes`` to fine-tune one head, without it to keep the
+            checkpoint's class-token head alone. The default fine-tunes both heads, their logits averaged.
 
     Returns:
         A ``VisionTransformer`` (a functional keras.Model) taking (B, H, W, 3) images (RGB in [0, 255]
@@ -47,7 +51,7 @@ def load(name: Optional[str] = None, *, config: Optional[ViTConfig] = None, imag
         raise ValueError("pass pretrained= or weights=, not both")
     requested = config if config is not None else (ViTConfig.from_name(name) if name is not None else None)
     overrides = _overrides(dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
-                           drop_path_rate=drop_path_rate, position_embedding_resampling=resampling)
+                           drop_path_rate=drop_path_rate, position_embedding_resampling=resampling, head=head)
     build_options = dict(include_top=include_top, pooling=pooling, include_preprocessing=include_preprocessing,
                          classifier_activation=classifier_activation, dynamic_size=dynamic_size, dtype=dtype)
     if not pretrained and weights is None:
