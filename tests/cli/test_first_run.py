@@ -238,8 +238,10 @@ def test_7_warnings_are_one_line_and_an_unknown_name_warns_nothing(fruit, capsys
     code, _, err = run(capsys, "finetune", fruit, "--model", "vit-tny-16", "--quiet")
     assert code == 1
     assert err.splitlines() == ["vit-zoo finetune: error: unknown model name 'vit-tny-16'; closest: vit-tiny-16, "
-                                "vit-tiny-14, vit-tiny-8. Aliases such as 'ViT-B_16', 'B/16', "
-                                "'vit_base_patch16_224' and 'google/vit-base-patch16-224' are accepted too"]
+                                "vit-tiny-14, deit-tiny-16. Aliases such as 'ViT-B_16', 'B/16', "
+                                "'vit_base_patch16_224', 'google/vit-base-patch16-224', "
+                                "'deit_small_distilled_patch16_224', 'vit_small_patch14_reg4_dinov2', "
+                                "'facebook/dinov2-base' and 'dinov2_vitb14' are accepted too"]
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

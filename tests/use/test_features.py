@@ -105,8 +105,8 @@ def test_errors(config, model):
     with pytest.raises(ValueError, match="has none \\(it norms after pooling"):
         feature_extractor(fc_norm, -1, norm=True)
     import keras
-    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"model 'sequential' carries no vit_zoo identity \(model.identity\)"):
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="plain")
+    with pytest.raises(ValueError, match=r"model 'plain' carries no vit_zoo identity \(model.identity\)"):
         feature_extractor(plain, -1)
 
 

@@ -81,7 +81,7 @@ def _command_convert(args):
 
 def add_commands(commands) -> None:
     sub = commands.add_parser("list", help="list the model variants, family by family")
-    sub.add_argument("--family", default=None, choices=list(FAMILIES), help="only this family's variants")
+    sub.add_argument("--family", default=None, choices=list(FAMILIES), help="only this family's variants (default: every family)")
     sub.set_defaults(run=_command_list)
 
     sub = commands.add_parser("info", help="config, parameters and GFLOPs of a variant")
