@@ -72,7 +72,8 @@ class TrainLog(keras.callbacks.Callback):
         """Mean loss and accuracy over the steps after ``since``, and the learning rate of ``step``."""
         mean = (sums - since[1]) / ((step - since[0]) * self.accumulation)
         # differences of running sums: an accuracy of 0 can come out as -1e-17 (printed "-0.0000")
-        scalars = {"loss": float(mean[0]), "accuracy": float(mean[1]) if np.isnan(mean[1]) else max(float(mean[1]), 0.0)}
+        accuracy = float(mean[1]) if np.isnan(mean[1]) else max(float(mean[1]), 0.0)
+        scalars = {"loss": float(mean[0]), "accuracy": accuracy}
         if self.schedule is not None:
             scalars["lr"] = float(keras.ops.convert_to_numpy(self.schedule(step - 1)))
         return scalars
