@@ -154,7 +154,6 @@ def slot_kinds() -> Dict[str, str]:
 
     everything = ViTConfig(num_layers=1, distillation_token=True, register_tokens=1, layer_scale=1e-5,
                            head="distilled")
-    kinds = {v.slot: v.kind for v in variables(everything)}
-    for config in (everything.replace(pooling="avg-fcnorm", head="linear", representation_size=8),):
-        kinds.update({v.slot: v.kind for v in variables(config)})
-    return kinds
+    # fc_norm and pre_logits exist only without the distilled pair of heads
+    the_rest = everything.replace(pooling="avg-fcnorm", head="linear", representation_size=8)
+    return {v.slot: v.kind for config in (everything, the_rest) for v in variables(config)}

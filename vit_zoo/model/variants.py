@@ -70,7 +70,7 @@ def _sizes(*names, **changed) -> Dict[str, dict]:
 
 _DEIT = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 _DINOV2 = dict(image_size=224, position_grid=(37, 37), pooling="token-mean", mean=IMAGENET_MEAN,
-               std=IMAGENET_STD, layer_scale=1e-5)
+               std=IMAGENET_STD)
 _DINOV2_SIZES = _sizes("small", "base", "large",
                        giant=dict(hidden_size=1536, mlp_size=4096, num_heads=24, num_layers=40, mlp="swiglu"))
 
