@@ -73,7 +73,8 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         model = build(target, identity=identity, **build_options)
         rows = source_format.mapping(source, checkpoint)
         if source_classes is None:
-            rows = [r for r in rows if r.target not in {v.path for v in spec.head_variables(source)}]
+            head_paths = {v.path for v in spec.head_variables(source)}
+            rows = [r for r in rows if r.target not in head_paths]
         rows = [_resampled(r, source, target) if r.target == "pos_embed/embeddings" else r for r in rows]
         model_paths = {variable.path for variable in model.weights}
         absent = {r.target.split("/")[0] for r in rows} - {p.split("/")[0] for p in model_paths}
