@@ -114,7 +114,7 @@ def test_pooling_choices_are_checked():
         build(tiny_config(), include_top=True, pooling="gap")
     with pytest.raises(ValueError, match="pooling 'token' needs a class token"):
         build(tiny_config(class_token=False, pooling="gap"), include_top=False, pooling="token")
-    with pytest.raises(ValueError, match="pooling must be None, 'token', 'gap' or 'token-mean', got 'max'"):
+    with pytest.raises(ValueError, match="pooling must be None, 'token', 'gap', 'token-mean' or 'map', got 'max'"):
         build(tiny_config(), include_top=False, pooling="max")
 
 

@@ -21,14 +21,19 @@ CONFIGS = {
                                                distillation_token=True),
     "gap": dict(class_token=False, pooling="gap"),
     "fc-norm-pre-logits": dict(pooling="avg-fcnorm", representation_size=8),
+    "clip-tower": dict(pre_norm=True, patch_bias=False, gelu="quick", projection_size=12, num_classes=0),
+    "clip-tower-classifier": dict(pre_norm=True, patch_bias=False, projection_size=12, layer_scale=1e-5),
+    "siglip-tower": dict(class_token=False, pooling="map", gelu="tanh", num_classes=0),
+    "siglip-tower-classifier": dict(class_token=False, pooling="map"),
 }
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("include_top", [True, False])
 def test_the_builder_creates_the_spec_variables_in_order(name, include_top):
-    config = ViTConfig(**BASE, **CONFIGS[name])
+    config = ViTConfig(**{**BASE, **CONFIGS[name]})
     pooling = None if include_top else ("gap" if config.pooling in ("gap", "avg-fcnorm") else config.pooling)
+    pooling = "token" if pooling is None and not include_top and config.projection_size else pooling
     model = vit_zoo.build(config, include_top=include_top, pooling=pooling)
     assert [(w.path, tuple(w.shape)) for w in model.weights] == \
         [(v.path, v.shape) for v in spec.variables(config, include_top)]
@@ -38,10 +43,11 @@ def test_the_builder_creates_the_spec_variables_in_order(name, include_top):
 def test_every_slot_has_a_kind_and_every_optional_slot_says_what_needs_it():
     kinds = spec.slot_kinds()
     for name in CONFIGS:
-        assert {v.slot for v in spec.variables(ViTConfig(**BASE, **CONFIGS[name]))} <= set(kinds)
+        assert {v.slot for v in spec.variables(ViTConfig(**{**BASE, **CONFIGS[name]}))} <= set(kinds)
     assert set(kinds.values()) == {"conv_kernel", "bias", "tensor", "heads_in_kernel", "heads_bias",
                                    "heads_out_kernel", "norm_scale", "norm_bias", "dense_kernel"}
-    for slot in ("distillation_token", "register_tokens", "ls1", "ls2", "head_dist"):
+    for slot in ("distillation_token", "register_tokens", "ls1", "ls2", "head_dist", "norm_pre", "map",
+                 "projection", "patch_embed.bias"):
         assert slot in spec.NEEDED_FOR
 
 
@@ -68,16 +74,34 @@ TIMM_MODELS = [
     ("dinov2-reg4-large-14", "vit_large_patch14_reg4_dinov2", False, dict(prefix_position_embeddings=False)),
     ("dinov2-reg4-giant-14", "vit_giant_patch14_reg4_dinov2", False, dict(prefix_position_embeddings=False)),
     ("vit-large-16", "vit_large_patch16_224", True, {}),
+    # image towers: timm stores CLIP's bias-free projection as its head (with a zero bias; counted apart)
+    ("clip-base-32", "vit_base_patch32_clip_224.openai", True, {}),
+    ("clip-base-16", "vit_base_patch16_clip_224.openai", True, {}),
+    ("clip-large-14", "vit_large_patch14_clip_224.openai", True, {}),
+    ("clip-large-14", "vit_large_patch14_clip_336.openai", True, dict(image_size=336)),
+    ("clip-huge-14", "vit_huge_patch14_clip_224.laion2b", True, {}),
+    ("clip-giant-14", "vit_giant_patch14_clip_224.laion2b", True, {}),
+    ("clip-gigantic-14", "vit_gigantic_patch14_clip_224.laion2b", True, {}),
+    ("siglip-base-16", "vit_base_patch16_siglip_224.webli", True, {}),
+    ("siglip-base-16", "vit_base_patch16_siglip_512.webli", True, dict(image_size=512)),
+    ("siglip-large-16", "vit_large_patch16_siglip_384.webli", True, dict(image_size=384)),
+    ("siglip-so400m-14", "vit_so400m_patch14_siglip_224.webli", True, {}),
+    ("siglip-so400m-14", "vit_so400m_patch14_siglip_384.webli", True, dict(image_size=384)),
+    ("siglip2-base-16", "vit_base_patch16_siglip_256.v2_webli", True, dict(image_size=256)),
+    ("siglip2-so400m-16", "vit_so400m_patch16_siglip_256.v2_webli", True, dict(image_size=256)),
+    ("siglip2-giantopt-16", "vit_giantopt_patch16_siglip_256.v2_webli", True, dict(image_size=256)),
 ]
 
 
 @pytest.mark.parametrize("name, architecture, with_head, changes", TIMM_MODELS,
-                         ids=[row[0] for row in TIMM_MODELS])
+                         ids=[row[1] for row in TIMM_MODELS])
 def test_parameter_counts_equal_timm_for_every_published_size(name, architecture, with_head, changes):
     timm, torch = require("timm"), require("torch")
     with torch.device("meta"):
         reference = timm.create_model(architecture, pretrained=False)
     expected = sum(p.numel() for p in reference.parameters())
+    if name.startswith("clip-"):
+        expected -= reference.head.bias.numel()
     config = ViTConfig.from_name(name, **changes)
     assert stats.count_parameters(config, include_top=with_head) == expected
 

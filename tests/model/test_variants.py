@@ -50,13 +50,13 @@ def test_list_models_holds_every_size_and_patch():
 
 def test_list_models_holds_every_family():
     names = list_models()
-    assert len(names) == len(set(names)) == 24 + 3 + 3 + 10 + 4 + 4
+    assert len(names) == len(set(names)) == 24 + 3 + 3 + 10 + 4 + 4 + 5 * 3 + 4 * 2 * 2
     assert list_models("dinov2-reg4") == ["dinov2-reg4-small-14", "dinov2-reg4-base-14", "dinov2-reg4-large-14",
                                           "dinov2-reg4-giant-14"]
     assert list_models("deit-distilled") == ["deit-distilled-tiny-16", "deit-distilled-small-16",
                                              "deit-distilled-base-16"]
     with pytest.raises(ValueError, match="unknown family 'dino'; families: vit, deit, deit-distilled, deit3, "
-                                         "dinov2, dinov2-reg4"):
+                                         "dinov2, dinov2-reg4, clip, siglip, siglip2"):
         list_models("dino")
 
 
@@ -81,14 +81,28 @@ def test_list_models_holds_every_family():
     ("dinov2_vitb14_reg4_pretrain", ("dinov2-reg4-base-14", None)),
     ("dinov2_vitl14_lc", ("dinov2-large-14", None)),
     ("deit_base_patch16_LS", ("deit3-base-16", None)),
+    ("vit_base_patch16_clip_224.openai", ("clip-base-16", 224)),
+    ("vit_large_patch14_clip_336", ("clip-large-14", 336)),
+    ("vit_gigantic_patch14_clip_224.laion2b", ("clip-gigantic-14", 224)),
+    ("openai/clip-vit-base-patch32", ("clip-base-32", None)),
+    ("openai/clip-vit-large-patch14-336", ("clip-large-14", 336)),
+    ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", ("clip-huge-14", None)),
+    ("ViT-bigG-14", ("clip-gigantic-14", None)),
+    ("ViT-L-14-336", ("clip-large-14", 336)),
+    ("vit_so400m_patch14_siglip_384.webli", ("siglip-so400m-14", 384)),
+    ("vit_giantopt_patch16_siglip_256", ("siglip-giantopt-16", 256)),
+    ("google/siglip-base-patch16-512", ("siglip-base-16", 512)),
+    ("google/siglip2-so400m-patch14-384", ("siglip2-so400m-14", 384)),
+    ("timm/ViT-SO400M-14-SigLIP-384", ("siglip-so400m-14", 384)),
+    ("ViT-B-16-SigLIP2", ("siglip2-base-16", None)),
 ])
 def test_family_aliases_resolve_to_our_names(alias, expected):
     assert resolve_name(alias) == expected
 
 
 @pytest.mark.parametrize("alias, family", [
-    ("vit_base_patch16_clip_224", "CLIP / OpenCLIP image towers"),
-    ("vit_base_patch16_siglip_224", "SigLIP image towers"),
+    ("vit_so400m_patch14_siglip_gap_224", "SigLIP towers without the MAP head"),
+    ("google/siglip2-base-patch16-naflex", "SigLIP towers without the MAP head"),
     ("eva02_base_patch14_224", "EVA / EVA-02"),
     ("beit_base_patch16_224", "BEiT (relative position bias)"),
     ("vit_base_r50_s16_384", "ResNet-hybrid ViTs"),

@@ -3,13 +3,14 @@ of the architecture spec (``vit_zoo.model.spec``), in its order.
 
 Layer names (stable; converters address weights through them with ``get_layer``):
     preprocessing            Normalize, only with include_preprocessing
-    patch_embed              Conv2D, kernel (P, P, 3, D), bias (D,)
+    patch_embed              Conv2D, kernel (P, P, 3, D), bias (D,) [patch_bias]
     patch_flatten            (B, h, w, D) → (B, h*w, D)
     class_token              ClassToken, token (1, 1, D)               [class_token models]
     distillation_token       InsertTokens at 1, tokens (1, 1, D)       [distillation_token]
     pos_embed                PositionEmbedding, embeddings (1, E + gh*gw, D), resampled in the graph to
                              the input's grid where that differs from the stored one
     register_tokens          InsertTokens after the class/distillation tokens, tokens (1, R, D) [registers]
+    norm_pre                 LayerNormalization before the blocks        [pre_norm]
     pos_dropout
     block_{i:02d}_norm1      LayerNormalization, gamma/beta (D,)
     block_{i:02d}_attn       SelfAttention, {query,key,value}_kernel (D, H, Dh), ..._bias (H, Dh),
@@ -27,8 +28,11 @@ Layer names (stable; converters address weights through them with ``get_layer``)
     encoder_norm             LayerNormalization                         [not for "avg-fcnorm"]
     pool                     TokenPooling (token, mean or token-mean)   [pooled outputs]
     fc_norm                  LayerNormalization after pooling           ["avg-fcnorm" pooled outputs]
+    map_attn                 AttentionPooling (probe + attention): (B, T, D) → (B, D)    [pooling "map"]
+    map_norm, map_mlp_fc1, map_mlp_gelu, map_mlp_fc2, map_add: y = a + MLP(LN(a))  [pooling "map"]
     pre_logits               Dense (D, R) + tanh                        [representation_size]
-    head                     Dense (D, 2D or R; C)                      [include_top]
+    projection               Dense (D or R, E), no bias: the image embedding [projection_size, include_top]
+    head                     Dense (D, 2D, R or E; C)                   [include_top, num_classes > 0]
     pool_dist, head_dist     the distillation token and its Dense (D, C) [head "distilled"]
     head_average             the mean of the two heads' logits          [head "distilled"]
     predictions              activation, float32 output
@@ -48,7 +52,7 @@ from vit_zoo.model.identity import Identity
 from vit_zoo.model.names import PREPROCESSING_LAYER, block_name, has_preprocessing  # noqa: F401 (re-exported)
 from vit_zoo.model.vision_transformer import VisionTransformer
 
-OUTPUT_POOLINGS = (None, "token", "gap", "token-mean")
+OUTPUT_POOLINGS = (None, "token", "gap", "token-mean", "map")
 
 
 def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
@@ -57,7 +61,7 @@ def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
     ``"gap"`` names the family: for an ``"avg-fcnorm"`` config it is mean-then-fc_norm.
     """
     if pooling not in OUTPUT_POOLINGS + ("avg-fcnorm",):
-        raise ValueError(f"pooling must be None, 'token', 'gap' or 'token-mean', got {pooling!r}")
+        raise ValueError(f"pooling must be None, 'token', 'gap', 'token-mean' or 'map', got {pooling!r}")
     if pooling == "gap" and config.pooling == "avg-fcnorm":
         pooling = "avg-fcnorm"
     if include_top:
@@ -66,6 +70,9 @@ def resolve_pooling(config: ViTConfig, include_top: bool, pooling):
                              f"head of this config was trained with; use include_top=False for "
                              f"{pooling!r} features, or build a config with pooling={pooling!r}")
         return config.pooling
+    if pooling == "map" and config.pooling != "map":
+        raise ValueError(f"pooling 'map' needs the MAP head's weights, and this config pools with "
+                         f"{config.pooling!r}; use pooling={config.pooling!r}, 'gap' or None")
     if pooling in ("token", "token-mean") and not config.class_token:
         raise ValueError(f"pooling {pooling!r} needs a class token, and this config has none "
                          "(class_token=False); use pooling='gap' or None")
@@ -84,7 +91,7 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
             "token" or "gap" → pooled (B, D), through pre_logits where the config has it.
         include_preprocessing: inputs are RGB in [0, 255] (normalised inside with config.mean/std);
             else inputs are already normalised.
-        classifier_activation: None (logits) or e.g. "softmax".
+        classifier_activation: None (logits) or e.g. "softmax"; needs a classifier (num_classes > 0).
         dynamic_size: input (None, None, 3); position embeddings are resampled in the graph for the
             size the model is called with (divisible by the patch size).
         dtype: a dtype or mixed-precision policy name for all layers; outputs are always float32.
@@ -102,8 +109,9 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
         raise ValueError(f"identity.config differs from config in "
                          f"{[k for k, v in config.to_dict().items() if identity.config.to_dict()[k] != v]}")
     pooling = resolve_pooling(config, include_top, pooling)
-    if classifier_activation is not None and not include_top:
-        raise ValueError("classifier_activation applies to the head; it needs include_top=True")
+    if classifier_activation is not None and not (include_top and config.num_classes):
+        raise ValueError("classifier_activation applies to the classifier head; it needs include_top=True and "
+                         "num_classes > 0 (a model with num_classes=0 outputs its image embedding)")
     d = dict(dtype=dtype)
     height, width = (None, None) if dynamic_size else config.image_size
     images = keras.Input((height, width, 3), name="images")
@@ -112,9 +120,11 @@ def build(config: ViTConfig, *, include_top: bool = True, pooling=None, include_
     if include_preprocessing:
         x = vit_layers.Normalize(config.mean, config.std, name=PREPROCESSING_LAYER, **d)(x)
     grid = keras.layers.Conv2D(config.hidden_size, config.patch_size, strides=config.patch_size,
-                               padding="valid", name="patch_embed", **d)(x)
+                               padding="valid", use_bias=config.patch_bias, name="patch_embed", **d)(x)
     x = keras.layers.Reshape((-1, config.hidden_size), name="patch_flatten", **d)(grid)
     x = _prefix_and_positions(x, grid, config, d)
+    if config.pre_norm:
+        x = layer_norm(config, "norm_pre", d)(x)
     x = keras.layers.Dropout(config.dropout_rate, name="pos_dropout", **d)(x)
 
     for index in range(config.num_layers):
@@ -157,19 +167,36 @@ def _prefix_and_positions(patches, grid, config: ViTConfig, d: dict):
 def _pooled_output(x, config: ViTConfig, pooling: str, include_top: bool, d: dict):
     """(B, T, D) normed tokens → the pooled representation (B, D or 2D), or the logits with the head(s)."""
     tokens = x
-    mode = {"gap": "mean", "avg-fcnorm": "mean"}.get(pooling, pooling)
-    x = token_layers.TokenPooling(mode, config.num_prefix_tokens, name="pool", **d)(tokens)
+    if pooling == "map":
+        x = _map_head(tokens, config, d)
+    else:
+        mode = {"gap": "mean", "avg-fcnorm": "mean"}.get(pooling, pooling)
+        x = token_layers.TokenPooling(mode, config.num_prefix_tokens, name="pool", **d)(tokens)
     if pooling == "avg-fcnorm":
         x = layer_norm(config, "fc_norm", d)(x)
     if config.representation_size:
         x = keras.layers.Dense(config.representation_size, activation="tanh", name="pre_logits", **d)(x)
     if not include_top:
         return x
+    if config.projection_size:
+        x = keras.layers.Dense(config.projection_size, use_bias=False, name="projection", **d)(x)
+    if not config.num_classes:
+        return x
     x = _head(config, "head", d)(x)
     if config.head == "distilled":  # DeiT: the two heads' logits averaged (timm, transformers at inference)
         distilled = token_layers.TokenPooling("token", config.num_prefix_tokens, 1, name="pool_dist", **d)(tokens)
         x = keras.layers.Average(name="head_average", **d)([x, _head(config, "head_dist", d)(distilled)])
     return x
+
+
+def _map_head(tokens, config: ViTConfig, d: dict):
+    """SigLIP's MAP head: (B, T, D) normed tokens → (B, D), a probe's attention ``a`` then ``a + MLP(LN(a))``."""
+    pooled = token_layers.AttentionPooling(config.num_heads, True, name="map_attn", **d)(tokens)
+    y = layer_norm(config, "map_norm", d)(pooled)
+    y = keras.layers.Dense(config.mlp_size, name="map_mlp_fc1", **d)(y)
+    y = vit_layers.gelu_layer(config.gelu, name="map_mlp_gelu", **d)(y)
+    y = keras.layers.Dense(config.hidden_size, name="map_mlp_fc2", **d)(y)
+    return keras.layers.Add(name="map_add", **d)([pooled, y])
 
 
 def _head(config: ViTConfig, name: str, d: dict):
@@ -199,7 +226,7 @@ def _encoder_block(x, config: ViTConfig, index: int, drop_path: float, d: dict):
         y = vit_layers.SwiGlu(name=n("mlp_swiglu"), **d)(y)
     else:
         y = keras.layers.Dense(config.mlp_size, name=n("mlp_fc1"), **d)(y)
-        y = vit_layers.Gelu(approximate=config.gelu == "tanh", name=n("mlp_gelu"), **d)(y)
+        y = vit_layers.gelu_layer(config.gelu, name=n("mlp_gelu"), **d)(y)
     y = keras.layers.Dropout(config.dropout_rate, name=n("mlp_dropout1"), **d)(y)
     y = keras.layers.Dense(config.hidden_size, name=n("mlp_fc2"), **d)(y)
     y = vit_layers.UnflattenTokens(name=n("mlp_unflatten"), **d)([y, x])

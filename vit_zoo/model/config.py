@@ -7,8 +7,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 from vit_zoo.model import variants
 
-POOLINGS = ("token", "gap", "avg-fcnorm", "token-mean")
-GELU_FLAVOURS = ("exact", "tanh")
+POOLINGS = ("token", "gap", "avg-fcnorm", "token-mean", "map")
+GELU_FLAVOURS = ("exact", "tanh", "quick")
 RESAMPLING_MODES = ("bicubic", "bilinear", "bilinear-corners", "bicubic-antialias", "bicubic-offset")
 MLP_KINDS = ("gelu", "swiglu")
 HEAD_KINDS = ("linear", "distilled")
@@ -20,8 +20,11 @@ class ViTConfig:
 
     Fields:
         image_size: input (height, width) in pixels; an int means a square image. Position embeddings
-            are stored for this grid.
+            are stored for its patch grid. A size the patch does not divide is kept as the sources keep it:
+            their strided patch convolution does not see the last (size mod patch) rows and columns
+            (SigLIP So400m/14 at 384 px: a 27 x 27 grid).
         patch_size: side of the square patches, in pixels.
+        patch_bias: the patch embedding has a bias (False: CLIP's ``conv1``).
         hidden_size, mlp_size, num_heads, num_layers: width D, MLP width M, heads H, depth.
         class_token: prepend a learned class token.
         distillation_token: a second learned token after the class token (DeiT distilled models).
@@ -35,11 +38,15 @@ class ViTConfig:
             not the input's (DINOv2: (37, 37), 518 px, used at 224 px and above): the embeddings are then
             interpolated to the input's grid inside the model with ``position_embedding_resampling``, as
             the source does at run time. None: stored for ``image_size``.
+        pre_norm: a LayerNorm (``norm_pre``) on the whole sequence after the position embeddings, before
+            the blocks (CLIP's ``ln_pre``).
         pooling: how the head sees the sequence: ``"token"`` (class token after the final norm),
             ``"gap"`` (mean of the patch tokens after the final norm, as vit_jax "gap" models),
             ``"avg-fcnorm"`` (no final norm; mean of the patch tokens, then ``fc_norm``, as timm) or
             ``"token-mean"`` (class token ‖ mean of the patch tokens after the final norm, (B, 2D): DINOv2's
-            linear heads). Means never include prefix (class, distillation, register) tokens.
+            linear heads) or ``"map"`` (multi-head attention pooling after the final norm: a learned probe
+            attends over every token, then ``a + MLP(LN(a))``: SigLIP's MAP head, (B, D)). Means never
+            include prefix (class, distillation, register) tokens.
         layer_scale: LayerScale (a learned per-channel scale on each residual branch, DeiT-III and DINOv2)
             with this initial value, or None for none.
         mlp: ``"gelu"`` (Linear, GELU, Linear) or ``"swiglu"`` (one Linear to 2M, SiLU of the first half
@@ -47,11 +54,16 @@ class ViTConfig:
         head: ``"linear"`` (one Dense) or ``"distilled"`` (DeiT: ``head`` on the class token and
             ``head_dist`` on the distillation token, averaged at inference; both train).
         representation_size: width of the pre-logits layer (Dense + tanh), or None for none.
-        gelu: ``"exact"`` (erf: PyTorch, Hugging Face, timm) or ``"tanh"`` (Flax / vit_jax).
+        projection_size: width E of a bias-free projection of the pooled representation, in the top
+            (CLIP's ``proj``: the image embedding), or None for none.
+        gelu: ``"exact"`` (erf: PyTorch, Hugging Face, timm), ``"tanh"`` (Flax / vit_jax, SigLIP) or
+            ``"quick"`` (``x * sigmoid(1.702 x)``: OpenAI's CLIP).
         layer_norm_epsilon: epsilon of every LayerNorm (vit_jax and timm 1e-6, Hugging Face 1e-12).
         qkv_bias: biases on the query, key and value projections.
         mean, std: per-channel normalisation of [0, 1] RGB pixels the weights were trained with.
-        num_classes: width of the classification head.
+        num_classes: width of the classification head; 0 for none: the top (include_top) then outputs
+            the image embedding (the projection of the pooled representation, or that representation),
+            as an image tower (CLIP, SigLIP) does; with a head, it classifies that embedding.
         dropout_rate, attention_dropout_rate, drop_path_rate: regularisation, active in training only;
             the drop-path rate grows linearly from 0 in the first block to this value in the last.
         position_embedding_resampling: how position embeddings are resampled to another grid:
@@ -65,6 +77,7 @@ class ViTConfig:
 
     image_size: Union[int, Tuple[int, int]] = 224
     patch_size: int = 16
+    patch_bias: bool = True
     hidden_size: int = 768
     mlp_size: int = 3072
     num_heads: int = 12
@@ -74,8 +87,10 @@ class ViTConfig:
     register_tokens: int = 0
     prefix_position_embeddings: bool = True
     position_grid: Optional[Tuple[int, int]] = None
+    pre_norm: bool = False
     pooling: str = "token"
     representation_size: Optional[int] = None
+    projection_size: Optional[int] = None
     gelu: str = "exact"
     layer_norm_epsilon: float = 1e-6
     qkv_bias: bool = True
@@ -95,8 +110,9 @@ class ViTConfig:
         set_field("image_size", _image_size_pair(self.image_size))
         set_field("mean", _three_floats("mean", self.mean))
         set_field("std", _three_floats("std", self.std))
-        if self.representation_size is not None:
-            set_field("representation_size", int(self.representation_size))
+        for name in ("representation_size", "projection_size"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                set_field(name, int(getattr(self, name)))
         if self.position_grid is not None:
             set_field("position_grid", _image_size_pair(self.position_grid))
         if self.layer_scale is not None and not isinstance(self.layer_scale, bool):
@@ -169,6 +185,12 @@ class ViTConfig:
         return self.hidden_size * (2 if self.pooling == "token-mean" else 1)
 
     @property
+    def embedding_width(self) -> int:
+        """Width of what the top outputs without a classifier: the projection's, else the representation's
+        (pre-logits or pooled)."""
+        return self.projection_size or self.representation_size or self.pooled_width
+
+    @property
     def num_tokens(self) -> int:
         return self.num_patches + self.num_prefix_tokens
 
@@ -201,11 +223,15 @@ class ViTConfig:
 
     # ----------------------------------------------------------------------------------------------
     def _validate(self):
-        for name in ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers", "num_classes"):
+        for name in ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        check_patch_multiple(self.image_size, self.patch_size, "image_size")
+        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer (0: no classifier, the model outputs "
+                             f"its image embedding), got {self.num_classes!r}")
+        if min(self.image_size) < self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is smaller than one patch ({self.patch_size} px)")
         if self.hidden_size % self.num_heads:
             divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
             raise ValueError(
@@ -239,9 +265,14 @@ class ViTConfig:
                              f"got {self.position_embedding_resampling!r}")
         if not (isinstance(self.layer_norm_epsilon, (int, float)) and 0 < self.layer_norm_epsilon < 1):
             raise ValueError(f"layer_norm_epsilon must be a float in (0, 1), got {self.layer_norm_epsilon!r}")
-        if self.representation_size is not None and self.representation_size < 1:
-            raise ValueError(f"representation_size must be None or a positive integer, "
-                             f"got {self.representation_size!r}")
+        for name in ("representation_size", "projection_size"):
+            if getattr(self, name) is not None and (isinstance(getattr(self, name), bool) or getattr(self, name) < 1):
+                raise ValueError(f"{name} must be None or a positive integer, got {getattr(self, name)!r}")
+        if self.head == "distilled" and self.projection_size:
+            raise ValueError("head 'distilled' with a projection (projection_size) is not modelled")
+        for name in ("pre_norm", "patch_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("dropout_rate", "attention_dropout_rate", "drop_path_rate"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < 1):
@@ -252,13 +283,17 @@ class ViTConfig:
 
 # Architecture fields a variant name fixes only where its family says so (their defaults otherwise).
 ARCHITECTURE_DEFAULTS = dict(class_token=True, distillation_token=False, register_tokens=0, layer_scale=None,
-                             mlp="gelu", head="linear")
+                             mlp="gelu", head="linear", pre_norm=False, patch_bias=True, projection_size=None,
+                             pooling="token")
 
 
 def _same_architecture(field: str, value, expected) -> bool:
-    """LayerScale counts by presence (its initial value is a numeric); every other field by value."""
+    """LayerScale counts by presence (its initial value is a numeric), pooling by whether it is the MAP head
+    (the other poolings hold no variables of their own); every other field by value."""
     if field == "layer_scale":
         return (value is None) == (expected is None)
+    if field == "pooling":
+        return (value == "map") == (expected == "map")
     return value == expected
 
 

@@ -188,7 +188,7 @@ class UnflattenTokens(keras.layers.Layer):
 
 @_register
 class Gelu(keras.layers.Layer):
-    """GELU, exact (erf) or with the tanh approximation (Flax's default)."""
+    """GELU, exact (erf) or with the tanh approximation (Flax's default, SigLIP)."""
 
     def __init__(self, approximate=False, **kwargs):
         super().__init__(**kwargs)
@@ -199,6 +199,19 @@ class Gelu(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "approximate": self.approximate}
+
+
+@_register
+class QuickGelu(keras.layers.Layer):
+    """OpenAI CLIP's GELU approximation ``x * sigmoid(1.702 x)``. Any shape → same."""
+
+    def call(self, x):
+        return x * ops.sigmoid(ops.cast(1.702, x.dtype) * x)
+
+
+def gelu_layer(flavour: str, **kwargs) -> keras.layers.Layer:
+    """The layer of a ``ViTConfig.gelu`` flavour: ``"exact"``, ``"tanh"`` or ``"quick"``."""
+    return QuickGelu(**kwargs) if flavour == "quick" else Gelu(approximate=flavour == "tanh", **kwargs)
 
 
 @_register

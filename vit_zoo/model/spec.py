@@ -7,12 +7,13 @@ parameter counts (``vit_zoo.model.stats``) are their sizes summed. A new block o
 its layer in the builder and its rows in each format's table.
 
 Slots (our variable, shape; ``[…]`` when the config has it; D width, M MLP width, H heads, Dh = D / H):
-    patch_embed.kernel, .bias       patch_embed/kernel (P, P, 3, D), bias (D,)
+    patch_embed.kernel, .bias       patch_embed/kernel (P, P, 3, D), bias (D,)            [bias: patch_bias]
     class_token                     class_token/token (1, 1, D)                            [class_token]
     distillation_token              distillation_token/tokens (1, 1, D)            [distillation_token]
     pos_embed                       pos_embed/embeddings (1, E + gh*gw, D); E embedded prefix tokens,
                                     (gh, gw) the stored grid (``ViTConfig.stored_position_grid``)
     register_tokens                 register_tokens/tokens (1, R, D)                    [register_tokens]
+    norm_pre.scale, norm_pre.bias   norm_pre/gamma, beta (D,)                                  [pre_norm]
     norm1.scale, norm1.bias         block_{i:02d}_norm1/gamma, beta (D,)
     attn.{query,key,value}.kernel   block_{i:02d}_attn/query_kernel … (D, H, Dh)
     attn.{query,key,value}.bias     block_{i:02d}_attn/query_bias … (H, Dh)                 [qkv_bias]
@@ -24,8 +25,16 @@ Slots (our variable, shape; ``[…]`` when the config has it; D width, M MLP wid
     ls2                             block_{i:02d}_ls2/gamma (D,)                          [layer_scale]
     encoder_norm.scale, .bias       encoder_norm/gamma, beta (D,)                [pooling not avg-fcnorm]
     fc_norm.scale, .bias            fc_norm/gamma, beta (D,)                     [pooling avg-fcnorm]
+    map.probe                       map_attn/probe (1, 1, D)                               [pooling map]
+    map.attn.{query,key,value}.…,   map_attn/query_kernel … (D, H, Dh), _bias (H, Dh),
+    map.attn.out.kernel, .bias      output_kernel (H, Dh, D), output_bias (D,)            [pooling map]
+    map.norm.scale, .bias           map_norm/gamma, beta (D,)                              [pooling map]
+    map.mlp.fc1.kernel, .bias       map_mlp_fc1/kernel (D, M), bias (M,)                   [pooling map]
+    map.mlp.fc2.kernel, .bias       map_mlp_fc2/kernel (M, D), bias (D,)                   [pooling map]
     pre_logits.kernel, .bias        pre_logits/kernel (D, R), bias (R,)          [representation_size]
-    head.kernel, .bias              head/kernel (D, 2D for token-mean, or R; C), bias (C,)  [include_top]
+    projection.kernel               projection/kernel (D or R, E)                 [projection_size; top]
+    head.kernel, .bias              head/kernel (D, 2D for token-mean, R or E; C), bias (C,)
+                                                                              [include_top, num_classes]
     head_dist.kernel, .bias         head_dist/kernel (D, C), bias (C,)            [head "distilled"]
 
 Kinds (what a container must do to bring such a tensor to our shape; ``converters.transforms``): a conv
@@ -59,7 +68,8 @@ NEEDED_FOR = {"class_token": "class_token=True", "distillation_token": "distilla
               "fc_norm": "pooling='avg-fcnorm'", "pre_logits": "representation_size",
               "attn.query.bias": "qkv_bias=True", "attn.key.bias": "qkv_bias=True",
               "attn.value.bias": "qkv_bias=True", "ls1": "layer_scale", "ls2": "layer_scale",
-              "head_dist": "head='distilled'"}
+              "head_dist": "head='distilled'", "norm_pre": "pre_norm=True", "patch_embed.bias": "patch_bias=True",
+              "map": "pooling='map'", "projection": "projection_size", "head": "num_classes > 0"}
 
 
 def _layer(slot: str, layer: str, parts, shapes, block: Optional[int] = None) -> List[Variable]:
@@ -81,7 +91,7 @@ def stem_variables(config) -> List[Variable]:
     (``prefix_position_embeddings``), after it otherwise; registers always join after."""
     d, p = config.hidden_size, config.patch_size
     found = _layer("patch_embed", "patch_embed", (("kernel", "kernel", "conv_kernel"), ("bias", "bias", "bias")),
-                   ((p, p, 3, d), (d,)))
+                   ((p, p, 3, d), (d,)))[: 2 if config.patch_bias else 1]
     prefix = []
     if config.class_token:
         prefix.append(Variable("class_token", "class_token/token", (1, 1, d), "tensor"))
@@ -91,21 +101,14 @@ def stem_variables(config) -> List[Variable]:
     found += prefix + position if config.prefix_position_embeddings else position + prefix
     if config.register_tokens:
         found.append(Variable("register_tokens", "register_tokens/tokens", (1, config.register_tokens, d), "tensor"))
-    return found
+    return found + (_norm("norm_pre", "norm_pre", d) if config.pre_norm else [])
 
 
 def block_variables(config, index: int) -> List[Variable]:
     """The variables of block ``index``, each layer's in the order Keras creates them."""
-    d, m, h = config.hidden_size, config.mlp_size, config.num_heads
+    d, m = config.hidden_size, config.mlp_size
     n = lambda part: block_name(index, part)  # noqa: E731
-    found = _norm("norm1", n("norm1"), d, index)
-    for part in ("query", "key", "value"):
-        found.append(Variable(f"attn.{part}.kernel", f"{n('attn')}/{part}_kernel", (d, h, d // h),
-                              "heads_in_kernel", index))
-        if config.qkv_bias:
-            found.append(Variable(f"attn.{part}.bias", f"{n('attn')}/{part}_bias", (h, d // h), "heads_bias", index))
-    found += [Variable("attn.out.kernel", f"{n('attn')}/output_kernel", (h, d // h, d), "heads_out_kernel", index),
-              Variable("attn.out.bias", f"{n('attn')}/output_bias", (d,), "bias", index)]
+    found = _norm("norm1", n("norm1"), d, index) + _attention("attn", n("attn"), config, config.qkv_bias, index)
     scale = lambda which: ([Variable(which, f"{n(which)}/gamma", (d,), "tensor", index)]  # noqa: E731
                            if config.layer_scale is not None else [])
     found += scale("ls1") + _norm("norm2", n("norm2"), d, index)
@@ -113,21 +116,50 @@ def block_variables(config, index: int) -> List[Variable]:
     return found + _dense("mlp.fc2", n("mlp_fc2"), m, d, index) + scale("ls2")
 
 
+def _attention(slot: str, layer: str, config, qkv_bias: bool, block: Optional[int] = None) -> List[Variable]:
+    """Query, key and value kernels (and biases), then the output projection, of a multi-head attention."""
+    d, h = config.hidden_size, config.num_heads
+    found = []
+    for part in ("query", "key", "value"):
+        found.append(Variable(f"{slot}.{part}.kernel", f"{layer}/{part}_kernel", (d, h, d // h), "heads_in_kernel",
+                              block))
+        if qkv_bias:
+            found.append(Variable(f"{slot}.{part}.bias", f"{layer}/{part}_bias", (h, d // h), "heads_bias", block))
+    return found + [Variable(f"{slot}.out.kernel", f"{layer}/output_kernel", (h, d // h, d), "heads_out_kernel", block),
+                    Variable(f"{slot}.out.bias", f"{layer}/output_bias", (d,), "bias", block)]
+
+
+def map_head_variables(config) -> List[Variable]:
+    """SigLIP's attention-pooling (MAP) head: the probe and its attention (biases always), then the
+    LayerNorm and the MLP of its residual branch."""
+    d, m = config.hidden_size, config.mlp_size
+    found = [Variable("map.probe", "map_attn/probe", (1, 1, d), "tensor")] + _attention("map.attn", "map_attn", config,
+                                                                                         True)
+    return found + _norm("map.norm", "map_norm", d) + _dense("map.mlp.fc1", "map_mlp_fc1", d, m) \
+        + _dense("map.mlp.fc2", "map_mlp_fc2", m, d)
+
+
 def top_variables(config, include_top: bool = True) -> List[Variable]:
     """The final norm (``encoder_norm``, or ``fc_norm`` after pooling), pre-logits and the head(s), for a
     model with pooled outputs."""
     d = config.hidden_size
     norm = "fc_norm" if config.pooling == "avg-fcnorm" else "encoder_norm"
-    found = _norm(norm, norm, d)
+    found = _norm(norm, norm, d) + (map_head_variables(config) if config.pooling == "map" else [])
     if config.representation_size:
         found += _dense("pre_logits", "pre_logits", config.pooled_width, config.representation_size)
+    if include_top and config.projection_size:
+        width = config.representation_size or config.pooled_width
+        found.append(Variable("projection.kernel", "projection/kernel", (width, config.projection_size), "dense_kernel"))
     return found + (head_variables(config) if include_top else [])
 
 
 def head_variables(config) -> List[Variable]:
     """The classification head(s): ``head`` on the pooled representation, and ``head_dist`` on the
-    distillation token for a distilled head -- what a new head (``num_classes=``) starts afresh."""
-    found = _dense("head", "head", config.representation_size or config.pooled_width, config.num_classes)
+    distillation token for a distilled head -- what a new head (``num_classes=``) starts afresh; none for
+    ``num_classes=0``."""
+    if not config.num_classes:
+        return []
+    found = _dense("head", "head", config.embedding_width, config.num_classes)
     if config.head == "distilled":
         found += _dense("head_dist", "head_dist", config.hidden_size, config.num_classes)
     return found
@@ -153,7 +185,8 @@ def slot_kinds() -> Dict[str, str]:
     from vit_zoo.model.config import ViTConfig
 
     everything = ViTConfig(num_layers=1, distillation_token=True, register_tokens=1, layer_scale=1e-5,
-                           head="distilled")
-    # fc_norm and pre_logits exist only without the distilled pair of heads
-    the_rest = everything.replace(pooling="avg-fcnorm", head="linear", representation_size=8)
-    return {v.slot: v.kind for config in (everything, the_rest) for v in variables(config)}
+                           head="distilled", pre_norm=True)
+    # fc_norm, pre_logits, the MAP head and the projection exist only without the distilled pair of heads
+    the_rest = [everything.replace(pooling=pooling, head="linear", representation_size=8, projection_size=4)
+                for pooling in ("avg-fcnorm", "map")]
+    return {v.slot: v.kind for config in (everything, *the_rest) for v in variables(config)}

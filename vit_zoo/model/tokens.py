@@ -1,9 +1,14 @@
-"""The layers that place and pool a ViT's prefix tokens (class, distillation, register tokens); each
-registered so ``keras.models.load_model`` finds it after ``import vit_zoo``. Written with ``keras.ops``."""
+"""The layers that place and pool a ViT's tokens (class, distillation, register tokens; the MAP head's
+attention pooling); each registered so ``keras.models.load_model`` finds it after ``import vit_zoo``.
+Written with ``keras.ops``."""
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
+
+from vit_zoo.model import layers  # a module, not its names (see vit_zoo.model.keras_classes)
 
 _register = keras.saving.register_keras_serializable(package="vit_zoo")
 
@@ -63,3 +68,25 @@ class TokenPooling(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "num_prefix_tokens": self.num_prefix_tokens,
                 "token_index": self.token_index}
+
+
+@_register
+class AttentionPooling(layers.SelfAttention):
+    """Multi-head attention pooling (the attention of SigLIP's MAP head): a learned probe attends over every
+    token, (B, T, D) → (B, D). Weights: ``probe`` (1, 1, D), then the query, key, value and output weights
+    of ``SelfAttention`` (the probe is projected to the query, the tokens to the keys and values)."""
+
+    def build(self, input_shape):
+        self.probe = self.add_weight(name="probe", shape=(1, 1, input_shape[-1]),
+                                     initializer=keras.initializers.GlorotUniform())
+        super().build(input_shape)
+
+    def call(self, tokens, training=None):
+        probe = ops.broadcast_to(ops.cast(self.probe, tokens.dtype), (ops.shape(tokens)[0], 1, tokens.shape[-1]))
+        query = self._project(probe, "query")
+        key, value = self._project(tokens, "key"), self._project(tokens, "value")
+        attended = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
+        return self._output(attended)[:, 0]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])

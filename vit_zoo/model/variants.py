@@ -18,6 +18,15 @@ Sources of the table:
   patch 14, LayerScale (init 1e-5), position embeddings stored for 518 px (37 x 37) and interpolated to the
   input; giant ("vit_giant2") is 1536 wide with 24 heads and a fused SwiGLU MLP of 4096; the register
   models add 4 register tokens after the class token, which carry no position embedding.
+- clip: the image towers of Radford et al. 2021 (openai/CLIP ``model.py``) and OpenCLIP (Cherti et al. 2023,
+  mlfoundations/open_clip ``model_configs``): a bias-free patch embedding, a LayerNorm before the blocks
+  (``ln_pre``), the class token through ``ln_post`` and a bias-free projection to the embedding width; no
+  classifier. OpenAI's towers use quick-GELU and LayerNorm epsilon 1e-5 (the defaults here); OpenCLIP's
+  LAION towers use exact GELU (their converters set it). giant is OpenCLIP's ViT-g-14, gigantic its bigG-14.
+- siglip, siglip2: the image towers of Zhai et al. 2023 and Tschannen et al. 2025 (big_vision
+  ``models/vit.py``, ``proj/image_text/two_towers.py``): no class token, tanh-GELU, and the MAP head
+  (attention pooling) as the embedding; so400m is the shape-optimised 400M tower (Alabdulmohsin et al.
+  2023), giantopt SigLIP 2's g. SigLIP 2 at fixed resolution has SigLIP's architecture.
 """
 from __future__ import annotations
 
@@ -42,6 +51,14 @@ SIZES = {
     "giant": Size(hidden_size=1408, mlp_size=6144, num_heads=16, num_layers=40),
 }
 PATCH_SIZES = (8, 14, 16, 32)
+# The image-tower sizes beyond the classic table (CLIP's bigG, SigLIP's shape-optimised towers).
+TOWER_SIZES = {
+    "gigantic": Size(hidden_size=1664, mlp_size=8192, num_heads=16, num_layers=48),
+    "so400m": Size(hidden_size=1152, mlp_size=4304, num_heads=16, num_layers=27),
+    "giantopt": Size(hidden_size=1536, mlp_size=6144, num_heads=16, num_layers=40),
+}
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,7 +80,7 @@ class Family(NamedTuple):
 
 
 def _sizes(*names, **changed) -> Dict[str, dict]:
-    found = {name: SIZES[name]._asdict() for name in names}
+    found = {name: {**SIZES, **TOWER_SIZES}[name]._asdict() for name in names}
     found.update(changed)
     return found
 
@@ -73,6 +90,12 @@ _DINOV2 = dict(image_size=224, position_grid=(37, 37), pooling="token-mean", mea
                std=IMAGENET_STD)
 _DINOV2_SIZES = _sizes("small", "base", "large",
                        giant=dict(hidden_size=1536, mlp_size=4096, num_heads=24, num_layers=40, mlp="swiglu"))
+
+_CLIP_PROJECTIONS = dict(base=512, large=768, huge=1024, giant=1024, gigantic=1280)
+_CLIP_SIZES = {name: dict(fields, projection_size=_CLIP_PROJECTIONS[name])
+               for name, fields in _sizes(*_CLIP_PROJECTIONS).items()}
+_SIGLIP = Family(_sizes("base", "large", "so400m", "giantopt"), (14, 16), dict(class_token=False, pooling="map"),
+                 dict(gelu="tanh", layer_norm_epsilon=1e-6, num_classes=0))
 
 FAMILIES: Dict[str, Family] = {
     "vit": Family(_sizes(*SIZES), PATCH_SIZES, {}, {}),
@@ -86,23 +109,28 @@ FAMILIES: Dict[str, Family] = {
                      dict(_DINOV2, position_embedding_resampling="bicubic-offset")),
     "dinov2-reg4": Family(_DINOV2_SIZES, (14,), dict(layer_scale=1e-5, register_tokens=4),
                           dict(_DINOV2, position_embedding_resampling="bicubic-antialias")),
+    "clip": Family(_CLIP_SIZES, (14, 16, 32), dict(pre_norm=True, patch_bias=False),
+                   dict(gelu="quick", layer_norm_epsilon=1e-5, mean=CLIP_MEAN, std=CLIP_STD, num_classes=0)),
+    "siglip": _SIGLIP,
+    "siglip2": _SIGLIP,
 }
 
 # Abbreviations used by Google (ViT-B_16), big_vision (B/16), the papers (ViT-Ti/16) and Meta (vits14).
 SIZE_ABBREVIATIONS = {"ti": "tiny", "s": "small", "m": "medium", "b": "base", "l": "large", "h": "huge",
-                      "g": "giant"}
+                      "g": "giant", "bigg": "gigantic", "gopt": "giantopt"}
 
 VARIANTS = {f"{family}-{size}-{patch}": (family, size, patch)
             for family, spec in FAMILIES.items() for size in spec.sizes for patch in spec.patches}
 
-_SIZE = r"(?P<size>tiny|small|medium|base|large|huge|giant)"
+_SIZE = r"(?P<size>tiny|small|medium|base|large|huge|giant)"  # the classic sizes, in ecosystem aliases
+_TOWER_SIZE = r"(?P<size>base|large|huge|giant|gigantic|so400m|giantopt)"  # CLIP and SigLIP towers
 _TAG = r"(?:\.[a-z0-9_]+)?"  # a timm pretrained tag: vit_base_patch16_224.augreg_in21k
 # (family, pattern): each pattern captures a size (long or abbreviated) and a patch size, and may capture an
 # image size (returned: "vit_base_patch16_384" resolves to ("vit-base-16", 384)). Only exact spellings match:
 # a timm architecture outside this list (vit_base_patch16_clip_224, ..._siglip_...) is not a classic ViT.
 _ALIAS_PATTERNS = (
-    (None, re.compile(r"^(?P<family>vit|deit|deit-distilled|deit3|dinov2|dinov2-reg4)-(?P<size>[a-z]+)-"
-                      r"(?P<patch>\d+)$")),
+    (None, re.compile(r"^(?P<family>vit|deit|deit-distilled|deit3|dinov2|dinov2-reg4|clip|siglip|siglip2)-"
+                      r"(?P<size>[a-z0-9]+)-(?P<patch>\d+)$")),
     # timm: vit_base_patch16_224[.augreg_in21k_ft_in1k], timm < 0.6: ..._in21k
     ("vit", re.compile(rf"^vit_{_SIZE}_patch(?P<patch>\d+)(?:_(?P<image>\d+))?(?:_in21k)?{_TAG}$")),
     # Hugging Face: google/vit-base-patch16-224[-in21k]
@@ -123,6 +151,20 @@ _ALIAS_PATTERNS = (
     # Hugging Face facebook/dinov2-small[-imagenet1k-1-layer], facebook/dinov2-with-registers-small
     ("dinov2", re.compile(rf"^(?:facebook/)?dinov2-{_SIZE}(?:-imagenet1k-1-layer)?$")),
     ("dinov2-reg4", re.compile(rf"^(?:facebook/)?dinov2-with-registers-{_SIZE}(?:-imagenet1k-1-layer)?$")),
+    # CLIP: timm vit_base_patch16_clip_224[.openai], vit_large_patch14_clip_336, ..._clip_quickgelu_224;
+    # Hugging Face openai/clip-vit-large-patch14-336, laion/CLIP-ViT-H-14-laion2B-s32B-b79K; OpenCLIP ViT-B-32,
+    # ViT-L-14-336, ViT-H-14-quickgelu, ViT-bigG-14
+    ("clip", re.compile(rf"^vit_{_TOWER_SIZE}_patch(?P<patch>\d+)_clip(?:_quickgelu)?_(?P<image>\d+){_TAG}$")),
+    ("clip", re.compile(r"^(?:openai/)?clip-vit-(?P<size>base|large)-patch(?P<patch>\d+)(?:-(?P<image>\d+))?$")),
+    ("clip", re.compile(r"^(?:laion/|[a-z0-9_-]+/)?clip-vit-(?P<size>b|l|h|g|bigg)-(?P<patch>\d+)(?:-[a-z0-9._-]+)?$")),
+    ("clip", re.compile(r"^vit-(?P<size>b|l|h|g|bigg)-(?P<patch>\d+)(?:-(?P<image>\d{3}))?(?:-quickgelu)?$")),
+    # SigLIP: timm vit_base_patch16_siglip_224[.webli | .v2_webli], vit_so400m_patch14_siglip_384; Hugging Face
+    # google/siglip-so400m-patch14-384, google/siglip2-base-patch16-224; OpenCLIP ViT-SO400M-14-SigLIP-384
+    ("siglip", re.compile(rf"^vit_{_TOWER_SIZE}_patch(?P<patch>\d+)_siglip_(?P<image>\d+){_TAG}$")),
+    ("siglip", re.compile(rf"^(?:google/)?siglip-{_TOWER_SIZE}-patch(?P<patch>\d+)-(?P<image>\d+)$")),
+    ("siglip2", re.compile(rf"^(?:google/)?siglip2-{_TOWER_SIZE}-patch(?P<patch>\d+)-(?P<image>\d+)$")),
+    ("siglip", re.compile(r"^(?:timm/)?vit-(?P<size>b|l|so400m|gopt)-(?P<patch>\d+)-siglip-(?P<image>\d+)$")),
+    ("siglip2", re.compile(r"^(?:timm/)?vit-(?P<size>b|l|so400m|gopt)-(?P<patch>\d+)-siglip2(?:-(?P<image>\d+))?$")),
     # Meta's torch.hub names: dinov2_vits14, dinov2_vitb14_reg, dinov2_vitl14_lc, dinov2_vitg14_reg_lc
     ("dinov2", re.compile(r"^dinov2_vit(?P<size>s|b|l|g)(?P<patch>14)(?:_lc|_pretrain)?$")),
     ("dinov2-reg4", re.compile(r"^dinov2_vit(?P<size>s|b|l|g)(?P<patch>14)_reg4?(?:_lc|_pretrain)?$")),
@@ -159,8 +201,8 @@ def resolve_name(name: str) -> tuple[str, int | None]:
 
 # Families of the wider ViT world that vit_zoo does not model (yet), recognised in a name to say so by name.
 UNMODELLED_FAMILIES = {
-    r"siglip": "SigLIP image towers (MAP head, no class token)",
-    r"clip": "CLIP / OpenCLIP image towers (pre-norm, quick-GELU, projection)",
+    r"siglip.*_gap|siglip.*_navit|naflex": "SigLIP towers without the MAP head (global average pooling) or at "
+                                           "native aspect ratio (NaFlex)",
     r"eva": "EVA / EVA-02 (rotary position embeddings, SwiGLU, sub-LN)",
     r"beit": "BEiT (relative position bias)",
     r"_rope|rope_": "ViTs with rotary position embeddings",

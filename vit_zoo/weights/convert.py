@@ -56,7 +56,8 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         fields.update(known.get("config", {}))
         source_classes = fields.pop("num_classes", None)
         base = requested if requested is not None else ViTConfig()
-        source = base.replace(**fields, num_classes=source_classes or base.num_classes)
+        # None: the checkpoint has no head; 0: its top is complete without a classifier (an image tower)
+        source = base.replace(**fields, num_classes=base.num_classes if source_classes is None else source_classes)
         if requested is not None:
             _check_same_architecture(checkpoint, source, requested, name)
         if build_options.get("include_top", True) and source_classes is None and num_classes is None:
