@@ -292,6 +292,26 @@ def test_adamw_step_layer_decay_weight_decay_and_accumulation_by_hand():
     assert not np.allclose(expected["block_00_attn_kernel"], start["block_00_attn_kernel"])
 
 
+def test_accumulation_schedule_counts_optimizer_steps_and_survives_a_config_round_trip():
+    """With accumulation k the schedule is read at ``iterations // k`` (``PerOptimizerStep``); an optimizer
+    rebuilt from its config (as ``model.keras`` does), or built from a config written before that wrapper
+    existed (a bare schedule), holds the wrapper once."""
+    import keras
+
+    from vit_zoo.train.optimizers import PerOptimizerStep, ViTSGD, make_optimizer, warmup_cosine
+
+    schedule = warmup_cosine(0.1, total_steps=4, warmup_steps=1)
+    optimizer = make_optimizer("sgd", schedule, accumulation=2)
+    config = optimizer.get_config()
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    older = ViTSGD(learning_rate=schedule, gradient_accumulation_steps=2)
+    for rebuilt in (restored, older):
+        assert type(rebuilt).__name__ == "ViTSGD" and rebuilt.get_config()["learning_rate"] == config["learning_rate"]
+    wrapped = keras.saving.deserialize_keras_object(config["learning_rate"])
+    assert isinstance(wrapped, PerOptimizerStep) and not isinstance(wrapped.schedule, PerOptimizerStep)
+    assert [float(wrapped(s)) for s in range(8)] == pytest.approx([float(schedule(s // 2)) for s in range(8)])
+
+
 def test_layer_depths_and_multipliers():
     from vit_zoo.train.optimizers import layer_decay_multipliers, layer_depth
 

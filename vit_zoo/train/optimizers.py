@@ -35,7 +35,6 @@ from typing import List, Optional, Sequence
 
 import keras
 from keras import ops
-from keras.src.optimizers.base_optimizer import BaseOptimizer  # the backend-generic update code
 
 OPTIMIZERS = ("sgd", "adamw")
 # Variables that never get weight decay: biases, LayerNorm scales/offsets, position embeddings, class token.
@@ -121,17 +120,17 @@ class _DistributedUpdates:
     # the backend-generic ones are plain per-variable updates, whose assigns reach every replica's copy.
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if _in_cross_replica_context():
-            return BaseOptimizer._backend_update_step(self, grads, trainable_variables, learning_rate)
+            return _generic()._backend_update_step(self, grads, trainable_variables, learning_rate)
         return super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def _apply_weight_decay(self, variables):
         if _in_cross_replica_context():
-            return BaseOptimizer._apply_weight_decay(self, variables)
+            return _generic()._apply_weight_decay(self, variables)
         return super()._apply_weight_decay(variables)
 
     def _backend_increment_gradient_accumulators(self, grads, acc_grads):
         if _in_cross_replica_context():
-            return BaseOptimizer._backend_increment_gradient_accumulators(self, grads, acc_grads)
+            return _generic()._backend_increment_gradient_accumulators(self, grads, acc_grads)
         return super()._backend_increment_gradient_accumulators(grads, acc_grads)
 
 
@@ -184,6 +183,13 @@ def _variable_keys(variable) -> list:
         return [variable]
     value = variable.value
     return [variable, value, *getattr(value, "values", ())]
+
+
+def _generic():
+    """Keras' backend-generic optimizer (``keras.src``: imported only under a several-replica strategy)."""
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    return BaseOptimizer
 
 
 def _replica_context():
