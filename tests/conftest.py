@@ -76,6 +76,8 @@ CROSS_BACKEND = {
     "tests/train/test_finetune.py::test_starts_from_a_checkpoint_file_with_a_new_zero_head[npz]": "a fine-tune",
     "tests/train/test_finetune.py::test_optimizer_step_layer_decay_accumulation_and_clipping_by_hand":
         "the optimizers' arithmetic in the backend's ops",
+    "tests/train/test_finetune.py::test_adamw_step_layer_decay_weight_decay_and_accumulation_by_hand":
+        "the optimizers' arithmetic in the backend's ops",
     "tests/test_cli.py::test_predict_through_the_entry_point_prints_the_top_classes_and_no_start_up_noise":
         "the command line honours KERAS_BACKEND",
     "tests/test_export_route.py::test_the_artefact_computes_this_backends_model": "export from this backend",

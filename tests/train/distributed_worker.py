@@ -26,9 +26,11 @@ def main(strategy: str, output_dir: str, accumulation: int = 1):
         distribute.split_cpu(2)
     from vit_zoo.train.finetuning import finetune
 
-    # clipping at 0.5 is active from the first step (the first gradients have norms above 1)
+    # clipping at 0.5 is active from the first step (the first gradients have norms above 1); layer decay
+    # scales each block's rate (update_step gets Keras variables across replicas, tf.Variables on one device)
     result = finetune(toy_arrays(64), tiny_config(num_classes=4), steps=STEPS, batch_size=BATCH,
-                      learning_rate=0.05, grad_clip_norm=0.5, grad_accumulation=accumulation, strategy=strategy,
+                      learning_rate=0.05, grad_clip_norm=0.5, grad_accumulation=accumulation, layer_decay=0.75,
+                      strategy=strategy,
                       output_dir=output_dir, log_every=1, progress=False, checkpoint_every=2)
     task = json.loads(os.environ.get("TF_CONFIG", '{"task": {"index": 0}}'))["task"]["index"]
     weights = result["model"].get_weights()

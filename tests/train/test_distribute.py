@@ -2,7 +2,7 @@
 
 Each run is its own process: the logical-device split and MultiWorkerMirroredStrategy's collectives must be
 set up before TensorFlow starts, and must not leak into other tests. Tolerance: max |Δw| ≤ 1e-5 after 4
-SGD steps with clipping active (the sums run in another order across replicas and micro-batches).
+SGD steps with clipping and layer decay active (the sums run in another order across replicas and micro-batches).
 """
 import json
 import os

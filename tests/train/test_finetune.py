@@ -254,6 +254,64 @@ def test_optimizer_step_layer_decay_accumulation_and_clipping_by_hand():
         [0.0, 0.1, 0.1 * 0.5 * (1 + np.cos(np.pi / 3)), 0.1 * 0.5 * (1 + np.cos(2 * np.pi / 3)), 0.0], abs=1e-7)
 
 
+def test_adamw_step_layer_decay_weight_decay_and_accumulation_by_hand():
+    """ViTAdamW with 2 accumulated micro-batches, clipping, weight decay and layer decay against AdamW written
+    out in NumPy: w -= lr(step) * wd * w (base rate, not for biases), then Adam's bias-corrected step at
+    lr(step) * factor on clip(mean of the micro-batch gradients)."""
+    import keras
+
+    from vit_zoo.train.optimizers import make_optimizer, warmup_cosine
+
+    shapes = {"block_00_attn_kernel": (3,), "head_kernel": (2,), "head_bias": (2,)}
+    factors = {"block_00_attn_kernel": 0.5, "head_kernel": 1.0, "head_bias": 1.0}  # 0.5 ** (1 + 1 - 1) for block_00
+    rng = np.random.default_rng(0)
+    start = {name: rng.normal(size=shape) for name, shape in shapes.items()}
+    variables = [keras.Variable(start[name].astype("float32"), name=name) for name in shapes]
+    schedule = warmup_cosine(0.01, total_steps=4, warmup_steps=1)
+    optimizer = make_optimizer("adamw", schedule, weight_decay=0.1, clip_norm=1.0, accumulation=2, layer_decay=0.5)
+    lr = [0.0, 0.01, 0.01 * 0.5 * (1 + np.cos(np.pi / 3))]
+    expected, m, v = dict(start), {k: 0.0 for k in shapes}, {k: 0.0 for k in shapes}
+    for step in range(3):
+        micro = [{name: rng.normal(size=shape) * 2 for name, shape in shapes.items()} for _ in range(2)]
+        for grads in micro:
+            optimizer.apply([keras.ops.convert_to_tensor(grads[name], "float32") for name in shapes], variables)
+        mean = {k: (micro[0][k] + micro[1][k]) / 2 for k in shapes}
+        scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g ** 2) for g in mean.values())))
+        t = step + 1
+        for name in shapes:
+            g = mean[name] * scale
+            if not name.endswith("bias"):
+                expected[name] = expected[name] - expected[name] * 0.1 * lr[step]
+            m[name] = 0.9 * m[name] + 0.1 * g
+            v[name] = 0.999 * v[name] + 0.001 * g ** 2
+            alpha = lr[step] * factors[name] * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+            expected[name] = expected[name] - alpha * m[name] / (np.sqrt(v[name]) + 1e-7)
+        for variable, name in zip(variables, shapes):
+            np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected[name], atol=1e-6, err_msg=name)
+    assert int(optimizer.iterations) == 3
+    assert not np.allclose(expected["block_00_attn_kernel"], start["block_00_attn_kernel"])
+
+
+def test_accumulation_schedule_counts_optimizer_steps_and_survives_a_config_round_trip():
+    """With accumulation k the schedule is read at ``iterations // k`` (``PerOptimizerStep``); an optimizer
+    rebuilt from its config (as ``model.keras`` does), or built from a config written before that wrapper
+    existed (a bare schedule), holds the wrapper once."""
+    import keras
+
+    from vit_zoo.train.optimizers import PerOptimizerStep, ViTSGD, make_optimizer, warmup_cosine
+
+    schedule = warmup_cosine(0.1, total_steps=4, warmup_steps=1)
+    optimizer = make_optimizer("sgd", schedule, accumulation=2)
+    config = optimizer.get_config()
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    older = ViTSGD(learning_rate=schedule, gradient_accumulation_steps=2)
+    for rebuilt in (restored, older):
+        assert type(rebuilt).__name__ == "ViTSGD" and rebuilt.get_config()["learning_rate"] == config["learning_rate"]
+    wrapped = keras.saving.deserialize_keras_object(config["learning_rate"])
+    assert isinstance(wrapped, PerOptimizerStep) and not isinstance(wrapped.schedule, PerOptimizerStep)
+    assert [float(wrapped(s)) for s in range(8)] == pytest.approx([float(schedule(s // 2)) for s in range(8)])
+
+
 def test_layer_depths_and_multipliers():
     from vit_zoo.train.optimizers import layer_decay_multipliers, layer_depth
 

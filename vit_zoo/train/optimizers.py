@@ -9,17 +9,21 @@ layer-wise learning-rate decay (BEiT / MAE fine-tuning) are options.
 same whatever the accumulation and the number of devices:
 
 - ``layer_decay``: each weight's learning rate is scaled by ``layer_decay ** (depth from the top)``
-  (``layer_depth``); decoupled weight decay keeps the base rate (Keras' ``w -= lr * wd * w``).
+  (``layer_depth``), in the public ``update_step(gradient, variable, learning_rate)``; decoupled weight
+  decay keeps the base rate (Keras' ``w -= lr * wd * w``).
 - With ``gradient_accumulation_steps = k``, Keras counts ``iterations`` in micro-batches and applies
-  ``mean(k micro-batch gradients)``, clipped, once every k. The schedule is evaluated at
-  ``iterations // k``, i.e. in optimizer steps, as without accumulation.
+  ``mean(k micro-batch gradients)``, clipped, once every k. The schedule is wrapped in
+  ``PerOptimizerStep``, a public ``LearningRateSchedule`` evaluated at ``iterations // k``, i.e. in
+  optimizer steps, as without accumulation.
 - Under ``tf.distribute`` Keras clips (and accumulates) each replica's gradient *before* summing the
   replicas (``TFOptimizer._backend_update_step`` all-reduces last), so a clipped step differs from the
   one-device step. These optimizers sum the gradients over the replicas first, in ``apply``, and skip
   Keras' later all-reduce: accumulation, clipping and the update then see the one-device gradient.
   (Keras divides each replica's loss by the number of replicas, so the sum is the global mean.)
-  On JAX with ``keras.distribution`` the train step is one SPMD program over the global batch, so the
-  gradient, its clipping and the update are the one-device ones already.
+  This is the one part on Keras internals (``_DistributedUpdates``): Keras has no public hook between
+  the replicas' gradients and clipping. On JAX with ``keras.distribution`` the train step is one SPMD
+  program over the global batch, so the gradient, its clipping and the update are the one-device ones
+  already, and PyTorch trains on one device; neither touches those internals.
 
 Weight decay (AdamW, or SGD's ``weight_decay``) skips biases, LayerNorm scales/offsets, position
 embeddings and the class token.
@@ -31,7 +35,6 @@ from typing import List, Optional, Sequence
 
 import keras
 from keras import ops
-from keras.src.optimizers.base_optimizer import BaseOptimizer  # the backend-generic update code
 
 OPTIMIZERS = ("sgd", "adamw")
 # Variables that never get weight decay: biases, LayerNorm scales/offsets, position embeddings, class token.
@@ -74,25 +77,29 @@ def layer_decay_multipliers(variable_paths: Sequence[str], decay: Optional[float
     return [float(decay ** (num_layers + 1 - layer_depth(path, num_layers))) for path in variable_paths]
 
 
-class _RecipeOptimizer:
-    """The three changes of the module docstring, mixed into a Keras optimizer class."""
+@keras.saving.register_keras_serializable(package="vit_zoo")
+class PerOptimizerStep(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(iterations // accumulation)``: a schedule written in optimizer steps, for an optimizer
+    whose ``iterations`` counts ``accumulation`` micro-batches per step."""
 
-    def __init__(self, *args, layer_decay: Optional[float] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.layer_decay = layer_decay
-        layer_decay_multipliers([], layer_decay)  # validates
-        if self.weight_decay:
-            self.exclude_from_weight_decay(var_names=list(NO_DECAY_PATTERNS))
+    def __init__(self, schedule, accumulation: int):
+        self.schedule = schedule
+        self.accumulation = int(accumulation)
 
-    def build(self, variables):
-        super().build(variables)
-        self._lr_factors = layer_decay_multipliers([v.path for v in variables], self.layer_decay)
+    def __call__(self, step):
+        return self.schedule(ops.floor_divide(step, self.accumulation))
 
-    def _get_current_learning_rate(self):
-        steps = self.gradient_accumulation_steps
-        if steps and isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-            return self._learning_rate(ops.floor_divide(self._iterations, steps))
-        return super()._get_current_learning_rate()
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "accumulation": self.accumulation}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["accumulation"])
+
+
+class _DistributedUpdates:
+    """One-device gradients under a several-replica ``tf.distribute`` strategy (module docstring): the only
+    code here on Keras internals. Elsewhere it is Keras' own ``apply``."""
 
     def apply(self, grads, trainable_variables=None):
         context = _replica_context()
@@ -109,26 +116,51 @@ class _RecipeOptimizer:
     def _all_reduce_sum_gradients(self, grads_and_vars):  # TensorFlow hook: summed in ``apply`` already
         return list(grads_and_vars)
 
+    # Keras' TensorFlow versions of these go through ``merge_call``, which cross-replica code must not;
+    # the backend-generic ones are plain per-variable updates, whose assigns reach every replica's copy.
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        factors = [self._lr_factors[self._get_variable_index(v)] for v in trainable_variables]
-        for factor in sorted(set(factors), reverse=True):
-            group = [(g, v) for g, v, f in zip(grads, trainable_variables, factors) if f == factor]
-            rate = learning_rate if factor == 1.0 else ops.multiply(learning_rate, factor)
-            if _in_cross_replica_context():  # plain per-variable updates; assigns reach every replica's copy
-                BaseOptimizer._backend_update_step(self, [g for g, _ in group], [v for _, v in group], rate)
-            else:
-                super()._backend_update_step([g for g, _ in group], [v for _, v in group], rate)
+        if _in_cross_replica_context():
+            return _generic()._backend_update_step(self, grads, trainable_variables, learning_rate)
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
 
-    # Keras' TensorFlow versions of these two go through ``merge_call``, which cross-replica code must not.
     def _apply_weight_decay(self, variables):
         if _in_cross_replica_context():
-            return BaseOptimizer._apply_weight_decay(self, variables)
+            return _generic()._apply_weight_decay(self, variables)
         return super()._apply_weight_decay(variables)
 
     def _backend_increment_gradient_accumulators(self, grads, acc_grads):
         if _in_cross_replica_context():
-            return BaseOptimizer._backend_increment_gradient_accumulators(self, grads, acc_grads)
+            return _generic()._backend_increment_gradient_accumulators(self, grads, acc_grads)
         return super()._backend_increment_gradient_accumulators(grads, acc_grads)
+
+
+class _RecipeOptimizer(_DistributedUpdates):
+    """The three changes of the module docstring, mixed into a Keras optimizer class."""
+
+    def __init__(self, *args, layer_decay: Optional[float] = None, **kwargs):
+        steps, rate = kwargs.get("gradient_accumulation_steps"), kwargs.get("learning_rate")
+        if steps and isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) \
+                and not isinstance(rate, PerOptimizerStep):
+            kwargs["learning_rate"] = PerOptimizerStep(rate, steps)
+        super().__init__(*args, **kwargs)
+        self.layer_decay = layer_decay
+        layer_decay_multipliers([], layer_decay)  # validates
+        if self.weight_decay:
+            self.exclude_from_weight_decay(var_names=list(NO_DECAY_PATTERNS))
+
+    def build(self, variables):
+        super().build(variables)
+        factors = layer_decay_multipliers([v.path for v in variables], self.layer_decay)
+        # update_step sees the Keras variable, or on TensorFlow the tf.Variable under it (or one of a
+        # MirroredVariable's per-device copies): each is a key
+        self._lr_factors = {id(key): factor for variable, factor in zip(variables, factors)
+                            for key in _variable_keys(variable)}
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._lr_factors[id(variable)]
+        if factor != 1.0:
+            learning_rate = ops.multiply(learning_rate, factor)
+        return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
         return {**super().get_config(), "layer_decay": self.layer_decay}
@@ -142,6 +174,22 @@ class ViTSGD(_RecipeOptimizer, keras.optimizers.SGD):
 @keras.saving.register_keras_serializable(package="vit_zoo")
 class ViTAdamW(_RecipeOptimizer, keras.optimizers.AdamW):
     """Keras AdamW with layer decay, accumulation-aware schedule and one-device clipping (module docstring)."""
+
+
+def _variable_keys(variable) -> list:
+    """The objects ``update_step`` may receive for a Keras variable: itself, and on TensorFlow its
+    ``tf.Variable`` and that variable's per-device copies (a ``tf.distribute`` variable's ``values``)."""
+    if keras.backend.backend() != "tensorflow":
+        return [variable]
+    value = variable.value
+    return [variable, value, *getattr(value, "values", ())]
+
+
+def _generic():
+    """Keras' backend-generic optimizer (``keras.src``: imported only under a several-replica strategy)."""
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    return BaseOptimizer
 
 
 def _replica_context():
