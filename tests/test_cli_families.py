@@ -47,7 +47,7 @@ def test_list_family_filter_and_its_usage_error(capsys):
         cli.main(["list", "--family", "dino"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'dino' (choose from 'vit', 'deit', 'deit-distilled', 'deit3', 'dinov2', " \
-           "'dinov2-reg4')" in capsys.readouterr().err
+           "'dinov2-reg4', 'clip', 'siglip', 'siglip2')" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -180,7 +180,7 @@ def test_unmodelled_timm_models_are_refused_by_name(name, says, tmp_path):
 
 
 @pytest.mark.parametrize("architecture, family", [("eva02_base_patch14_224", "EVA"),
-                                                  ("vit_base_patch16_siglip_224", "SigLIP"),
+                                                  ("vit_base_patch16_siglip_gap_224", "SigLIP towers without the MAP head"),
                                                   ("vit_base_patch16_rope_reg1_gap_256", "rotary")])
 def test_unmodelled_architecture_names_are_refused_with_their_family(architecture, family):
     with pytest.raises(converters.UnsupportedLayoutError, match=f"{architecture}.*{family}.*numerics") as error:
