@@ -120,7 +120,7 @@ def test_extra_manifest_default_replaces_packaged_default(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("change, expected", [
     (dict(model="vit-enormous-16"), "field 'model' is 'vit-enormous-16'; expected a variant name"),
-    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, deit-pth, meta-dinov2, hf, timm"),
+    (dict(format="onnx"), "field 'format' is 'onnx'; expected one of google-npz, big-vision-npz, deit-pth, meta-dinov2, openai-clip, hf, timm, open-clip"),
     (dict(sha256="abc"), "field 'sha256' is 'abc'; expected 64 lower-case hex digits"),
     (dict(tag="has.dot"), "field 'tag' is 'has.dot'"),
     (dict(top1=80.0), "'top1' needs 'top1_source'"),

@@ -37,7 +37,8 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 # Named label sets and their sizes (the names themselves ship as package data: vit_zoo.use.labels).
 LABEL_SET_SIZES = {"imagenet1k": 1000, "imagenet21k": 21843}
 # Formats a model's weights can come from; "built" means randomly initialised by vit_zoo.
-FORMATS = ("google-npz", "big-vision-npz", "hf", "meta-dinov2", "timm", "deit-pth", "keras", "built")
+FORMATS = ("google-npz", "big-vision-npz", "hf", "meta-dinov2", "timm", "deit-pth", "open-clip", "openai-clip", "keras",
+           "built")
 
 
 @dataclasses.dataclass(frozen=True)

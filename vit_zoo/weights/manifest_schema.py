@@ -9,8 +9,8 @@ from vit_zoo.model.identity import LABEL_SET_SIZES, Preprocessing
 from vit_zoo.model.variants import list_models
 
 # Formats downloaded from a plain URL, and formats downloaded from a Hugging Face Hub repo.
-URL_FORMATS = ("google-npz", "big-vision-npz", "deit-pth", "meta-dinov2")
-HUB_FORMATS = ("hf", "timm")
+URL_FORMATS = ("google-npz", "big-vision-npz", "deit-pth", "meta-dinov2", "openai-clip")
+HUB_FORMATS = ("hf", "timm", "open-clip")
 FORMATS = URL_FORMATS + HUB_FORMATS
 LABEL_SETS = tuple(LABEL_SET_SIZES)
 
