@@ -83,7 +83,7 @@ def test_weights_table_has_a_row_per_entry_and_marks_default(capsys):
     lines = out.splitlines()
     entries = vit_zoo.list_weights("vit-huge-14")
     assert code == 0
-    assert lines[0].split() == ["weights", "format", "res", "classes", "top1", "size", "source"]
+    assert lines[0].split() == ["weights", "format", "res", "outputs", "top1", "size", "source"]
     assert set(lines[1]) == {"-", " "}
     assert len(lines) == 3 + len(entries)
     assert lines[-1] == f"{len(entries)} checkpoint(s); * marks the default of its model (pretrained=True)"

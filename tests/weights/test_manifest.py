@@ -35,13 +35,16 @@ def test_every_packaged_entry_is_valid_and_sourced(entry):
     assert entry["model"] in vit_zoo.list_models()
     assert entry["source"]
     assert (entry["top1"] is None) or entry["top1_source"]
+    assert (entry.get("zero_shot_top1") is None) or entry["zero_shot_top1_source"]
     if entry["format"] == "google-npz":
         assert entry["url"].startswith("https://storage.googleapis.com/vit_models/")
+    elif entry["format"] == "openai-clip":
+        assert entry["url"].startswith("https://openaipublic.azureedge.net/clip/models/")
     elif entry["format"] in ("meta-dinov2", "deit-pth"):
         folder = {"meta-dinov2": "dinov2", "deit-pth": "deit"}[entry["format"]]
         assert entry["url"].startswith(f"https://dl.fbaipublicfiles.com/{folder}/")
     else:
-        assert entry["hf_repo"].split("/")[0] in ("google", "timm", "facebook") and entry["filename"]
+        assert entry["hf_repo"].split("/")[0] in ("google", "timm", "facebook", "openai", "laion") and entry["filename"]
     if entry.get("same_weights_as"):
         assert f"{entry['model']}.{entry['same_weights_as']}" in {e["key"] for e in ENTRIES}
 

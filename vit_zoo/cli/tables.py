@@ -1,6 +1,8 @@
 """Plain-text tables for the command line: the variants, the published weights, the cache."""
 from __future__ import annotations
 
+from vit_zoo.model.config import ViTConfig
+
 
 def format_table(header, rows) -> str:
     """Columns padded to their widest cell, a dashed rule under the header."""
@@ -30,15 +32,29 @@ def _source(entry) -> str:
     return entry["url"].replace("https://storage.googleapis.com/", "gs://") + head
 
 
+def _outputs(entry) -> str:
+    """The classes of a classifier; an image tower's embedding width ("embed 512"); "none" for a backbone."""
+    if entry["num_classes"]:
+        return str(entry["num_classes"])
+    config = ViTConfig.from_name(entry["model"])
+    return f"embed {config.embedding_width}" if config.num_classes == 0 else "none"
+
+
+def _accuracy(entry) -> str:
+    """ImageNet top-1 of the checkpoint's head, or an image tower's zero-shot top-1 ("76.04 0-shot")."""
+    if entry.get("top1") is not None:
+        return f"{entry['top1']:.2f}"
+    return f"{entry['zero_shot_top1']:.2f} 0-shot" if entry.get("zero_shot_top1") is not None else "-"
+
+
 def format_weights_table(entries) -> str:
     """``vit-zoo weights``: key (``*`` the default), format, resolution, classes, top-1, size, source."""
     rows = []
     for e in entries:
         flags = ("*" if e["default"] else "") + (" (zero head)" if e.get("zero_head") else "")
         size = human_size(e["size"]) if e.get("size") else (e.get("approx_size") or "?")
-        rows.append((e["key"] + flags, e["format"], e["image_size"], e["num_classes"] or "none",
-                     f"{e['top1']:.2f}" if e.get("top1") is not None else "-", size, _source(e)))
-    table = format_table(("weights", "format", "res", "classes", "top1", "size", "source"), rows)
+        rows.append((e["key"] + flags, e["format"], e["image_size"], _outputs(e), _accuracy(e), size, _source(e)))
+    table = format_table(("weights", "format", "res", "outputs", "top1", "size", "source"), rows)
     return f"{table}\n{len(rows)} checkpoint(s); * marks the default of its model (pretrained=True)"
 
 

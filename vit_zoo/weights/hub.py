@@ -17,8 +17,10 @@ from vit_zoo.weights.download import DownloadError, OfflineError, UnreachableErr
 
 
 # Files beside the weights that say what the weights were trained with, fetched when the repo has them:
-# the image processor of a transformers repo, timm's config.json (pretrained_cfg, label names).
-OPTIONAL_FILES = {"hf": ("preprocessor_config.json",), "timm": ("config.json",)}
+# the image processor of a transformers repo, timm's config.json (pretrained_cfg, label names), OpenCLIP's
+# open_clip_config.json (model_cfg, preprocess_cfg).
+OPTIONAL_FILES = {"hf": ("preprocessor_config.json",), "timm": ("config.json",),
+                  "open-clip": ("open_clip_config.json",)}
 
 
 def fetch_repo_file(entry: dict) -> Path:

@@ -78,6 +78,10 @@ ENTRY_SCHEMA = {
     "representation_size": (True, lambda v: _is_int(v) and v > 0, "the pre-logits width (int) or null"),
     "top1": (True, lambda v: _is_number(v) and 0 < v <= 100, "ImageNet top-1 in percent, or null"),
     "top1_source": (True, lambda v: isinstance(v, str) and bool(v), "where top1 was published (required with top1)"),
+    "zero_shot_top1": (False, lambda v: _is_number(v) and 0 < v <= 100,
+                       "an image tower's zero-shot ImageNet top-1 in percent (with its text tower), or null"),
+    "zero_shot_top1_source": (False, lambda v: isinstance(v, str) and bool(v),
+                              "where zero_shot_top1 was published (required with zero_shot_top1)"),
     "license": (True, lambda v: isinstance(v, str) and bool(v), "an SPDX-like licence id"),
     "default": (True, lambda v: isinstance(v, bool), "true or false"),
     "zero_head": (False, lambda v: isinstance(v, bool), "true when the published head is all zeros"),
@@ -139,6 +143,9 @@ def _cross_field_problems(e, label) -> list[str]:
             problems.append(f"{label}: 'head_url' gives the checkpoint a head: 'num_classes' must be its size")
     if e.get("top1") is not None and not e.get("top1_source"):
         problems.append(f"{label}: 'top1' needs 'top1_source' (where the accuracy was published)")
+    if e.get("zero_shot_top1") is not None and not e.get("zero_shot_top1_source"):
+        problems.append(f"{label}: 'zero_shot_top1' needs 'zero_shot_top1_source' (where the accuracy was "
+                        f"published)")
     if e.get("labels") is None and e.get("num_classes"):
         problems.append(f"{label}: 'labels' may be null only for a headless checkpoint (num_classes 0)")
     labels, classes = e.get("labels"), e.get("num_classes")

@@ -79,12 +79,15 @@ def converted_checkpoint(entry: dict, progress=None) -> Path:
 
 
 def _convert_to(target: Path, source, entry: dict) -> None:
-    headless = not entry["num_classes"]
+    requested = ViTConfig.from_name(entry["model"])
+    # A backbone without a head keeps its pooled features; an image tower (CLIP, SigLIP: num_classes 0 by its
+    # family) keeps its top, which is the image embedding (projection, MAP head).
+    include_top = bool(entry["num_classes"]) or requested.num_classes == 0
     # At the entry's image_size, where its figures were measured: a checkpoint that keeps its own position
     # grid (DINOv2: 37 x 37, evaluated at 224) resamples in the graph; a classic one is stored at that size.
-    model, _, _ = load_checkpoint(source, requested=ViTConfig.from_name(entry["model"]), name=entry["model"],
-                                  image_size=entry["image_size"], known=entry_facts(entry), include_top=not headless,
-                                  pooling=("token" if entry["pooling"] == "token" else "gap") if headless else None)
+    model, _, _ = load_checkpoint(source, requested=requested, name=entry["model"],
+                                  image_size=entry["image_size"], known=entry_facts(entry), include_top=include_top,
+                                  pooling=None if include_top else "token" if entry["pooling"] == "token" else "gap")
     temporary = target.with_name(f".{os.getpid()}.{target.name}")  # Keras needs the .weights.h5 suffix
     try:
         model.save_weights(temporary)
