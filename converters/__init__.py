@@ -34,7 +34,7 @@ from vit_zoo.converters.errors import CheckpointError, ConversionError, Unsuppor
 # Tried in order; the first whose detect() accepts the checkpoint converts it. big_vision comes before
 # vit_jax: both are Flax .npz files, and vit_jax's detect leaves big_vision's block names to it. Meta's
 # DINOv2 state dicts come before timm's, whose names they share (Meta's have mask_token, timm's do not).
-FORMAT_MODULES = ("big_vision", "google_npz", "huggingface", "open_clip_format", "dinov2_meta", "timm",
+FORMAT_MODULES = ("big_vision", "google_npz", "huggingface_tower", "huggingface", "open_clip_format", "dinov2_meta", "timm",
                   "keras_weights")
 
 

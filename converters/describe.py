@@ -27,7 +27,7 @@ def format_module(name: str):
     found = {module.NAME: module for module in formats()}
     found.update({module.__name__.rpartition(".")[2]: module for module in formats()})
     if name not in found:
-        names = sorted(module.NAME for module in formats())
+        names = sorted({module.NAME for module in formats()})
         raise ValueError(f"unknown checkpoint format {name!r}; the formats are {', '.join(names)}")
     return found[name]
 

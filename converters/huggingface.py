@@ -11,7 +11,8 @@ transformers' ViT, DeiT and DINOv2 classes, read as transformers 5 computes them
                            the patch tokens, registers excluded) and the with-registers classes: LayerScale,
                            GELU or fused SwiGLU MLP, the 518 px position table resampled to the input in
                            the graph (Dinov2: bicubic; with registers: bicubic with antialiasing)
-Other model types (ViTMAE, BEiT, CLIP's and SigLIP's towers, …) are refused by name. The layouts and module
+CLIP's and SigLIP's image towers are read by ``converters.huggingface_tower``; other model types (ViTMAE, BEiT,
+…) are refused by name. The layouts and module
 names are in ``converters.huggingface_layout``; config.json is read by ``converters.huggingface_config``,
 preprocessor_config.json by ``converters.huggingface_processor``.
 """

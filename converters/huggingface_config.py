@@ -37,8 +37,6 @@ REFUSED = {
                "load a ViT fine-tuned from it (model_type 'vit')",
     "vit_msn": "ViTMSN", "vit_hybrid": "ViT-hybrid (a BiT ResNet stem)", "dinov3_vit": "DINOv3 (RoPE)",
     "beit": "BEiT (relative position bias)", "data2vec-vision": "data2vec-vision (BEiT's architecture)",
-    "clip_vision_model": "CLIP's vision tower (a pre-norm, quick-GELU ViT)", "clip": "CLIP",
-    "siglip_vision_model": "SigLIP's vision tower (attention-pooling head)", "siglip": "SigLIP",
     "swin": "Swin Transformer", "dpt": "DPT", "ijepa": "I-JEPA", "vitdet": "ViTDet",
 }
 # transformers Dinov2MLP's hidden width.

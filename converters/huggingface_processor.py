@@ -11,8 +11,10 @@ The image processors (transformers 5, Pillow backend; each resizes uint8 images 
     DeiTImageProcessor   resize to ``size`` {"height": 256, "width": 256} (the aspect ratio not kept), then
                          centre crop 224. No recipe squashes before a crop: the nearest, "timm" with
                          crop_pct 224 / 256, equals it on square images and is recorded as assumed.
-A legacy int ``size`` means {"height", "width"} for ViT and DeiT processors and {"shortest_edge"} for
-BiT's (transformers ``get_size_dict``). Without a preprocessor_config.json the published repos' processors
+    CLIPImageProcessor   (CLIP, OpenCLIP's LAION repos) BiT's resize + crop, CLIP's mean/std → recipe "timm".
+    SiglipImageProcessor resize straight to ``size`` (bicubic), mean = std = 0.5 → recipe "hf" (squash).
+A legacy int ``size`` means {"height", "width"} for ViT, DeiT and SigLIP processors and {"shortest_edge"} for
+BiT's and CLIP's (transformers ``get_size_dict``). Without a preprocessor_config.json the published repos' processors
 are assumed: google/vit-* (mean = std = 0.5, squash bilinear), facebook/deit-* (ImageNet mean/std, 256 → 224
 bicubic), facebook/dinov2-* (ImageNet mean/std, shorter side 256, crop 224, bicubic).
 """
@@ -23,9 +25,11 @@ from typing import Optional, Tuple
 
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError
+from vit_zoo.model import variants
 from vit_zoo.model.identity import Preprocessing
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CLIP_MEAN, CLIP_STD = variants.CLIP_MEAN, variants.CLIP_STD
 # PIL resampling filters of ``resample`` (PIL.Image.Resampling values).
 PIL_RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
@@ -38,6 +42,13 @@ PUBLISHED = {
     "dinov2": (IMAGENET_MEAN, IMAGENET_STD, {"image_processor_type": "BitImageProcessor", "resample": 3,
                                              "size": {"shortest_edge": 256}, "do_center_crop": True,
                                              "crop_size": {"height": 224, "width": 224}}),
+    # openai/clip-vit-*, laion/CLIP-ViT-*: CLIPImageProcessor; google/siglip-*, google/siglip2-* (fixed
+    # resolution): SiglipImageProcessor
+    "clip": (CLIP_MEAN, CLIP_STD, {"image_processor_type": "CLIPImageProcessor", "resample": 3,
+                                   "size": {"shortest_edge": 224}, "do_center_crop": True,
+                                   "crop_size": {"height": 224, "width": 224}}),
+    "siglip": ((0.5,) * 3, (0.5,) * 3, {"image_processor_type": "SiglipImageProcessor", "resample": 3,
+                                        "size": {"height": 224, "width": 224}}),
 }
 PUBLISHED["dinov2_with_registers"] = PUBLISHED["dinov2"]
 
@@ -83,7 +94,7 @@ def preprocessing(checkpoint: Checkpoint, model_type: str, image_size) -> Tuple[
                               f"{resample!r}; vit_zoo resizes with 2 (bilinear) or 3 (bicubic)")
     interpolation = PIL_RESAMPLE[resample]
     kind = processor.get("image_processor_type") or processor.get("feature_extractor_type") or ""
-    size = _size(processor.get("size"), square=not kind.startswith("Bit"))
+    size = _size(processor.get("size"), square=not kind.startswith(("Bit", "CLIP")))
     crop = _pair(processor["crop_size"]) if processor.get("do_center_crop") and processor.get("crop_size") else None
     name = kind or f"the {model_type} image processor"
     if crop is None or (size.get("height"), size.get("width")) == crop:  # ViTImageProcessor: squash

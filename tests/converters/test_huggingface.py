@@ -129,8 +129,7 @@ def test_missing_tensor_is_listed_and_nothing_assigned(tmp_path):
 
 
 @pytest.mark.parametrize("model_type, named", [("vit_mae", "ViTMAE"), ("beit", "BEiT"),
-                                               ("clip_vision_model", "CLIP's vision tower"),
-                                               ("siglip_vision_model", "SigLIP's vision tower"),
+                                               ("dinov3_vit", "DINOv3 (RoPE)"),
                                                ("swinv2", None)])
 def test_model_types_not_modelled_are_refused_by_name(tmp_path, model_type, named):
     path = synth_hf.write_random(synth_hf.hf_config(), tmp_path)
@@ -145,14 +144,14 @@ def test_model_types_not_modelled_are_refused_by_name(tmp_path, model_type, name
 
 
 def test_refused_model_type_is_detected_by_its_config_json_alone(tmp_path):
-    # CLIP's tower keys ("vision_model.embeddings.patch_embedding.weight") are no layout read here; its
-    # config.json names it, so the error names the family instead of "unknown checkpoint format".
+    # SigLIP 2's NaFlex tower keeps a Linear patch embedding no layout reads; its config.json names it, so
+    # the error names the family instead of "unknown checkpoint format".
     from synth_checkpoints import write_safetensors
 
     write_safetensors(tmp_path / "model.safetensors",
-                      {"vision_model.embeddings.patch_embedding.weight": np.zeros((8, 3, 4, 4), "float32")})
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip_vision_model"}))
-    with pytest.raises(converters.UnsupportedLayoutError, match=r"model_type 'clip_vision_model' \(CLIP"):
+                      {"vision_model.embeddings.patch_embedding.weight": np.zeros((8, 48), "float32")})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "siglip2"}))
+    with pytest.raises(converters.UnsupportedLayoutError, match=r"model_type 'siglip2': SigLIP 2 NaFlex"):
         vit_zoo.load(weights=str(tmp_path), include_top=False)
 
 

@@ -11,6 +11,7 @@ entry's facts, a ``config=``) takes their place.
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from typing import Optional
 
@@ -80,13 +81,26 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
         model_paths = {variable.path for variable in model.weights}
         absent = {r.target.split("/")[0] for r in rows} - {p.split("/")[0] for p in model_paths}
         fresh_head = {v.path for v in spec.head_variables(target)} & model_paths if new_head else set()
-        converters.apply_rows(model, rows, checkpoint, ignored=source_format.IGNORED, absent_layers=absent,
-                              keep_initialised=fresh_head, snapshot=False,  # a failure discards the model
-                              description=f"{source_format.NAME} checkpoint {checkpoint.path.name!r}")
+        set_aside = getattr(source_format, "SET_ASIDE", {})
+        converters.apply_rows(model, rows, checkpoint, ignored={**source_format.IGNORED, **set_aside},
+                              absent_layers=absent, keep_initialised=fresh_head, snapshot=False,  # a failure
+                              description=f"{source_format.NAME} checkpoint {checkpoint.path.name!r}")  # discards it
+        _announce_set_aside(checkpoint, set_aside, source_format.NAME)
     for variable in model.weights:
         if variable.path in fresh_head:  # the ViT fine-tuning recipe starts a new head at zero
             variable.assign(np.zeros(variable.shape, "float32"))
     return model, source, source_classes
+
+
+def _announce_set_aside(checkpoint, set_aside: dict, format_name: str) -> None:
+    """One warning for the tensors a format sets aside deliberately (a CLIP / SigLIP text tower), with their
+    count and why; none when the checkpoint holds none of them."""
+    counts = {reason: sum(1 for key in checkpoint.keys() if re.fullmatch(pattern, key))
+              for pattern, reason in set_aside.items()}
+    found = "; ".join(f"{count} tensors of {reason}" for reason, count in counts.items() if count)
+    if found:
+        warnings.warn(f"{format_name} checkpoint {checkpoint.path.name!r}: set aside {found}", UserWarning,
+                      stacklevel=4)
 
 
 def _identity(source_format, checkpoint, source: ViTConfig, target: ViTConfig, new_head: bool, known: dict,
