@@ -1,0 +1,78 @@
+"""OpenCLIP image towers against open_clip's own forward (encode_image), on tiny perturbed models."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from tests import synth_open_clip as synth
+from tests.reference_frameworks import require
+
+torch = require("torch")
+require("open_clip")
+
+import vit_zoo  # noqa: E402
+from vit_zoo.converters.errors import UnsupportedLayoutError  # noqa: E402
+
+
+def images(size=32, seed=1):
+    return np.random.default_rng(seed).normal(size=(2, size, size, 3)).astype("float32")
+
+
+def reference(model, x, **kwargs):
+    with torch.no_grad():
+        return model.encode_image(torch.from_numpy(x.transpose(0, 3, 1, 2)), **kwargs).numpy()
+
+
+def relative(ours, expected):
+    return float(np.max(np.abs(np.asarray(ours) - expected)) / np.max(np.abs(expected)))
+
+
+def load(path, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = vit_zoo.load(weights=path, include_preprocessing=False, **kwargs)
+    return model, [w for w in caught if "text-tower" in str(w.message)]
+
+
+@pytest.mark.parametrize("quick_gelu, ls", [(False, None), (True, None), (False, 0.1)])
+def test_image_embedding_matches_open_clip(tmp_path, quick_gelu, ls):
+    cfg = synth.model_cfg(quick_gelu=quick_gelu, ls_init_value=ls)
+    source = synth.build(cfg)
+    model, text_warnings = load(synth.save(source, cfg, tmp_path))
+    x = images()
+    assert relative(model(x), reference(source, x)) <= 1e-4
+    assert len(text_warnings) == 1 and "vit_zoo models the image tower" in str(text_warnings[0].message)
+    assert model.identity.config.gelu == ("quick" if quick_gelu else "exact")
+    assert (model.identity.config.layer_scale is not None) == (ls is not None)
+
+
+def test_pooled_before_projection(tmp_path):
+    cfg = synth.model_cfg()
+    source = synth.build(cfg, seed=3)
+    model, _ = load(synth.save(source, cfg, tmp_path), include_top=False, pooling="token")
+    x = images()
+    visual = source.visual
+    with torch.no_grad():
+        proj, visual.proj = visual.proj, None
+        expected = reference(source, x)
+        visual.proj = proj
+    assert relative(model(x), expected) <= 1e-4
+
+
+def test_pytorch_bin_loads(tmp_path):
+    cfg = synth.model_cfg()
+    source = synth.build(cfg, seed=4)
+    model, _ = load(synth.save(source, cfg, tmp_path, "open_clip_pytorch_model.bin"))
+    x = images()
+    assert relative(model(x), reference(source, x)) <= 1e-4
+
+
+@pytest.mark.parametrize("change, named", [(dict(attentional_pool=True), "attentional"),
+                                           (dict(pool_type="avg"), "pool_type='avg'")])
+def test_unmodelled_towers_refused_by_name(tmp_path, change, named):
+    cfg = synth.model_cfg(**change)
+    source = synth.build(cfg)
+    with pytest.raises(UnsupportedLayoutError, match=named):
+        vit_zoo.load(weights=synth.save(source, cfg, tmp_path), include_preprocessing=False)
