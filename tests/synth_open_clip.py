@@ -60,3 +60,28 @@ def save(model, cfg, directory, file_name="open_clip_model.safetensors") -> Path
                       interpolation="bicubic", resize_mode="shortest")
     (directory / "open_clip_config.json").write_text(json.dumps(dict(model_cfg=cfg, preprocess_cfg=preprocess)))
     return path
+
+
+def openai_clip(seed=0):
+    """A perturbed OpenAI ``clip.model.CLIP``: 2 blocks of width 64 (1 head: OpenAI's width // 64), patch 8,
+    32 px images, a tiny text tower."""
+    from tests.reference_frameworks import stub_torchvision
+
+    stub_torchvision()  # clip/clip.py imports torchvision's transforms; clip.model does not use them
+    clip_model = require("clip.model")
+    model = clip_model.CLIP(embed_dim=24, image_resolution=32, vision_layers=2, vision_width=64,
+                            vision_patch_size=8, context_length=8, vocab_size=50, transformer_width=32,
+                            transformer_heads=2, transformer_layers=1)
+    return perturbed(model.float(), seed)
+
+
+def save_torchscript(model, directory, file_name="ViT-T-8.pt") -> Path:
+    """``model`` traced and saved as OpenAI's releases are: a TorchScript archive of the whole CLIP."""
+    import torch
+
+    path = Path(directory) / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = (torch.zeros(1, 3, 32, 32), torch.zeros(1, 8, dtype=torch.long))
+    with torch.no_grad():
+        torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
+    return path

@@ -76,3 +76,32 @@ def test_unmodelled_towers_refused_by_name(tmp_path, change, named):
     source = synth.build(cfg)
     with pytest.raises(UnsupportedLayoutError, match=named):
         vit_zoo.load(weights=synth.save(source, cfg, tmp_path), include_preprocessing=False)
+
+
+def test_openai_torchscript_release(tmp_path):
+    source = synth.openai_clip(seed=5)
+    path = synth.save_torchscript(source, tmp_path)
+    model, text_warnings = load(path)
+    x = images()
+    assert relative(model(x), reference(source, x)) <= 1e-4
+    assert model.identity.config.gelu == "quick" and len(text_warnings) == 1
+    assert model.identity.provenance.format == "openai-clip"
+
+
+def test_torchscript_without_torch_names_the_safetensors_copies(tmp_path, monkeypatch):
+    from vit_zoo.converters.errors import CheckpointError
+
+    path = synth.save_torchscript(synth.openai_clip(), tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)
+    with pytest.raises(CheckpointError, match=r"TorchScript archive.*needs torch.*vit_base_patch16_clip_224\.openai"
+                                              r".*openai/clip-vit-base-patch16"):
+        vit_zoo.load(weights=path, include_preprocessing=False)
+
+
+def test_resnet_clip_refused(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file({"visual.layer1.0.conv1.weight": np.zeros((4, 4, 1, 1), "float32")},
+              str(tmp_path / "open_clip_model.safetensors"))
+    with pytest.raises(UnsupportedLayoutError, match="ResNet CLIP"):
+        vit_zoo.load(weights=tmp_path / "open_clip_model.safetensors", include_preprocessing=False)
