@@ -121,6 +121,8 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     if "mean" not in pre:
         assumed.update(mean=mean, std=std)
     scaled = BLOCK.format(i=0) + "ls_1.gamma" in checkpoint
+    if scaled and not vision.get("ls_init_value"):
+        assumed["layer_scale"] = 1e-5  # the initial value only: the trained scales are loaded
     fields = dict(
         image_size=side * patch, patch_size=patch, hidden_size=width, num_layers=depth,
         mlp_size=checkpoint.required_shape(BLOCK.format(i=0) + "mlp.c_fc.weight", 2, "OpenCLIP")[0],
