@@ -171,7 +171,8 @@ def _read(path: Path):
                               f"the format its name says?") from error
 
 
-_DIRECTORY_FILES = ("model.safetensors", "tf_model.h5", "pytorch_model.bin")
+_DIRECTORY_FILES = ("model.safetensors", "tf_model.h5", "pytorch_model.bin", "open_clip_model.safetensors",
+                    "open_clip_pytorch_model.bin")
 
 
 def _pick_in_directory(directory: Path) -> Path:

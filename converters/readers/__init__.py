@@ -5,6 +5,7 @@ executing code, reading a tensor only when ``load()`` is called.
     safetensors  Hugging Face / timm ``.safetensors`` (header parsed here, tensors read at their offsets)
     h5           ``tf_model.h5``, Keras ``.weights.h5`` and the ``.keras`` archive around one (h5py)
     pytorch      PyTorch ``.bin`` / ``.pth`` (``torch.load(weights_only=True)``, when torch is installed)
+    torchscript  TorchScript ``.pt`` archives (OpenAI CLIP): the state dict only (``torch.jit.load``), with torch
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def reader_for(path: Path, magic: bytes) -> Optional[Callable[[Path], Contents]]
     if name.endswith(".h5") or magic == b"\x89HDF\r\n\x1a\n":
         return _module("h5").read
     if name.endswith(torch_names):
-        return _module("pytorch").read
+        return _module("torchscript" if zipped and _module("torchscript").is_torchscript(path) else "pytorch").read
     return None
 
 
