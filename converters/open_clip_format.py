@@ -17,14 +17,12 @@ Layout (PyTorch shapes; D width, E embedding width, N = 1 + h*w tokens):
 Numerics: OpenAI CLIP uses quick GELU; OpenCLIP uses quick GELU when ``model_cfg.quick_gelu`` is true
 (the ``-quickgelu`` model names), else exact GELU. Position embeddings at another size: open_clip's
 ``resize_pos_embed`` (bicubic, antialias=True, align_corners=False). The text tower's tensors are set aside
-(``IGNORED``), with one warning. Towers not modelled (timm trunks, attentional pooler, average pooling,
+(``SET_ASIDE``), with one warning at load. Towers not modelled (timm trunks, attentional pooler, average pooling,
 ModifiedResNet) are refused by name.
 """
 from __future__ import annotations
 
 import json
-import re
-import warnings
 
 from vit_zoo.converters import targets, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
@@ -36,9 +34,12 @@ NAME = "open-clip"
 OPENAI_FORMAT = "openai-clip"
 TELLTALE = "'visual.conv1.weight' or 'visual.trunk.*' / 'visual.layer1.*' (OpenCLIP / OpenAI CLIP state dict)"
 CONFIG_FILE = "open_clip_config.json"
-TEXT_REASON = "text tower: vit_zoo models the image tower"
-IGNORED = {r"(transformer|token_embedding|positional_embedding|ln_final|text_projection|text)(\..*)?": TEXT_REASON,
-           r"logit_scale|logit_bias|attn_mask|input_resolution|context_length|vocab_size": TEXT_REASON}
+TEXT_REASON = ("the text tower (transformer.*, token_embedding, ln_final, text_projection, logit_scale; OpenAI's "
+               "attn_mask and sizes): vit_zoo models the image tower")
+IGNORED: dict = {}
+# The text tower, set aside deliberately and announced once at load (vit_zoo.weights.convert).
+SET_ASIDE = {r"(transformer|token_embedding|positional_embedding|ln_final|text_projection|text)(\..*)?": TEXT_REASON,
+             r"logit_scale|logit_bias|attn_mask|input_resolution|context_length|vocab_size": TEXT_REASON}
 
 BLOCK = "visual.transformer.resblocks.{i}."
 MODULES = {"patch_embed": "visual.conv1", "norm_pre": "visual.ln_pre", "norm1": BLOCK + "ln_1",
@@ -151,7 +152,7 @@ def identity_fields(checkpoint: Checkpoint, config) -> dict:
 
 
 def mapping(config, checkpoint: Checkpoint = None) -> list:
-    """Rows ``our variable ← OpenCLIP key, transform``; warns once about the text tower set aside."""
+    """Rows ``our variable ← OpenCLIP key, transform`` (the text tower is ``SET_ASIDE``)."""
     kinds = T.pytorch_kinds(config.num_heads)
     table = targets.table(MODULES, kinds, lambda module, param: module + (f".{param}" if param and
                                                                          not module.endswith("gamma") else ""))
@@ -163,10 +164,4 @@ def mapping(config, checkpoint: Checkpoint = None) -> list:
         table[f"attn.{part}.kernel"] = (BLOCK + "attn.in_proj_weight",
                                         T.fused_qkv_part(index, kinds["heads_in_kernel"][1]))
         table[f"attn.{part}.bias"] = (BLOCK + "attn.in_proj_bias", T.fused_qkv_part(index, kinds["heads_bias"][1]))
-    if checkpoint is not None:
-        text = [k for k in checkpoint.keys() if any(re.fullmatch(p, k) for p in IGNORED)]
-        if text:
-            warnings.warn(f"{len(text)} text-tower tensors set aside (transformer.*, token_embedding, "
-                          f"ln_final, text_projection, logit_scale...): vit_zoo models the image tower",
-                          UserWarning, stacklevel=2)
     return targets.rows(config, table, "OpenCLIP")

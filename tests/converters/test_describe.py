@@ -48,7 +48,7 @@ def test_big_vision_needs_its_checkpoint_and_then_shows_the_position_fix(tmp_pat
     assert "  zero_class_position: (1, h*w, D) → (1, 1 + h*w, D): a zero embedding for the class token" in text
     assert text.rstrip().endswith("opt/.*: the optimizer state of a big_vision training checkpoint (not a weight)")
     with pytest.raises(ValueError, match=r"unknown checkpoint format 'jax'; the formats are big-vision-npz, "
-                                         r"google-npz, hf, keras, meta-dinov2, timm"):
+                                         r"google-npz, hf, keras, meta-dinov2, open-clip, timm"):
         mapping_rows("jax", config)
 
 

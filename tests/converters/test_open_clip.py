@@ -33,7 +33,7 @@ def load(path, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = vit_zoo.load(weights=path, include_preprocessing=False, **kwargs)
-    return model, [w for w in caught if "text-tower" in str(w.message)]
+    return model, [w for w in caught if "tensors of the text tower" in str(w.message)]
 
 
 @pytest.mark.parametrize("quick_gelu, ls", [(False, None), (True, None), (False, 0.1)])

@@ -95,8 +95,9 @@ def load_checkpoint(path, *, requested: Optional[ViTConfig] = None, name: Option
 def _announce_set_aside(checkpoint, set_aside: dict, format_name: str) -> None:
     """One warning for the tensors a format sets aside deliberately (a CLIP / SigLIP text tower), with their
     count and why; none when the checkpoint holds none of them."""
-    counts = {reason: sum(1 for key in checkpoint.keys() if re.fullmatch(pattern, key))
-              for pattern, reason in set_aside.items()}
+    counts = {}
+    for pattern, reason in set_aside.items():
+        counts[reason] = counts.get(reason, 0) + sum(1 for key in checkpoint.keys() if re.fullmatch(pattern, key))
     found = "; ".join(f"{count} tensors of {reason}" for reason, count in counts.items() if count)
     if found:
         warnings.warn(f"{format_name} checkpoint {checkpoint.path.name!r}: set aside {found}", UserWarning,
