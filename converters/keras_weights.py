@@ -51,7 +51,9 @@ def config_fields(checkpoint, hint=None) -> dict:
             raise CheckpointError(f"{checkpoint.path.name}: its identity record and its weights disagree on "
                                   + ", ".join(f"{k} (record {a}, weights {b})" for k, (a, b) in differing.items())
                                   + "; the file was edited after it was written")
-        return {**saved.to_dict(), "num_classes": fields["num_classes"]}
+        # an image tower's top is complete without a head: num_classes 0 where the record says so
+        classes = 0 if saved.num_classes == 0 and fields["num_classes"] is None else fields["num_classes"]
+        return {**saved.to_dict(), "num_classes": classes}
     if hint is None:
         raise CheckpointError(
             f"{checkpoint.path.name!r} holds vit_zoo weights without their identity record (written by plain "
@@ -92,7 +94,11 @@ def _shape_fields(checkpoint) -> dict:
                   representation_size=shape("pre_logits/vars/0")[1] if "pre_logits/vars/0" in checkpoint
                   else None,
                   num_classes=shape("head/vars/0")[1] if "head/vars/0" in checkpoint else None)
-    if "fc_norm/vars/0" in checkpoint:
+    if "projection/vars/0" in checkpoint:
+        fields["projection_size"] = shape("projection/vars/0")[1]
+    if "map_attn/vars/0" in checkpoint:
+        fields["pooling"] = "map"
+    elif "fc_norm/vars/0" in checkpoint:
         fields["pooling"] = "avg-fcnorm"
     elif not class_token:
         fields["pooling"] = "gap"

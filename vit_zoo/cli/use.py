@@ -47,6 +47,10 @@ def _model_with_or_without_head(args):
     what the head sees), else its features pooled at the class token. Published weights load without
     their head (an ImageNet-21k release's head is all zeros)."""
     if not args.weights:
+        from vit_zoo.model.config import ViTConfig
+
+        if ViTConfig.from_name(args.model.partition(":")[0]).num_classes == 0:  # an image tower: its embedding
+            return load_model(args)
         return load_model(args, include_top=False, pooling="token")
     from vit_zoo.converters import CheckpointError
 
@@ -66,6 +70,17 @@ def _command_embed(args):
                    tag=args.weights or args.model, progress=not args.quiet)
     print(f"{args.output}: {result.total} embeddings ({result.added} new, {len(result.skipped)} unreadable "
           f"skipped)")
+
+
+def _command_similar(args):
+    from vit_zoo.use.features import pooled_features
+    from vit_zoo.use.search import similar
+
+    model = pooled_features(_model_with_or_without_head(args))
+    for query, found in zip(args.queries, similar(model, args.queries, args.index, top=args.top)):
+        print(query)
+        for rank, (name, score) in enumerate(found, 1):
+            print(f"  {rank}. {score:.4f}  {name}")
 
 
 def _command_attention(args):
@@ -141,3 +156,11 @@ def add_commands(commands) -> None:
         add_model_options(sub, exported=command == "predict")
         sub.set_defaults(run=run, check=_CHECKS.get(command))
     _add_evaluate(commands)  # vit_zoo.use.evaluation comes with the train part (on main)
+    sub = commands.add_parser("similar", help="the indexed images nearest to each query (cosine), from an index "
+                                              "`vit-zoo embed` wrote")
+    sub.add_argument("queries", nargs="+", help="query image files")
+    sub.add_argument("--index", required=True, help="the HDF5 file `vit-zoo embed DIR -o FILE` wrote, with the "
+                                                    "same --model / --weights")
+    sub.add_argument("--top", type=int, default=5, help="neighbours per query")
+    add_model_options(sub)
+    sub.set_defaults(run=_command_similar, check=lambda args: check_image_files(args.queries))

@@ -6,7 +6,7 @@ File layout (h5py):
     filenames    (N,) UTF-8 strings, row i names the image of embeddings[i]; relative to the folder
                  when a folder was given, else the paths as given
     skipped      UTF-8 strings: the files of the last run that could not be read
-    attributes   model (model name), tag, recipe, image_size (H, W), root (the folder, if any),
+    attributes   model (model name), tag, recipe, image_size (H, W), root (the folder, if any), l2_normalized,
                  identity (the model's identity record as JSON: config, preprocessing, class names,
                  provenance; "" for a model without one), complete (True once every file was processed)
 A run that stops (interrupt, crash) leaves every finished batch on disk; running the same command again
@@ -69,7 +69,7 @@ def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.Pat
 
 def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5", batch_size: int = 32,
           tag: Optional[str] = None, progress: bool = True, recipe: Optional[str] = None, image_size=None,
-          max_pixels: int = MAX_PIXELS) -> EmbedResult:
+          max_pixels: int = MAX_PIXELS, normalize: Optional[bool] = None) -> EmbedResult:
     """Embed every image of a folder (or a list of files) with ``model`` and write them to ``output``.
 
     Args:
@@ -82,6 +82,8 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
         tag: stored as the ``tag`` attribute (e.g. the weights' manifest key).
         progress: show a tqdm progress bar.
         recipe, image_size: override the preprocessing recipe / input size.
+        normalize: L2-normalise each row (recorded as the ``l2_normalized`` attribute); default: for an image
+            tower (CLIP, SigLIP: a model whose top is its embedding, compared by cosine), not otherwise.
 
     Returns:
         EmbedResult(path, total, added, skipped). Unreadable files are skipped with one warning listing them.
@@ -102,8 +104,15 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
                          "unknown; build it with include_preprocessing=True")
     root, names = list_images(paths_or_dir)
     output = Path(output)
+    if normalize is None:
+        identity = identity_of(model)
+        normalize = identity is not None and identity.config.num_classes == 0 and model.output_shape[-1] == \
+            identity.config.embedding_width
     with h5py.File(output, "a") as store:
         done = _prepare_store(store, model, width, tag, settings, root)
+        if store.attrs.setdefault("l2_normalized", bool(normalize)) != bool(normalize):
+            raise ValueError(f"'{output}' holds rows with l2_normalized={not normalize}; pass normalize="
+                             f"{not normalize} to add to it, or write another file")
         pending = [name for name in names if name not in done]
         failures = {}
 
@@ -122,6 +131,8 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
                 failures.update({batch.items[i]: message for i, message in batch.errors.items()})
                 if batch.ok.any():
                     vectors = np.asarray(model.predict_on_batch(batch.pixels), dtype=np.float32)
+                    if normalize:
+                        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
                     kept = [name for name, good in zip(batch.items, batch.ok) if good]
                     _append(store, vectors, kept)
                     added += len(kept)

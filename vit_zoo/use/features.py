@@ -177,7 +177,8 @@ def feature_extractor(model: keras.Model, layers: Union[int, Sequence[int]] = -1
 def pooled_features(model: keras.Model, name: str = None) -> keras.Model:
     """The pooled features of a vit_zoo model: (B, D) float32 per image, what its head sees.
 
-    For a classifier, the input of its ``head`` (after the pooling, ``fc_norm`` and ``pre_logits`` its
+    For an image tower (``num_classes=0``: CLIP, SigLIP) its top's output, the image embedding; for a
+    classifier, the input of its ``head`` (after the pooling, ``fc_norm`` and ``pre_logits`` its
     weights were trained with: (B, 2D) for "token-mean"; the class token's for DeiT's distilled head,
     whose ``head_dist`` sees the distillation token), as a model sharing its weights and carrying its
     identity; a model built with ``include_top=False`` and a pooling already outputs them and is returned
@@ -185,6 +186,9 @@ def pooled_features(model: keras.Model, name: str = None) -> keras.Model:
     pooled one.
     """
     record = build_record_of(model)
+    identity = identity_of(model)
+    if record is not None and record.include_top and identity is not None and not identity.config.num_classes:
+        return model  # an image tower (CLIP, SigLIP): its top outputs the image embedding
     if record is not None and record.include_top:
         return _sub_model(model, model.get_layer("head").input, name or f"{model.name}_features",
                           pooling=record.pooling)
