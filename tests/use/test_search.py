@@ -88,6 +88,11 @@ def test_missing_and_foreign_indexes_and_bad_top_are_refused(folder, tmp_path):
         store.create_dataset("x", data=[1])
     with pytest.raises(ValueError, match="is not an embedding index"):
         similar(model, [folder / "a" / "img0.png"], tmp_path / "other.h5")
+    with h5py.File(tmp_path / "empty.h5", "w") as store:
+        store.create_dataset("embeddings", shape=(0, 12), dtype="float32")
+        store.create_dataset("filenames", shape=(0,), dtype=h5py.string_dtype("utf-8"))
+    with pytest.raises(ValueError, match="holds no embeddings yet"):
+        similar(model, [folder / "a" / "img0.png"], tmp_path / "empty.h5")
     with pytest.raises(ValueError, match="top must be at least 1"):
         similar(model, [folder / "a" / "img0.png"], tmp_path / "other.h5", top=0)
 

@@ -132,7 +132,7 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
                 if batch.ok.any():
                     vectors = np.asarray(model.predict_on_batch(batch.pixels), dtype=np.float32)
                     if normalize:
-                        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
                     kept = [name for name, good in zip(batch.items, batch.ok) if good]
                     _append(store, vectors, kept)
                     added += len(kept)

@@ -42,6 +42,9 @@ def similar(model, queries: Sequence[Union[str, Path]], index: Union[str, Path],
         if "embeddings" not in store or "filenames" not in store:
             raise ValueError(f"'{index}' is not an embedding index (no 'embeddings' and 'filenames' datasets); "
                              f"write one with `vit-zoo embed DIR -o FILE`")
+        if not min(store["embeddings"].shape[0], store["filenames"].shape[0]):
+            raise ValueError(f"'{index}' holds no embeddings yet (an interrupted or failed `vit-zoo embed`): run "
+                             f"that command again to fill it")
         _check_same_model(model, store, index)
         query = _unit_rows(np.asarray(model.predict_on_batch(preprocess([str(q) for q in queries],
                                                                            weights=model)), np.float32))
