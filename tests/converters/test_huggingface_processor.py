@@ -99,3 +99,38 @@ def test_deit_processor_on_a_square_photo(tmp_path):
     normalised, levels = pixel_difference(model, processor, square)
     print(f"\nhf DeiTImageProcessor 256 → 224 on a 512x512 crop of grace_hopper: max |diff| {normalised:.2e}")
     assert normalised == 0.0 and levels == 0.0
+
+
+# ---- the image towers' processors (issue 19): CLIPImageProcessor and SiglipImageProcessor ---------------------
+def _tower_with(cls_name, make_config, processor, directory):
+    import synth_hf_tower as tower
+
+    path = family.save(tower.model(cls_name, make_config(image_size=224, patch_size=32)), directory,
+                       processor=processor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the text tower's announcement
+        return vit_zoo.load(weights=str(path))
+
+
+@pytest.fixture(scope="module")
+def towers(tmp_path_factory):
+    import synth_hf_tower as tower
+
+    clip = transformers.CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    siglip = transformers.SiglipImageProcessorPil(size={"height": 224, "width": 224}, resample=3)
+    return {"clip": (_tower_with("CLIPModel", tower.clip_config, clip, tmp_path_factory.mktemp("c")), clip),
+            "siglip": (_tower_with("SiglipModel", tower.siglip_config, siglip, tmp_path_factory.mktemp("s")), siglip)}
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+@pytest.mark.parametrize("kind, recipe", [("clip", ("timm", 1.0, "bicubic")), ("siglip", ("hf", 1.0, "bicubic"))])
+def test_tower_processors_pixels(towers, kind, recipe, photo):
+    """CLIPImageProcessor (shorter side 224 bicubic, centre crop 224, CLIP's mean/std) and SiglipImageProcessor
+    (squash to 224 bicubic, mean/std 0.5), on the real photos."""
+    model, processor = towers[kind]
+    preprocessing = model.identity.preprocessing
+    assert (preprocessing.recipe, preprocessing.crop_pct, preprocessing.interpolation) == recipe
+    image = Image.open(PHOTOS[photo]).convert("RGB")
+    normalised, levels = pixel_difference(model, processor, image)
+    print(f"\n{type(processor).__name__} on {photo}: max |diff| {normalised:.2e} (normalised), {levels} levels")
+    assert normalised == 0.0 and levels == 0.0
