@@ -318,6 +318,8 @@ def test_layer_depths_and_multipliers():
     assert layer_depth("pos_embed/embeddings", 12) == 0
     assert layer_depth("block_03_attn/query_kernel", 12) == 4
     assert layer_depth("head/kernel", 12) == 13
+    assert layer_depth("norm_pre/gamma", 12) == 0  # CLIP's ln_pre sits before the blocks
+    assert layer_depth("map_attn/probe", 12) == layer_depth("projection/kernel", 12) == 13
     paths = ["patch_embed/kernel", "block_00_mlp_fc1/kernel", "block_01_norm1/gamma", "encoder_norm/beta"]
     assert layer_decay_multipliers(paths, 0.5) == [0.125, 0.25, 0.5, 1.0]
     with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\]"):

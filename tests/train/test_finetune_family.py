@@ -80,3 +80,22 @@ def test_finetunes_the_head_layers_of_each_family(tmp_path, name, one_head):
 
     reloaded = keras.models.load_model(tmp_path / "out" / "model.keras")
     assert reloaded.build_record == model.build_record and reloaded.identity.labels == model.identity.labels
+
+
+@pytest.mark.parametrize("tower, fan_in, before_head", [
+    (dict(pre_norm=True, patch_bias=False, gelu="quick", projection_size=12, num_classes=0), 12, "projection"),
+    (dict(class_token=False, pooling="map", gelu="tanh", num_classes=0), 32, "map_add")])
+def test_a_classifier_on_an_image_tower_starts_at_zero_on_its_embedding(tmp_path, tower, fan_in, before_head):
+    """CLIP: the new head reads the projection (the image embedding); SigLIP: the MAP head's output."""
+    from conftest import tiny_config
+
+    start = randomised(vit_zoo.build(tiny_config(**tower)))
+    path = tmp_path / "tower.weights.h5"
+    start.save_weights(path)
+    model = vit_zoo.load(weights=str(path), num_classes=4)
+    kernel, bias = layer_weights(model, "head")
+    assert kernel.shape == (fan_in, 4) and not kernel.any() and not bias.any()
+    assert model.get_layer("head").input is model.get_layer(before_head).output
+    for got, want in zip(layer_weights(model, before_head if before_head == "projection" else "map_attn"),
+                         layer_weights(start, before_head if before_head == "projection" else "map_attn")):
+        np.testing.assert_array_equal(got, want)

@@ -53,12 +53,14 @@ def warmup_cosine(peak: float, total_steps: int, warmup_steps: int = 0):
 
 def layer_depth(variable_path: str, num_layers: int) -> int:
     """Depth of a weight for layer-wise decay: 0 for the embeddings (``patch_embed``, ``class_token``,
-    ``pos_embed``), i + 1 for ``block_{i}``, num_layers + 1 for everything after the blocks (norms,
-    pre-logits, head)."""
+    ``pos_embed``, and a tower's ``norm_pre`` before the blocks: timm's group matcher puts it with the final
+    norm), i + 1 for ``block_{i}``, num_layers + 1 for everything after the blocks (norms, a tower's MAP head
+    and projection, pre-logits, head)."""
     found = _BLOCK.search(variable_path)
     if found:
         return int(found.group(1)) + 1
-    if any(name in variable_path for name in ("patch_embed", "class_token", "pos_embed", "preprocessing")):
+    if any(name in variable_path for name in ("patch_embed", "class_token", "pos_embed", "norm_pre",
+                                              "preprocessing")):
         return 0
     return num_layers + 1
 
