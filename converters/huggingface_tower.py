@@ -82,7 +82,8 @@ def family(checkpoint: Checkpoint) -> str:
                               f"Put the repo's config.json beside the weights file")
     raise UnsupportedLayoutError(f"{_where(checkpoint)} says model_type {kind!r}, but its tensors are an image "
                                  f"tower's ({body(checkpoint)}{PATCH_EMBEDDING}); this converter reads model_type "
-                                 f"{', '.join(map(repr, CLIP_TYPES + SIGLIP_TYPES))}", f"Hugging Face model_type {kind!r}")
+                                 f"{', '.join(map(repr, CLIP_TYPES + SIGLIP_TYPES))}",
+                                 f"Hugging Face model_type {kind!r}")
 
 
 def vision_config(checkpoint: Checkpoint) -> dict:

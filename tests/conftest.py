@@ -167,3 +167,17 @@ def load_converted(path, **options):
 
     model, source, _ = load_checkpoint(path, include_preprocessing=False, **options)
     return model, source
+
+
+def write_photos(root, count: int, subfolder_of=lambda index: "a"):
+    """``count`` random RGB PNGs ``root/<subfolder>/img{index}.png`` of (20 + index) x 30 px (every one of
+    another size, so resizing is exercised); returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    random = np.random.RandomState(0)
+    for index in range(count):
+        target = root / subfolder_of(index) / f"img{index}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(random.randint(0, 256, (20 + index, 30, 3), dtype=np.uint8)).save(target)
+    return root

@@ -14,13 +14,20 @@ from vit_zoo.converters.readers import Contents
 WRAPPER_KEY = "model"
 
 
-def read(path: Path) -> Contents:
+def require_torch(message: str):
+    """The torch module (optional: only for PyTorch and TorchScript files), or a CheckpointError with
+    ``message``, which says why torch is needed and what to read instead."""
     try:
-        import torch  # optional: only for pytorch_model.bin files
+        import torch
     except ImportError:
-        raise CheckpointError(f"{path.name} is a PyTorch pickle file; reading it safely needs torch "
-                              f"(torch.load(weights_only=True)): pip install torch, or use "
-                              f"{_safetensors_alternative(path)} instead") from None
+        raise CheckpointError(message) from None
+    return torch
+
+
+def read(path: Path) -> Contents:
+    torch = require_torch(f"{path.name} is a PyTorch pickle file; reading it safely needs torch "
+                          f"(torch.load(weights_only=True)): pip install torch, or use "
+                          f"{_safetensors_alternative(path)} instead")
     with open(path, "rb") as f:
         zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6; older files cannot be mapped
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
@@ -36,10 +43,16 @@ def read(path: Path) -> Contents:
             where = f"{path.name}[{WRAPPER_KEY!r}]" if metadata else path.name
             raise CheckpointError(f"{where}: entry {key!r} is a {type(tensor).__name__}, not a tensor; expected a "
                                   f"state dict (name → tensor), or one under the key {WRAPPER_KEY!r}")
-        dtype = "bfloat16" if tensor.dtype == torch.bfloat16 else str(tensor.dtype).replace("torch.", "")
-        entries[key] = (tuple(tensor.shape), dtype, (lambda t=tensor: t.float().numpy()
-                                                     if t.dtype == torch.bfloat16 else t.numpy()))
+        entries[key] = tensor_entry(tensor)
     return Contents(entries, metadata)
+
+
+def tensor_entry(tensor):
+    """(shape, dtype name, loader) of a torch tensor; bf16, which NumPy lacks, loads widened to float32."""
+    import torch
+
+    dtype = "bfloat16" if tensor.dtype == torch.bfloat16 else str(tensor.dtype).replace("torch.", "")
+    return (tuple(tensor.shape), dtype, lambda t=tensor: t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy())
 
 
 def _safetensors_alternative(path: Path) -> str:

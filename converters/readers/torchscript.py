@@ -8,8 +8,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from vit_zoo.converters.errors import CheckpointError
 from vit_zoo.converters.readers import Contents
+from vit_zoo.converters.readers.pytorch import require_torch, tensor_entry
 
 # Where OpenAI's CLIP weights are published as safetensors.
 SAFETENSORS_COPIES = ("timm's 'timm/vit_base_patch16_clip_224.openai' (and vit_base_patch32_clip_224.openai, "
@@ -28,16 +28,9 @@ def is_torchscript(path: Path) -> bool:
 
 
 def read(path: Path) -> Contents:
-    try:
-        import torch  # optional: only for TorchScript archives
-    except ImportError:
-        raise CheckpointError(f"{path.name} is a TorchScript archive (an OpenAI CLIP .pt release); reading its "
-                              f"state dict needs torch (torch.jit.load): pip install torch, or use the same "
-                              f"weights as safetensors: {SAFETENSORS_COPIES}") from None
+    torch = require_torch(f"{path.name} is a TorchScript archive (an OpenAI CLIP .pt release); reading its "
+                          f"state dict needs torch (torch.jit.load): pip install torch, or use the same "
+                          f"weights as safetensors: {SAFETENSORS_COPIES}")
     state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    entries = {}
-    for key, tensor in state.items():
-        dtype = "bfloat16" if tensor.dtype == torch.bfloat16 else str(tensor.dtype).replace("torch.", "")
-        entries[key] = (tuple(tensor.shape), dtype,
-                        lambda t=tensor: t.float().numpy() if t.dtype in (torch.bfloat16, torch.float16) else t.numpy())
-    return Contents(entries, {"container": "torchscript"})
+    # half precision is widened by Checkpoint.load (bf16 by tensor_entry, which NumPy cannot hold)
+    return Contents({key: tensor_entry(tensor) for key, tensor in state.items()}, {"container": "torchscript"})

@@ -4,10 +4,9 @@ import json
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
 
 import vit_zoo
-from conftest import tiny_config
+from conftest import tiny_config, write_photos
 from vit_zoo.model.identity import Identity
 from vit_zoo.use.embedding import embed, list_images
 from vit_zoo.use.preprocessing import preprocess
@@ -21,12 +20,7 @@ def model():
 
 @pytest.fixture()
 def folder(tmp_path):
-    random = np.random.RandomState(0)
-    root = tmp_path / "photos"
-    for index in range(7):
-        target = root / ("a" if index < 4 else "b") / f"img{index}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(random.randint(0, 256, (20 + index, 30, 3), dtype=np.uint8)).save(target)
+    root = write_photos(tmp_path / "photos", 7, lambda index: "a" if index < 4 else "b")
     (root / "b" / "broken.jpg").write_bytes(b"this is not a jpeg")
     (root / "b" / "readme.txt").write_text("ignored: not an image suffix")
     return root

@@ -3,10 +3,9 @@ exactly as a brute-force NumPy ranking does, streams the index in chunks, and re
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
 
 import vit_zoo
-from conftest import tiny_config
+from conftest import tiny_config, write_photos
 from vit_zoo.use.embedding import embed
 from vit_zoo.use.features import pooled_features
 from vit_zoo.use.preprocessing import preprocess
@@ -28,13 +27,7 @@ def tower(kind, seed=0):
 
 @pytest.fixture()
 def folder(tmp_path):
-    random = np.random.RandomState(0)
-    root = tmp_path / "photos"
-    for index in range(9):
-        target = root / ("a" if index < 5 else "b") / f"img{index}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(random.randint(0, 256, (24 + index, 32, 3), dtype=np.uint8)).save(target)
-    return root
+    return write_photos(tmp_path / "photos", 9, lambda index: "a" if index < 5 else "b")
 
 
 def _brute_force(model, folder, query, names):
