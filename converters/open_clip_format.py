@@ -137,14 +137,25 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     return fields
 
 
+# open_clip image_transform's resize_mode (eval) → our recipe: "shortest" is torchvision Resize(int) + CenterCrop
+# (the "timm" recipe at crop 1.0), "squash" Resize((H, W)) (the "hf" recipe: Pillow, straight to the size).
+RESIZE_MODES = {"shortest": ("timm", 1.0), "squash": ("hf", 1.0)}
+
+
 def identity_fields(checkpoint: Checkpoint, config) -> dict:
-    """CLIP's evaluation transform (resize the short side, centre crop, bicubic); provenance "open-clip",
-    or "openai-clip" for a file without ``open_clip_config.json``."""
+    """open_clip's evaluation transform from ``preprocess_cfg`` (resize_mode, interpolation; CLIP's default:
+    resize the short side bicubic, centre crop); provenance "open-clip", or "openai-clip" for a file without
+    ``open_clip_config.json``."""
     meta = read_config(checkpoint)
     pre = meta.get("preprocess_cfg") or {}
-    interpolation = pre.get("interpolation", "bicubic")
-    found = {"preprocessing": Preprocessing("timm", 1.0, interpolation if interpolation in ("bicubic", "bilinear")
-                                            else "bicubic"),
+    interpolation, mode = pre.get("interpolation", "bicubic"), pre.get("resize_mode", "shortest")
+    if interpolation not in ("bicubic", "bilinear") or mode not in RESIZE_MODES:
+        raise UnsupportedLayoutError(f"{checkpoint.path.name}: {CONFIG_FILE} preprocess_cfg asks for resize_mode "
+                                     f"{mode!r} with interpolation {interpolation!r}; vit_zoo reproduces "
+                                     f"resize_mode {sorted(RESIZE_MODES)} with 'bicubic' or 'bilinear'",
+                                     f"OpenCLIP resize_mode {mode!r}, interpolation {interpolation!r}")
+    recipe, crop = RESIZE_MODES[mode]
+    found = {"preprocessing": Preprocessing(recipe, crop, interpolation),
              "provenance": Provenance(format=NAME if meta else OPENAI_FORMAT, source=str(checkpoint.path))}
     if not pre:
         found["assumed"] = {"preprocessing": "CLIP: short side resized bicubic, centre crop"}

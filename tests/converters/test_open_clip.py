@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests import synth_open_clip as synth
-from tests.reference_frameworks import require
+import synth_open_clip as synth
+from reference_frameworks import require
 
 torch = require("torch")
 require("open_clip")
@@ -139,3 +139,23 @@ def test_directory_and_timm_trunk_refusal(tmp_path):
               str(tmp_path / "open_clip_model.safetensors"))
     with pytest.raises(UnsupportedLayoutError, match="timm trunk"):
         vit_zoo.load(weights=tmp_path / "open_clip_model.safetensors", include_preprocessing=False)
+
+
+@pytest.mark.parametrize("mode, interpolation, recipe", [("shortest", "bicubic", "timm"), ("squash", "bicubic", "hf"),
+                                                          ("squash", "bilinear", "hf")])
+def test_preprocess_cfg_resize_mode_is_the_recipe(tmp_path, mode, interpolation, recipe):
+    """OpenCLIP's SigLIP configs squash (resize_mode "squash"), its CLIP configs resize the short side and crop."""
+    import json
+
+    cfg = synth.model_cfg()
+    path = synth.save(synth.build(cfg), cfg, tmp_path)
+    config_file = tmp_path / "open_clip_config.json"
+    config = json.loads(config_file.read_text())
+    config["preprocess_cfg"].update(resize_mode=mode, interpolation=interpolation)
+    config_file.write_text(json.dumps(config))
+    preprocessing = load(path)[0].identity.preprocessing
+    assert (preprocessing.recipe, preprocessing.crop_pct, preprocessing.interpolation) == (recipe, 1.0, interpolation)
+    config["preprocess_cfg"]["resize_mode"] = "longest"
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(UnsupportedLayoutError, match="resize_mode 'longest'"):
+        load(path)
