@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -76,14 +77,22 @@ def test_1_finetune_prints_its_plan_first_and_answers_ctrl_c_within_seconds(frui
         assert "memory about " in first and "GiB available | recipe auto" in first
         while not process.stdout.readline().startswith("step "):  # training is under way
             assert process.poll() is None, process.stderr.read()
+        # drain both pipes from here on, so a full pipe buffer can never hold the child up after the signal
+        errors = []
+        drains = [threading.Thread(target=lambda: process.stdout.read(), daemon=True),
+                  threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)]
+        for drain in drains:
+            drain.start()
         process.send_signal(signal.SIGINT)
         started = time.time()
         code = process.wait(timeout=30)
         assert time.time() - started < 10
+        for drain in drains:
+            drain.join(timeout=10)
     finally:
         process.kill()
     assert code == 130
-    assert process.stderr.read().splitlines()[-1] == "vit-zoo finetune: interrupted"
+    assert errors[0].splitlines()[-1] == "vit-zoo finetune: interrupted"
 
 
 def test_1_an_explicit_batch_that_does_not_fit_is_refused_before_training(fruit, tmp_path, capsys):
