@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Optional
 
+from vit_zoo.converters import huggingface_config as hf_config
 from vit_zoo.converters import huggingface_processor as processor
 from vit_zoo.converters import targets
 from vit_zoo.converters.apply import Row
@@ -48,11 +49,12 @@ DEFAULTS = {
                    image_size=224, patch_size=16, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
                    num_channels=3, vision_use_head=True),
 }
-# hidden_act → our GELU flavour (gelu_pytorch_tanh and gelu_new: the tanh approximation).
-GELU_FLAVOURS = {"quick_gelu": "quick", "gelu": "exact", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh"}
+# hidden_act → our GELU flavour: the ViTs' table, and OpenAI CLIP's quick_gelu.
+GELU_FLAVOURS = {**hf_config.GELU_FLAVOURS, "quick_gelu": "quick"}
 REFUSED = {"siglip2": "SigLIP 2 NaFlex (variable resolution and aspect ratio, a Linear patch embedding over "
                       "packed patches); its fixed-resolution repos (model_type 'siglip') load"}
 LAYER = "encoder.layers.{i}."
+_where = hf_config.config_path  # config.json beside the weights, quoted, for the errors
 
 
 def detect(checkpoint: Checkpoint) -> bool:
@@ -106,18 +108,19 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> Dict[str, object]:
     if act not in GELU_FLAVOURS:
         raise UnsupportedLayoutError(f"{_where(checkpoint)}: hidden_act {act!r}; an image tower uses one of "
                                      f"{sorted(GELU_FLAVOURS)}", f"Hugging Face hidden_act {act!r}")
-    patch, image = int(hf["patch_size"]), _pair(hf["image_size"])
+    patch, image = int(hf["patch_size"]), hf_config._pair(hf["image_size"])
     width, layers = int(hf["hidden_size"]), int(hf["num_hidden_layers"])
     prefix = body(checkpoint)
     patch_shape = checkpoint.shape(prefix + PATCH_EMBEDDING)
-    _agree(checkpoint, "hidden_size", width, "a patch embedding of width", patch_shape[0])
-    _agree(checkpoint, "patch_size", patch, "patches of", patch_shape[-1])
+    hf_config._agree(checkpoint, "hidden_size", width, "a patch embedding of width", patch_shape[0])
+    hf_config._agree(checkpoint, "patch_size", patch, "patches of", patch_shape[-1])
     found_layers = len({m.group(1) for m in map(re.compile(rf"{re.escape(prefix)}encoder\.layers\.(\d+)\.").match,
                                                  checkpoint.keys()) if m})
-    _agree(checkpoint, "num_hidden_layers", layers, "encoder layers", found_layers)
+    hf_config._agree(checkpoint, "num_hidden_layers", layers, "encoder layers", found_layers)
     tokens = (image[0] // patch) * (image[1] // patch) + (1 if kind == "clip" else 0)
-    _agree(checkpoint, f"image_size {list(image)} with patch_size {patch}, i.e.", f"{tokens} positions",
-           "position embeddings for", f"{_shape(checkpoint, 'embeddings.position_embedding.weight')[0]} positions")
+    hf_config._agree(checkpoint, f"image_size {list(image)} with patch_size {patch}, i.e.", f"{tokens} positions",
+                     "position embeddings for",
+                     f"{_shape(checkpoint, 'embeddings.position_embedding.weight')[0]} positions")
     mean, std = processor.normalisation(checkpoint, kind)
     fields = dict(image_size=image, patch_size=patch, hidden_size=width, mlp_size=int(hf["intermediate_size"]),
                   num_heads=int(hf["num_attention_heads"]), num_layers=layers, qkv_bias=True,
@@ -184,17 +187,3 @@ def _shape(checkpoint: Checkpoint, module: str) -> tuple:
     if key not in checkpoint:
         raise CheckpointError(f"{checkpoint.path.name!r} has no '{key}'; an image tower's checkpoint has one")
     return checkpoint.shape(key)
-
-
-def _where(checkpoint: Checkpoint) -> str:
-    return repr(str(checkpoint.path.parent / "config.json"))
-
-
-def _pair(size):
-    return (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-
-
-def _agree(checkpoint, field, declared, what, found):
-    if declared != found:
-        raise CheckpointError(f"{_where(checkpoint)} says {field} {declared}, but {checkpoint.path.name!r} has "
-                              f"{what} {found}; config.json and the weights are from different models")

@@ -159,5 +159,5 @@ def test_a_config_json_from_another_model_is_refused(tmp_path):
     config = (path / "config.json").read_text()
     (path / "config.json").write_text(config.replace('"num_hidden_layers": 2', '"num_hidden_layers": 3'))
     with pytest.raises(converters.CheckpointError, match="num_hidden_layers 3, but 'model.safetensors' has "
-                                                         "encoder layers 2"):
+                                                         "encoder layers: 2; config.json and the weights"):
         _load(path)
