@@ -1,6 +1,7 @@
 """timm ViT state dicts (``model.safetensors``, or a ``.pth`` / ``.bin``), as ``timm/models/vision_transformer.py``
-and ``deit.py`` name them: classic ViTs, DeiT (distilled too), DeiT-III and DINOv2 (with registers, and
-giant's packed SwiGLU); and the original DeiT / DeiT-III releases (``{"model": state_dict}`` ``.pth`` files
+and ``deit.py`` name them: classic ViTs, DeiT (distilled too), DeiT-III, DINOv2 (with registers, and
+giant's packed SwiGLU), the CLIP and SigLIP image towers (``converters.timm_tower``: norm_pre, the MAP head,
+the projection); and the original DeiT / DeiT-III releases (``{"model": state_dict}`` ``.pth`` files
 with timm's keys; DeiT-III's LayerScale named ``gamma_1`` / ``gamma_2``).
 
 Layout (PyTorch shapes: Linear weights are (out, in)):
@@ -15,13 +16,15 @@ Layout (PyTorch shapes: Linear weights are (out, in)):
     blocks.{i}.ls1.gamma (D,)                    LayerScale (DeiT-III, DINOv2); original DeiT-III: gamma_1
     blocks.{i}.norm2, blocks.{i}.mlp.fc1 (M, D) -- (2M, D) for SwiGLUPacked --, blocks.{i}.mlp.fc2 (D, M)
     blocks.{i}.ls2.gamma (D,)                    original DeiT-III: gamma_2
+    norm_pre, attn_pool.*                        CLIP / SigLIP towers: see ``converters.timm_tower``
     norm.{weight, bias}                          final norm (token and "avg, fc_norm=False" models)
     fc_norm.{weight, bias}                       norm after pooling (global_pool="avg" models; no `norm`)
     pre_logits.fc.{weight (R, D), bias}          timm < 0.6 in21k models only: Linear + Tanh after pooling
     head.{weight (C, D), bias}                   absent for num_classes=0
     head_dist.{weight (C, D), bias}              DeiT distilled: averaged with head at inference
 
-Numerics: ``nn.GELU`` (exact, erf), timm ``LayerNorm`` epsilon 1e-6, SiLU gate of SwiGLUPacked on fc1's first
+Numerics: ``nn.GELU`` (exact, erf), timm ``LayerNorm`` epsilon 1e-6 (the towers': by architecture,
+``timm_config.NUMERICS``), SiLU gate of SwiGLUPacked on fc1's first
 half; position embeddings resampled as timm does at load time and with dynamic_img_size
 (``resample_abs_pos_embed``: bicubic, antialias=True). DINOv2 keeps its stored grid (518 px) and resamples
 it to the input in the graph. The state dict does not hold the head count, the pooling of class-token
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import re
 
-from vit_zoo.converters import targets, timm_config, timm_layout, transforms as T
+from vit_zoo.converters import targets, timm_config, timm_layout, timm_tower, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.model import variants
@@ -42,7 +45,7 @@ from vit_zoo.model.identity import Provenance, source_preprocessing
 
 NAME = "timm"
 TELLTALE = "'patch_embed.proj.weight' with 'blocks.0.attn.qkv.weight' (timm state dict)"
-IGNORED: dict = {}  # every tensor of a supported timm ViT is used
+IGNORED = dict(timm_tower.ZERO_BIAS)  # every other tensor of a supported timm ViT is used
 # Keys of Meta's DINOv2 hub files (timm-like otherwise), which their own format reads.
 META_DINOV2_KEYS = ("mask_token", "register_tokens")
 
@@ -61,9 +64,7 @@ UNSUPPORTED = {
                                                        "ParallelScalingBlock)",
     r"blocks\.\d+\.(attn1|mlp1|norm11|norm21)\..*|blocks\.\d+\.gamma_[12]_1": "parallel blocks (DeiT-III "
                                                                                   "models_v2 paralx2)",
-    r"norm_pre\..*": "norm after the embeddings (pre_norm=True: CLIP / OpenCLIP towers)",
     r"patch_embed\.norm\..*": "patch-embedding norm (embed_norm_layer)",
-    r"attn_pool\..*": "attention-pooling head (global_pool='map' or 'prr': SigLIP towers)",
     r"head_drop\..*": "head_drop (a Dropout in timm, which holds no tensors: a modified head)",
 }
 
@@ -125,13 +126,14 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     if patch_h != patch_w or channels != 3:
         raise CheckpointError(f"{where}: 'patch_embed.proj.weight' is {(width, channels, patch_h, patch_w)};"
                               f" expected square patches over RGB, (D, 3, P, P)")
-    for key, what in (("patch_embed.proj.bias", "a patch embedding without bias (pre_norm models)"),
-                      ("pos_embed", "no learned position embedding (pos_embed='none')")):
-        if key not in checkpoint:
-            raise UnsupportedLayoutError(f"{where} has no {key!r}: {what}, which vit_zoo does not model",
-                                         f"timm {what}")
+    if "pos_embed" not in checkpoint:
+        raise UnsupportedLayoutError(f"{where} has no 'pos_embed': no learned position embedding "
+                                     f"(pos_embed='none'), which vit_zoo does not model",
+                                     "timm no learned position embedding (pos_embed='none')")
     depth = checkpoint.block_count(r"blocks\.(\d+)\.norm1\.weight", where)
     meta = timm_config.read_config(checkpoint)
+    if timm_tower.is_tower(checkpoint) and not meta:
+        timm_tower.refuse_without_config(checkpoint, where)
     layout = timm_layout.read_layout(checkpoint, meta, patch_h, where)
     family = timm_config.architecture(meta, where)[0] or _tensor_family(checkpoint, layout)
     grid = layout.grid
@@ -145,14 +147,14 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
         pooling=_pooling(checkpoint, meta, layout.class_token, where),
         representation_size=(checkpoint.required_shape("pre_logits.fc.weight", 2, "timm")[0]
                              if "pre_logits.fc.weight" in checkpoint else None),
-        gelu="exact", layer_norm_epsilon=1e-6,
-        qkv_bias="blocks.0.attn.qkv.bias" in checkpoint,
-        num_classes=(checkpoint.required_shape("head.weight", 2, "timm")[0] if "head.weight" in checkpoint
-                     else None),
+        **timm_config.numerics(meta, where), pre_norm="norm_pre.weight" in checkpoint,
+        patch_bias="patch_embed.proj.bias" in checkpoint, qkv_bias="blocks.0.attn.qkv.bias" in checkpoint,
+        **timm_tower.top_fields(checkpoint, family, where),
         position_embedding_resampling="bicubic-antialias",  # timm's resample_abs_pos_embed
         layer_scale=_layer_scale_init(layout, meta, family), mlp=layout.mlp,
         head="distilled" if layout.distilled_head else "linear",
     )
+    timm_tower.check_family(fields, family, meta, where)
     mean, std = timm_config.normalisation(meta, where, timm_config.family_normalisation(family))
     fields.update(mean=mean, std=std)
     if not meta:
@@ -161,10 +163,10 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
             fields["assumed"]["num_heads"] = fields["num_heads"]
         if layout.class_token and fields["pooling"] == "token":
             fields["assumed"]["pooling"] = "token"
-    if fields["num_classes"] is not None and meta.get("num_classes") not in (None, fields["num_classes"]):
+    rows = fields["projection_size"] or fields["num_classes"]
+    if rows is not None and meta.get("num_classes") not in (None, rows):
         raise CheckpointError(f"{where}: config.json says num_classes={meta['num_classes']} but "
-                              f"'head.weight' has {fields['num_classes']} rows; the config.json belongs to "
-                              f"another model")
+                              f"'head.weight' has {rows} rows; the config.json belongs to another model")
     return fields
 
 
@@ -213,21 +215,37 @@ def mapping(config, checkpoint: Checkpoint = None) -> list:
     kinds = T.pytorch_kinds(config.num_heads)
     naming = "deit3-original" if checkpoint is not None and "blocks.0.gamma_1" in checkpoint else "timm"
     scales = dict(zip(("ls1", "ls2"), timm_layout.LAYER_SCALE_KEYS[naming]))
-    table = targets.table({**MODULES, **scales}, kinds, lambda module, param: module + (f".{param}" if param else ""))
+    table = targets.table({**MODULES, **scales}, kinds, _key)
     split_kernel, split_bias = kinds["heads_in_kernel"][1], kinds["heads_bias"][1]
     for index, part in enumerate(("query", "key", "value")):  # rows q, k, v of the fused (3D, D) Linear
         table[f"attn.{part}.kernel"] = (BLOCK + "attn.qkv.weight", T.fused_qkv_part(index, split_kernel))
         table[f"attn.{part}.bias"] = (BLOCK + "attn.qkv.bias", T.fused_qkv_part(index, split_bias))
+    if config.pre_norm or config.pooling == "map" or config.projection_size:
+        table.update(timm_tower.table(kinds, lambda modules: targets.table(modules, kinds, _key)))
     return targets.rows(config, table, "timm")
 
 
+def _key(module: str, param) -> str:
+    return module + (f".{param}" if param else "")
+
+
 def _pooling(checkpoint: Checkpoint, meta: dict, class_token: bool, where: str) -> str:
-    """Our pooling from the final norms present and timm's ``global_pool``."""
+    """Our pooling from the final norms present, the MAP head and timm's ``global_pool``."""
     has_norm, has_fc_norm = "norm.weight" in checkpoint, "fc_norm.weight" in checkpoint
     pool = meta.get("global_pool")
-    if pool not in (None, "", "token", "avg"):
-        raise UnsupportedLayoutError(f"{where}: config.json global_pool={pool!r}; vit_zoo models 'token' and "
-                                     f"'avg'", f"timm global_pool={pool!r}")
+    if pool not in (None, "", "token", "avg", "map"):
+        raise UnsupportedLayoutError(f"{where}: config.json global_pool={pool!r}; vit_zoo models 'token', "
+                                     f"'avg' and 'map'", f"timm global_pool={pool!r}")
+    if ("attn_pool.latent" in checkpoint) != (pool == "map") and pool is not None:
+        raise CheckpointError(f"{where}: config.json global_pool={pool!r} but the checkpoint "
+                              f"{'has' if 'attn_pool.latent' in checkpoint else 'has no'} 'attn_pool.latent'; "
+                              f"global_pool='map' and the MAP head's tensors come together")
+    if "attn_pool.latent" in checkpoint:
+        timm_tower.map_pooling(checkpoint, class_token, checkpoint.shape("patch_embed.proj.weight")[0], where)
+        if has_fc_norm or not has_norm:
+            raise CheckpointError(f"{where}: a MAP head follows the final 'norm' in timm; the checkpoint has "
+                                  f"{'fc_norm' if has_fc_norm else 'no norm'}")
+        return "map"
     if has_norm == has_fc_norm:
         raise CheckpointError(f"{where} has {'both' if has_norm else 'neither'} 'norm.weight' "
                               f"{'and' if has_norm else 'nor'} 'fc_norm.weight'; vit_zoo models a final norm "

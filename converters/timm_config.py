@@ -15,9 +15,8 @@ from vit_zoo.model.identity import Preprocessing
 
 # timm architectures whose numerics vit_zoo reproduces exactly (timm's own model_args, read 2026):
 # {pattern: (family of vit_zoo.model.variants.FAMILIES, heads or None for the family's size table)}.
-# Other names may differ in ways the tensors do not show (vit_base_patch16_rpn_224 is post-norm, *_clip_*
-# use eps 1e-5 and QuickGELU, vit_base_patch32_siglip_gap_256 tanh GELU), so they are refused rather
-# than guessed.
+# Other names may differ in ways the tensors do not show (vit_base_patch16_rpn_224 is post-norm,
+# vit_base_patch32_siglip_gap_256 average-pools with tanh GELU), so they are refused rather than guessed.
 ARCHITECTURES = {
     r"vit_(?P<size>tiny|small|base|large|huge|giant)_patch(?P<patch>\d+)_(?P<image>\d+)": ("vit", None),
     r"vit_(?P<size>base|huge|giant)_patch(?P<patch>\d+)_gap_(?P<image>\d+)": ("vit", 16),  # num_heads=16
@@ -32,16 +31,35 @@ ARCHITECTURES = {
     # DINOv2: LayerScale (1e-5), patch 14, 518 px; giant: 24 heads and SwiGLUPacked
     r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_dinov2": ("dinov2", None),
     r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_reg4_dinov2": ("dinov2-reg4", None),
+    # CLIP / OpenCLIP image towers: pre_norm=True (norm_pre; a patch embedding without bias), LayerNorm eps
+    # 1e-5; exact GELU, QuickGELU only in the *_clip_quickgelu_* definitions (timm's *_clip_224.openai
+    # weights run with exact GELU in timm, which is what their timm checkpoint computes)
+    r"vit_(?P<size>base|large|huge|giant|gigantic)_patch(?P<patch>14|16|32)_clip(?:_quickgelu)?_(?P<image>\d+)":
+        ("clip", None),
+    # SigLIP / SigLIP 2 image towers: class_token=False, global_pool='map' (attn_pool, the MAP head)
+    r"vit_(?P<size>base|large|so400m|giantopt)_patch(?P<patch>14|16|32)_siglip_(?P<image>\d+)": ("siglip", None),
 }
+# The numerics timm's definitions set beyond its defaults (exact nn.GELU, LayerNorm eps 1e-6), by
+# architecture (timm 1.0.31 vision_transformer.py): {pattern: {ViTConfig field: value}}, first match wins.
+# timm gives only some SigLIP towers act_layer='gelu_tanh' (big_vision's GELU); the others run exact GELU.
+NUMERICS = {
+    r"vit_.*_clip_quickgelu_\d+": dict(gelu="quick", layer_norm_epsilon=1e-5),
+    r"vit_.*_clip_\d+": dict(gelu="exact", layer_norm_epsilon=1e-5),
+    r"vit_base_patch32_siglip_256|vit_large_patch16_siglip_512|vit_so400m_patch16_siglip_\d+"
+    r"|vit_giantopt_patch16_siglip_\d+": dict(gelu="tanh"),
+}
+# model_args act_layer (timm's get_act_layer names) → our GELU flavour; other activations are refused.
+ACT_LAYERS = {"gelu": "exact", "gelu_tanh": "tanh", "quick_gelu": "quick"}
 KNOWN_NAMES = ("vit_{tiny,small,base,large,huge,giant}_patch{P}_{image}[_in21k], vit_{base,huge,giant}_patch{P}_gap_"
                "{image}, vit_base_patch16_224_miil, deit_{tiny,small,base}[_distilled]_patch16_{224,384}, "
                "deit3_{small,medium,base,large,huge}_patch{14,16}_{224,384}, "
-               "vit_{small,base,large,giant}_patch14[_reg4]_dinov2")
+               "vit_{small,base,large,giant}_patch14[_reg4]_dinov2, vit_{base,large,huge,giant,gigantic}_patch{P}_"
+               "clip[_quickgelu]_{image}, vit_{base,large,so400m,giantopt}_patch{P}_siglip_{image}")
 # config.json model_args vit_zoo reads or that only change what the tensors show (their shapes and
 # presence). Any other argument (act_layer, norm_layer, qk_norm, pos_embed, ...) may change numerics.
 MODEL_ARGS = ("img_size", "in_chans", "num_classes", "global_pool", "patch_size", "depth", "embed_dim", "num_heads",
               "mlp_ratio", "qkv_bias", "init_values", "class_token", "reg_tokens", "no_embed_class", "fc_norm",
-              "dynamic_img_size", "weight_init", "representation_size")
+              "dynamic_img_size", "weight_init", "representation_size", "pre_norm", "act_layer")
 # timm's _cfg default normalisation (IMAGENET_INCEPTION_MEAN / _STD), used without a config.json.
 DEFAULT_MEAN = DEFAULT_STD = (0.5, 0.5, 0.5)
 
@@ -76,6 +94,25 @@ def architecture(meta: dict, where: str):
         f"{where}: config.json names timm architecture {name!r}{belongs} whose numerics vit_zoo does not "
         f"reproduce (known: {KNOWN_NAMES}). Other timm ViTs differ in ways the tensors do not show (post-norm, "
         f"GELU flavour, epsilon, rotary or relative positions)", f"timm {base}")
+
+
+def numerics(meta: dict, where: str) -> dict:
+    """``gelu`` and ``layer_norm_epsilon`` of the config.json's architecture (``NUMERICS``; timm's defaults
+    otherwise), with model_args ``act_layer`` over them.
+
+    Raises:
+        UnsupportedLayoutError for an ``act_layer`` that is no GELU flavour vit_zoo computes.
+    """
+    base = (meta.get("architecture") or "").split(".")[0]
+    found = dict(gelu="exact", layer_norm_epsilon=1e-6)
+    found.update(next((values for pattern, values in NUMERICS.items() if re.fullmatch(pattern, base)), {}))
+    act = (meta.get("model_args") or {}).get("act_layer")
+    if act is not None:
+        if act not in ACT_LAYERS:
+            raise UnsupportedLayoutError(f"{where}: config.json model_args act_layer={act!r}; vit_zoo computes "
+                                         f"{sorted(ACT_LAYERS)}", f"timm act_layer {act!r}")
+        found["gelu"] = ACT_LAYERS[act]
+    return found
 
 
 def _check_model_args(meta: dict, where: str) -> None:

@@ -38,10 +38,11 @@ def merge_heads_out(num_heads: int):
     return transform
 
 
-def fused_qkv_part(index: int, then=None):
-    """Slice q (0), k (1) or v (2) out of a fused (3D, ...) tensor, then apply ``then``."""
+def fused_qkv_part(index: int, then=None, parts: int = 3):
+    """Slice q (0), k (1) or v (2) out of a fused (3D, ...) tensor (``parts=2``: k, v of a fused (2D, ...)
+    one), then apply ``then``."""
     def transform(array):
-        part = np.split(array, 3, axis=0)[index]
+        part = np.split(array, parts, axis=0)[index]
         return then(part) if then else part
     return transform
 
