@@ -82,6 +82,13 @@ class Checkpoint:
             raise CheckpointError(f"{where}: blocks are not numbered 0…{max(found)}; missing {missing}")
         return len(found)
 
+    def view(self, prefix: str, metadata: Optional[dict] = None) -> "Checkpoint":
+        """The tensors under ``prefix`` with the prefix stripped (e.g. an OpenCLIP tower's timm trunk,
+        ``visual.trunk.``), read lazily from this file, with ``metadata`` of their own; closing it closes
+        nothing."""
+        entries = {key[len(prefix):]: entry for key, entry in self._entries.items() if key.startswith(prefix)}
+        return Checkpoint(self.path, entries, metadata)
+
     def _entry(self, key):
         try:
             return self._entries[key]

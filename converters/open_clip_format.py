@@ -17,14 +17,15 @@ Layout (PyTorch shapes; D width, E embedding width, N = 1 + h*w tokens):
 Numerics: OpenAI CLIP uses quick GELU; OpenCLIP uses quick GELU when ``model_cfg.quick_gelu`` is true
 (the ``-quickgelu`` model names), else exact GELU. Position embeddings at another size: open_clip's
 ``resize_pos_embed`` (bicubic, antialias=True, align_corners=False). The text tower's tensors are set aside
-(``SET_ASIDE``), with one warning at load. Towers not modelled (timm trunks, attentional pooler, average pooling,
-ModifiedResNet) are refused by name.
+(``SET_ASIDE``), with one warning at load. Towers whose trunk is a timm ViT (``visual.trunk.*``: the SigLIP
+configs) convert through ``converters.open_clip_trunk``. Towers not modelled (attentional pooler, average
+pooling, ModifiedResNet) are refused by name.
 """
 from __future__ import annotations
 
 import json
 
-from vit_zoo.converters import targets, transforms as T
+from vit_zoo.converters import open_clip_trunk, targets, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.model.identity import Preprocessing, Provenance
@@ -73,10 +74,6 @@ def _check_modelled(checkpoint: Checkpoint, vision: dict, where: str) -> None:
     keys = list(checkpoint.keys())
     if any(k.startswith("visual.layer1.") for k in keys):
         _refuse(where, "a ResNet CLIP (ModifiedResNet image tower, 'visual.layer1.*')", "ResNet CLIP")
-    if any(k.startswith("visual.trunk.") for k in keys):
-        _refuse(where, f"an OpenCLIP tower with a timm trunk ('visual.trunk.*', timm_model_name="
-                       f"{vision.get('timm_model_name')!r}); not yet converted here — load the timm checkpoint "
-                       f"of that trunk (format timm) instead", "OpenCLIP timm trunk")
     if vision.get("attentional_pool") or any(k.startswith("visual.attn_pool.") for k in keys):
         _refuse(where, "an OpenCLIP tower with an attentional pooler (attentional_pool=True)",
                 "OpenCLIP attentional_pool")
@@ -97,6 +94,9 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     meta = read_config(checkpoint)
     model_cfg = meta.get("model_cfg") or {}
     vision = model_cfg.get("vision_cfg") or {}
+    if open_clip_trunk.is_trunk(checkpoint):
+        fields = open_clip_trunk.config_fields(checkpoint, vision, where)
+        return _with_preprocess_normalisation(fields, meta)
     _check_modelled(checkpoint, vision, where)
     width, channels, patch, patch_w = checkpoint.required_shape("visual.conv1.weight", 4, "OpenCLIP")
     if channels != 3 or patch != patch_w:
@@ -117,10 +117,6 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     quick = True if openai else bool(model_cfg.get("quick_gelu", False))
     if openai:
         assumed["gelu"] = "quick (OpenAI CLIP)"
-    pre = meta.get("preprocess_cfg") or {}
-    mean, std = tuple(pre.get("mean", CLIP_MEAN)), tuple(pre.get("std", CLIP_STD))
-    if "mean" not in pre:
-        assumed.update(mean=mean, std=std)
     scaled = BLOCK.format(i=0) + "ls_1.gamma" in checkpoint
     if scaled and not vision.get("ls_init_value"):
         assumed["layer_scale"] = 1e-5  # the initial value only: the trained scales are loaded
@@ -131,9 +127,18 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
         gelu="quick" if quick else "exact", layer_norm_epsilon=1e-5, qkv_bias=True,
         projection_size=checkpoint.required_shape("visual.proj", 2, "OpenCLIP")[1], num_classes=0,
         position_embedding_resampling="bicubic-antialias",  # open_clip resize_pos_embed
-        layer_scale=float(vision.get("ls_init_value") or 1e-5) if scaled else None, mean=mean, std=std)
+        layer_scale=float(vision.get("ls_init_value") or 1e-5) if scaled else None)
     if assumed:
         fields["assumed"] = assumed
+    return _with_preprocess_normalisation(fields, meta)
+
+
+def _with_preprocess_normalisation(fields: dict, meta: dict) -> dict:
+    """``fields`` with ``preprocess_cfg``'s mean and std (CLIP's when absent, listed as assumed)."""
+    pre = meta.get("preprocess_cfg") or {}
+    fields.update(mean=tuple(pre.get("mean", CLIP_MEAN)), std=tuple(pre.get("std", CLIP_STD)))
+    if "mean" not in pre:
+        fields.setdefault("assumed", {}).update(mean=fields["mean"], std=fields["std"])
     return fields
 
 
@@ -164,6 +169,8 @@ def identity_fields(checkpoint: Checkpoint, config) -> dict:
 
 def mapping(config, checkpoint: Checkpoint = None) -> list:
     """Rows ``our variable ← OpenCLIP key, transform`` (the text tower is ``SET_ASIDE``)."""
+    if checkpoint is not None and open_clip_trunk.is_trunk(checkpoint):
+        return open_clip_trunk.mapping(config, checkpoint)
     kinds = T.pytorch_kinds(config.num_heads)
     table = targets.table(MODULES, kinds, lambda module, param: module + (f".{param}" if param and
                                                                          not module.endswith("gamma") else ""))

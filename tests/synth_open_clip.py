@@ -43,7 +43,13 @@ def build(cfg, seed=0):
     return perturbed(open_clip.model.CLIP(**cfg), seed)
 
 
-def save(model, cfg, directory, file_name="open_clip_model.safetensors") -> Path:
+CLIP_PREPROCESS = dict(mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711],
+                       interpolation="bicubic", resize_mode="shortest")
+# open_clip's SigLIP configs (ViT-B-16-SigLIP ...): mean / std 0.5, squashed to the size
+SIGLIP_PREPROCESS = dict(mean=[0.5] * 3, std=[0.5] * 3, interpolation="bicubic", resize_mode="squash")
+
+
+def save(model, cfg, directory, file_name="open_clip_model.safetensors", preprocess=CLIP_PREPROCESS) -> Path:
     """The state dict as OpenCLIP publishes it, with ``open_clip_config.json`` (model_cfg, preprocess_cfg)."""
     import torch
     from safetensors.torch import save_file
@@ -56,8 +62,6 @@ def save(model, cfg, directory, file_name="open_clip_model.safetensors") -> Path
         save_file(state, str(path))
     else:
         torch.save(state, path)
-    preprocess = dict(mean=[0.48145466, 0.4578275, 0.40821073], std=[0.26862954, 0.26130258, 0.27577711],
-                      interpolation="bicubic", resize_mode="shortest")
     (directory / "open_clip_config.json").write_text(json.dumps(dict(model_cfg=cfg, preprocess_cfg=preprocess)))
     return path
 

@@ -125,8 +125,8 @@ def test_other_image_size_resamples_as_open_clip(tmp_path):
 
 
 def test_directory_and_timm_trunk_refusal(tmp_path):
-    """A directory of an OpenCLIP repo loads its open_clip_model.safetensors; a timm-trunk tower is refused by
-    name (not yet converted)."""
+    """A directory of an OpenCLIP repo loads its open_clip_model.safetensors; a timm-trunk tower without the
+    open_clip_config.json that names its timm architecture is refused, saying so (test_open_clip_trunk.py)."""
     cfg = synth.model_cfg()
     source = synth.build(cfg, seed=7)
     synth.save(source, cfg, tmp_path / "repo")
@@ -137,7 +137,7 @@ def test_directory_and_timm_trunk_refusal(tmp_path):
 
     save_file({"visual.trunk.patch_embed.proj.weight": np.zeros((4, 3, 2, 2), "float32")},
               str(tmp_path / "open_clip_model.safetensors"))
-    with pytest.raises(UnsupportedLayoutError, match="timm trunk"):
+    with pytest.raises(UnsupportedLayoutError, match="timm trunk .*no open_clip_config.json"):
         vit_zoo.load(weights=tmp_path / "open_clip_model.safetensors", include_preprocessing=False)
 
 
