@@ -20,15 +20,31 @@ mean of all tokens after the final norm. Numerics: ``flax.linen.gelu`` (tanh), L
 The normalisation is set by each training config's input pipeline, not stored: value_range(-1, 1), i.e.
 mean = std = 0.5, is assumed (and listed as assumed).
 
-Refused by name (``UnsupportedLayoutError``): the MAP (attention-pooling) head, the scanned encoder
-(``scan=True``: one ``encoderblock`` with stacked parameters), image-text towers (LiT, SigLIP: ``img/``),
-and fixed sin-cos position embeddings (``posemb="sincos2d"``: no ``pos_embedding`` tensor).
+SigLIP image towers (``proj/image_text/two_towers.py``: the image tower under ``img/``, e.g.
+``params/img/embedding/kernel``) load their image tower; the text tower (``txt/``) and the sigmoid loss's
+temperature ``t`` and bias ``b`` are set aside (``SET_ASIDE``), with one warning at load. Their pooling is the MAP
+head (pool_type "map"), whose output is the image embedding (``num_classes=0``):
+    MAPHead_0/probe (1, 1, D)                          the learned query
+    MAPHead_0/MultiHeadDotProductAttention_0/{query,key,value,out}     (Flax shapes as the blocks')
+    MAPHead_0/LayerNorm_0, MAPHead_0/MlpBlock_0/Dense_0 (D, M), Dense_1 (M, D)   y = a + MLP(LN(a))
+A classic ViT with pool_type "map" and a ``head`` loads as a classifier on the MAP output. The scanned encoder
+(``scan=True``: one ``Transformer/encoderblock/...`` whose tensors stack the blocks on axis 0) is read block by
+block: its shapes through an unrolled view, each block's rows taking their slice of the stacked tensor (the stacked
+tensor is read once per block, so a scanned file converts more slowly than an unrolled one).
+
+Refused by name (``UnsupportedLayoutError``): the MAP head inlined by the ViT-G development code (a top-level
+``probe``), an image tower with a ``head`` (a LiT-style projection with bias), a MAP head with a class token, and
+fixed sin-cos position embeddings (``posemb="sincos2d"``: no ``pos_embedding`` tensor).
 """
 from __future__ import annotations
+
+import re
+from functools import partial
 
 import numpy as np
 
 from vit_zoo.converters import targets
+from vit_zoo.converters.apply import Row
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.converters.google_npz import BLOCK, flax_fields, flax_table, square_side
@@ -38,8 +54,14 @@ NAME = "big-vision-npz"
 TELLTALE = ("'embedding/kernel' with 'Transformer/encoderblock_0/MultiHeadDotProductAttention_0/…', "
             "optionally under 'params/' (big_vision .npz)")
 IGNORED = {r"opt/.*": "the optimizer state of a big_vision training checkpoint (not a weight)"}
+TEXT_REASON = ("the text tower of a SigLIP / LiT checkpoint (txt/*) and its loss's temperature t and bias b: vit_zoo "
+               "models the image tower")
+SET_ASIDE = {r"(params/)?(txt/.*|t|b)": TEXT_REASON}
 
-PREFIXES = ("params/", "")
+# the roots of the image ViT: a training checkpoint's params/, a two-tower model's img/, or the top level
+PREFIXES = ("params/img/", "img/", "params/", "")
+MAP = "MAPHead_0/"
+STACKED = "Transformer/encoderblock/"  # the scanned encoder's one block, its tensors stacked on axis 0
 MODULES = {
     "patch_embed": "embedding",
     "norm1": BLOCK + "LayerNorm_0",
@@ -53,40 +75,45 @@ MODULES = {
     "encoder_norm": "Transformer/encoder_norm",
     "pre_logits": "pre_logits",
     "head": "head",
+    "map.attn.query": MAP + "MultiHeadDotProductAttention_0/query",
+    "map.attn.key": MAP + "MultiHeadDotProductAttention_0/key",
+    "map.attn.value": MAP + "MultiHeadDotProductAttention_0/value",
+    "map.attn.out": MAP + "MultiHeadDotProductAttention_0/out",
+    "map.norm": MAP + "LayerNorm_0",
+    "map.mlp.fc1": MAP + "MlpBlock_0/Dense_0",
+    "map.mlp.fc2": MAP + "MlpBlock_0/Dense_1",
 }
 # Where big_vision releases kept the position embedding, newest first (fix_old_checkpoints reads all).
 POSITIONS = ("pos_embedding", "Transformer/pos_embedding", "Transformer/posembed_input/pos_embedding")
 
 # Related layouts, not converted: {tell-tale key below the prefix: name}.
 UNSUPPORTED = {
-    "MAPHead_0/probe": "big_vision MAP head (pool_type='map', attention pooling)",
     "probe": "big_vision MAP head (pool_type='map', inlined by the ViT-G development code)",
-    "Transformer/encoderblock/LayerNorm_0/scale": "big_vision scanned encoder (scan=True, stacked blocks)",
-    "img/embedding/kernel": "big_vision image-text towers (LiT / SigLIP two_towers)",
 }
 
 
 def _prefix(checkpoint: Checkpoint) -> str:
     for prefix in PREFIXES:
-        if prefix + "embedding/kernel" in checkpoint or prefix + "img/embedding/kernel" in checkpoint:
+        if prefix + "embedding/kernel" in checkpoint:
             return prefix
     return ""
 
 
 def detect(checkpoint: Checkpoint) -> bool:
-    """True for big_vision block names, a scanned encoder, a ``params/`` tree or a top-level
+    """True for big_vision block names, a scanned encoder, a ``params/`` or ``img/`` tree or a top-level
     ``pos_embedding`` (also for the related layouts ``config_fields`` refuses by name)."""
     prefix = _prefix(checkpoint)
     if prefix + "embedding/kernel" not in checkpoint:
-        return prefix + "img/embedding/kernel" in checkpoint
-    tells = ["Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel", "pos_embedding",
-             *UNSUPPORTED]
-    return prefix == "params/" or any(prefix + key in checkpoint for key in tells)
+        return False
+    tells = ["Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel", STACKED + "LayerNorm_0/scale",
+             "pos_embedding", MAP + "probe", *UNSUPPORTED]
+    return prefix != "" or any(prefix + key in checkpoint for key in tells)
 
 
 def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
-    """ViTConfig fields read off the tensor shapes; ``num_classes`` is None without a ``head``; mean/std
-    assumed (listed under ``"assumed"``).
+    """ViTConfig fields read off the tensor shapes; ``num_classes`` is None without a ``head`` (0 for a
+    two-tower image model: its MAP head's output is the embedding); mean/std assumed (listed under
+    ``"assumed"``).
 
     Raises:
         UnsupportedLayoutError naming a related layout; CheckpointError for inconsistent shapes.
@@ -96,11 +123,23 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
     for key, layout in UNSUPPORTED.items():
         if prefix + key in checkpoint:
             raise UnsupportedLayoutError(f"{where} is a {layout} (found {prefix + key!r}), which vit_zoo does "
-                                         f"not convert; it converts big_vision ViTs with pool_type 'tok' or "
-                                         f"'gap' and an unrolled encoder", layout)
+                                         f"not convert; it converts big_vision ViTs with pool_type 'tok', 'gap' "
+                                         f"or 'map' (MAPHead_0)", layout)
+    checkpoint = _unrolled(checkpoint, prefix)
     position = _position_key(checkpoint, prefix, where)
     fields = flax_fields(checkpoint, MODULES, prefix, "big_vision")
     class_token = prefix + "cls" in checkpoint
+    map_head = prefix + MAP + "probe" in checkpoint
+    if map_head:
+        _check_map_head(checkpoint, prefix, fields, class_token, where)
+    tower = prefix.endswith("img/")
+    if tower:
+        if fields["num_classes"] is not None:
+            raise UnsupportedLayoutError(f"{where} has {prefix + 'head/kernel'!r}: an image tower with a head (a "
+                                         f"LiT-style projection with bias, out_dim), which vit_zoo does not model; "
+                                         f"it converts SigLIP image towers, whose embedding is the MAP head's output",
+                                         "big_vision image tower with a head")
+        fields["num_classes"] = 0
     tokens = checkpoint.required_shape(position, 3, "big_vision")[1]
     side = square_side(tokens) or (square_side(tokens - 1) if class_token else None)
     if side is None:
@@ -108,9 +147,64 @@ def config_fields(checkpoint: Checkpoint, hint=None) -> dict:
                               f"{' (nor 1 + one)' if class_token else ''}")
     mean = std = (0.5, 0.5, 0.5)
     return dict(fields, image_size=side * fields["patch_size"], class_token=class_token,
-                pooling="token" if class_token else "gap", gelu="tanh", layer_norm_epsilon=1e-6,
-                mean=mean, std=std, position_embedding_resampling="bilinear-corners",  # resample_posemb
+                pooling="map" if map_head else "token" if class_token else "gap", gelu="tanh",
+                layer_norm_epsilon=1e-6, mean=mean, std=std,
+                position_embedding_resampling="bilinear-corners",  # resample_posemb
                 assumed={"mean": mean, "std": std})
+
+
+def _check_map_head(checkpoint: Checkpoint, prefix: str, fields: dict, class_token: bool, where: str) -> None:
+    """big_vision's MAPHead: one probe of the width, the blocks' head count and MLP width, no class token."""
+    width, heads, mlp = fields["hidden_size"], fields["num_heads"], fields["mlp_size"]
+    expected = {MAP + "probe": (1, 1, width), MAP + "MultiHeadDotProductAttention_0/query/kernel":
+                (width, heads, width // heads), MAP + "MlpBlock_0/Dense_0/kernel": (width, mlp)}
+    for key, shape in expected.items():
+        found = tuple(checkpoint.required_shape(prefix + key, len(shape), "big_vision MAP-head"))
+        if found != shape:
+            raise CheckpointError(f"{where}: {prefix + key!r} is {found}; big_vision's MAPHead of this ViT has "
+                                  f"{shape} (one probe, the blocks' {heads} heads and MLP width {mlp})")
+    if class_token:
+        raise UnsupportedLayoutError(f"{where} has both 'cls' and {prefix + MAP + 'probe'!r}: a MAP head over a class "
+                                     f"token, which big_vision does not build and vit_zoo does not model",
+                                     "big_vision MAP head with a class token")
+
+
+def _unrolled(checkpoint: Checkpoint, prefix: str) -> Checkpoint:
+    """``checkpoint`` itself, or for a scanned encoder a view with the blocks unrolled:
+    ``Transformer/encoderblock_{i}/X`` ← slice i of ``Transformer/encoderblock/X`` (read when asked)."""
+    stacked = prefix + STACKED
+    if not any(key.startswith(stacked) for key in checkpoint.keys()):
+        return checkpoint
+    entries = {}
+    for key in checkpoint.keys():
+        shape, dtype = tuple(checkpoint.shape(key)), checkpoint.dtype(key)
+        if key.startswith(stacked):
+            for block in range(shape[0]):
+                entries[f"{prefix}Transformer/encoderblock_{block}/{key[len(stacked):]}"] = (
+                    shape[1:], "float32", partial(_layer, checkpoint, key, block))
+        else:
+            entries[key] = (shape, dtype, partial(checkpoint.load, key))
+    return Checkpoint(checkpoint.path, entries, checkpoint.metadata)
+
+
+def _layer(checkpoint: Checkpoint, key: str, block: int) -> np.ndarray:
+    return checkpoint.load(key)[block]
+
+
+def _scanned_rows(rows: list, prefix: str) -> list:
+    """Rows of an unrolled view back on the scanned file: ``.../encoderblock_{i}/X`` becomes the stacked
+    ``.../encoderblock/X``, its transform applied to slice i."""
+    block_key = re.compile(re.escape(prefix) + r"Transformer/encoderblock_(\d+)/(.*)")
+    found = []
+    for row in rows:
+        match = block_key.fullmatch(row.sources[0])
+        if match is None:
+            found.append(row)
+            continue
+        block, rest = int(match[1]), match[2]
+        found.append(Row(row.target, (prefix + STACKED + rest,),
+                         lambda array, then=row.transform, block=block: then(array[block])))
+    return found
 
 
 def identity_fields(checkpoint: Checkpoint, config) -> dict:
@@ -124,11 +218,14 @@ def mapping(config, checkpoint: Checkpoint) -> list:
     where big_vision added it before the class token."""
     prefix = _prefix(checkpoint)
     position = _position_key(checkpoint, prefix, f"big_vision checkpoint {checkpoint.path.name!r}")
-    table = flax_table(MODULES, {"class_token": "cls", "pos_embed": position[len(prefix):]}, prefix)
+    table = flax_table(MODULES, {"class_token": "cls", "pos_embed": position[len(prefix):],
+                                 "map.probe": MAP + "probe"}, prefix)
     rows_before = checkpoint.shape(position)[1]
     if config.class_token and rows_before == config.num_patches:
         table["pos_embed"] = (position, zero_class_position)
-    return targets.rows(config, table, "big_vision")
+    rows = targets.rows(config, table, "big_vision")
+    scanned = any(key.startswith(prefix + STACKED) for key in checkpoint.keys())
+    return _scanned_rows(rows, prefix) if scanned else rows
 
 
 def zero_class_position(embeddings: np.ndarray) -> np.ndarray:

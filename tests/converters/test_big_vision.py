@@ -110,9 +110,8 @@ def test_bfloat16_npz_as_numpy_saves_it(tmp_path):
 
 
 @pytest.mark.parametrize("key, layout", [
-    ("params/MAPHead_0/probe", "MAP head"),
-    ("params/Transformer/encoderblock/LayerNorm_0/scale", "scanned encoder"),
-    ("params/img/embedding/kernel", "image-text towers"),
+    # (the MAP head, the scanned encoder and SigLIP's img/ towers convert: test_big_vision_siglip.py)
+    ("params/probe", "inlined by the ViT-G development code"),
     ("params/pos_embedding", "sin-cos position embeddings"),  # removed: posemb="sincos2d" stores none
 ])
 def test_layouts_not_converted_are_refused_by_name(tmp_path, key, layout):
@@ -126,14 +125,6 @@ def test_layouts_not_converted_are_refused_by_name(tmp_path, key, layout):
         with pytest.raises(converters.UnsupportedLayoutError, match=layout) as error:
             big_vision.config_fields(checkpoint)
     assert layout in error.value.layout and key in str(error.value)
-
-
-def test_scanned_encoder_alone_is_detected_and_refused(tmp_path):
-    spec = vit_zoo.ViTConfig(**SMALL)
-    tensors = {k: v for k, v in big_vision_tensors(spec).items() if "encoderblock_" not in k}
-    tensors["params/Transformer/encoderblock/LayerNorm_0/scale"] = np.ones((2, 32), np.float32)
-    with pytest.raises(converters.UnsupportedLayoutError, match="scan=True"):
-        load_converted(write_npz(tmp_path / "scan.npz", tensors))
 
 
 def test_reference_agrees_with_vit_jax_when_the_class_row_is_zero():
