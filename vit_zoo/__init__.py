@@ -32,6 +32,7 @@ _PUBLIC = {
     "feature_extractor": "vit_zoo.use.features",
     "attention_maps": "vit_zoo.use.attention",
     "attention_rollout": "vit_zoo.use.attention",
+    "probe_attention": "vit_zoo.use.attention",
     "plot_attention": "vit_zoo.use.attention_plot",
     "embed": "vit_zoo.use.embedding",
     "predict": "vit_zoo.use.prediction",

@@ -272,3 +272,58 @@ def test_class_token_map_token_index_error_and_plot_with_prefix_tokens(tmp_path)
     from vit_zoo.use.attention_plot import _as_mask
     rollout = np.random.RandomState(0).uniform(size=(1, 1, 21, 21))
     assert _as_mask([rollout], (32, 32), 5).shape == (4, 4)
+
+
+# ---- a tower without a class token: the MAP head's probe (SigLIP), against transformers' own attention ----------
+def _siglip(tmp_path):
+    """(our model, transformers' SiglipVisionModel) of a tiny perturbed tower (2 blocks, 4 heads, 4x4 patches)."""
+    from reference_frameworks import require
+
+    require("torch")
+    require("transformers")
+    import synth_hf_family as family
+    import synth_hf_tower as tower
+
+    reference = tower.model("SiglipVisionModel", tower.siglip_vision_config(attn_implementation="eager"), seed=2)
+    model = vit_zoo.load(weights=family.save(reference, tmp_path), include_preprocessing=False)
+    return model, reference
+
+
+def test_siglip_probe_attention_and_map_equal_transformers(tmp_path):
+    """probe_attention is the weights of transformers' MAP head (nn.MultiheadAttention, per head); the map is the
+    probe's head-mean carried back through the rollout of transformers' own encoder attentions (output_attentions),
+    computed here by hand: p · Π (mean_h A_l + I) / 2, normalised to a maximum of 1."""
+    import torch
+    from vit_zoo.use.attention import probe_attention
+
+    model, reference = _siglip(tmp_path)
+    pixels = np.random.RandomState(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    with torch.no_grad():
+        out = reference(pixel_values=torch.from_numpy(pixels.transpose(0, 3, 1, 2)), output_attentions=True)
+        head = getattr(reference, "vision_model", reference).head  # transformers 5: the tower itself
+        probe = head.probe.repeat(2, 1, 1)
+        _, weights = head.attention(probe, out.last_hidden_state, out.last_hidden_state, need_weights=True,
+                                    average_attn_weights=False)
+    expected_probe = weights.numpy()[:, :, 0]  # (B, H, T)
+    got_probe = probe_attention(model, pixels)
+    assert got_probe.shape == (2, 4, 16)
+    np.testing.assert_allclose(got_probe, expected_probe, atol=1e-5)
+
+    flow = expected_probe.mean(axis=1).astype(np.float64)
+    rollout = np.eye(16)[None].repeat(2, axis=0)
+    for block in out.attentions:
+        fused = block.numpy().astype(np.float64).mean(axis=1)
+        rollout = (fused + np.eye(16)) / 2 @ rollout
+    expected = np.einsum("bt,bts->bs", flow, rollout).reshape(2, 4, 4)
+    expected /= expected.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(attention_mask(model, pixels), expected, atol=1e-5)
+
+
+def test_a_model_without_class_token_or_map_head_is_refused_by_name(tmp_path):
+    from vit_zoo.use.attention import probe_attention
+
+    model = vit_zoo.build(tiny_config(class_token=False, pooling="gap"))
+    with pytest.raises(ValueError, match="no class token and no MAP head"):
+        attention_mask(model, np.zeros((1, 32, 32, 3), "float32"))
+    with pytest.raises(ValueError, match="has no MAP head"):
+        probe_attention(model, np.zeros((1, 32, 32, 3), "float32"))

@@ -49,7 +49,8 @@ from vit_zoo.model import tokens as token_layers
 from vit_zoo.model.build_record import BuildRecord, activation_name
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity
-from vit_zoo.model.names import PREPROCESSING_LAYER, block_name, has_preprocessing  # noqa: F401 (re-exported)
+from vit_zoo.model.names import (MAP_ATTENTION_LAYER, PREPROCESSING_LAYER, block_name,  # noqa: F401 (re-exported)
+                                 has_preprocessing)
 from vit_zoo.model.vision_transformer import VisionTransformer
 
 OUTPUT_POOLINGS = (None, "token", "gap", "token-mean", "map")
@@ -191,7 +192,7 @@ def _pooled_output(x, config: ViTConfig, pooling: str, include_top: bool, d: dic
 
 def _map_head(tokens, config: ViTConfig, d: dict):
     """SigLIP's MAP head: (B, T, D) normed tokens → (B, D), a probe's attention ``a`` then ``a + MLP(LN(a))``."""
-    pooled = token_layers.AttentionPooling(config.num_heads, True, name="map_attn", **d)(tokens)
+    pooled = token_layers.AttentionPooling(config.num_heads, True, name=MAP_ATTENTION_LAYER, **d)(tokens)
     y = layer_norm(config, "map_norm", d)(pooled)
     y = keras.layers.Dense(config.mlp_size, name="map_mlp_fc1", **d)(y)
     y = vit_layers.gelu_layer(config.gelu, name="map_mlp_gelu", **d)(y)

@@ -137,7 +137,10 @@ class SelfAttention(keras.layers.Layer):
 
     def attention_probabilities(self, x):
         """Softmax(Q Kᵀ / √Dh) per head: (B, T, D) → (B, H, T, T), float32."""
-        query, key = self._project(x, "query"), self._project(x, "key")
+        return self._probabilities(self._project(x, "query"), self._project(x, "key"))
+
+    def _probabilities(self, query, key):
+        """(B, Q, H, Dh) queries, (B, T, H, Dh) keys → (B, H, Q, T) softmax over T, in float32."""
         logits = ops.einsum("bqhk,bthk->bhqt", ops.cast(query, "float32"), ops.cast(key, "float32"))
         return ops.softmax(logits / math.sqrt(self.head_dim), axis=-1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vit_zoo.model.build_record import has_preprocessing  # noqa: F401 (re-exported; the build record knows it)
 
 PREPROCESSING_LAYER = "preprocessing"
+MAP_ATTENTION_LAYER = "map_attn"  # the MAP head's attention pooling (its probe attends over the tokens)
 
 
 def block_name(index: int, part: str) -> str:

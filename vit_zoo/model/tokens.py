@@ -81,12 +81,19 @@ class AttentionPooling(layers.SelfAttention):
                                      initializer=keras.initializers.GlorotUniform())
         super().build(input_shape)
 
-    def call(self, tokens, training=None):
+    def _query(self, tokens):
+        """The probe, one per image, projected to the query: (B, 1, H, Dh)."""
         probe = ops.broadcast_to(ops.cast(self.probe, tokens.dtype), (ops.shape(tokens)[0], 1, tokens.shape[-1]))
-        query = self._project(probe, "query")
+        return self._project(probe, "query")
+
+    def call(self, tokens, training=None):
         key, value = self._project(tokens, "key"), self._project(tokens, "value")
-        attended = ops.dot_product_attention(query, key, value, scale=1.0 / math.sqrt(self.head_dim))
+        attended = ops.dot_product_attention(self._query(tokens), key, value, scale=1.0 / math.sqrt(self.head_dim))
         return self._output(attended)[:, 0]
+
+    def attention_probabilities(self, tokens):
+        """The probe's softmax(q Kᵀ / √Dh) over the tokens per head: (B, T, D) → (B, H, 1, T), float32."""
+        return self._probabilities(self._query(tokens), self._project(tokens, "key"))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])

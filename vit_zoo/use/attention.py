@@ -1,4 +1,5 @@
-"""Attention probabilities of each encoder block, attention rollout, and the class token's map.
+"""Attention probabilities of each encoder block, attention rollout, and the class token's map (or, for a
+tower without one, SigLIP's, the map of its MAP head's probe).
 
 The maps are computed from the model's own weights by each block's ``SelfAttention.attention_probabilities``
 applied to that block's ``norm1`` output, so they exist whatever fused attention kernel the model itself
@@ -16,7 +17,7 @@ import numpy as np
 
 from vit_zoo.use.features import resolve_block_indices, vit_identity
 from vit_zoo.use.images import tensor_to_numpy
-from vit_zoo.model.builder import block_name, has_preprocessing
+from vit_zoo.model.builder import MAP_ATTENTION_LAYER, block_name, has_preprocessing
 from vit_zoo.model.vision_transformer import check_input_size
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -142,7 +143,13 @@ def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = 
     if not 0 <= token_index < num_prefix_tokens:
         raise ValueError(f"token_index {token_index} is not a prefix token (the model has {num_prefix_tokens}: "
                          f"0 to {num_prefix_tokens - 1})")
-    patches = rollout.shape[-1] - num_prefix_tokens
+    return _on_grid(rollout[:, token_index, num_prefix_tokens:], grid_size, normalize)
+
+
+def _on_grid(patch_values: np.ndarray, grid_size: Optional[Tuple[int, int]], normalize: bool) -> np.ndarray:
+    """(B, h*w) values of the patch tokens → (B, h, w) float32 (square without ``grid_size``), each map
+    scaled to a maximum of 1 with ``normalize``."""
+    patches = patch_values.shape[-1]
     if grid_size is None:
         side = math.isqrt(patches)
         if side * side != patches:
@@ -151,7 +158,7 @@ def class_token_map(rollout: np.ndarray, grid_size: Optional[Tuple[int, int]] = 
     if grid_size[0] * grid_size[1] != patches:
         raise ValueError(f"grid_size {tuple(grid_size)} holds {grid_size[0] * grid_size[1]} patches, but the "
                          f"rollout has {patches} patch tokens")
-    mask = rollout[:, token_index, num_prefix_tokens:].reshape(-1, *grid_size)
+    mask = patch_values.reshape(-1, *grid_size)
     if normalize:
         mask = mask / np.maximum(mask.max(axis=(1, 2), keepdims=True), np.finfo(np.float32).tiny)
     return mask.astype(np.float32)
@@ -164,12 +171,42 @@ def attention_mask(model: keras.Model, images, layers: Union[int, Sequence[int],
     (``images`` as for ``attention_maps``); in [0, 1] with a maximum of 1, or with ``normalize=False``
     the rollout's own values (the class token's share of the attention flow from each patch). The other
     prefix tokens (distillation, registers) take part in the rollout but are not on the map; a
-    ``dynamic_size`` model's grid is the one of the images' size."""
+    ``dynamic_size`` model's grid is the one of the images' size.
+
+    A model without a class token that pools with the MAP head (SigLIP towers) maps its probe instead: the
+    probe's attention over the final tokens (heads fused as ``head_fusion``) carried back through the rollout,
+    p · R, the share of the pooled embedding's attention flow from each patch (the probe has no residual path).
+    """
     config = vit_identity(model).config
-    if not config.class_token:
-        raise ValueError(f"model {model.name!r} has no class token, so it has no class-token attention map")
+    probe = not config.class_token and _has_map_head(model)
+    if not config.class_token and not probe:
+        raise ValueError(f"model {model.name!r} has no class token and no MAP head (pooling 'map'), so it has no "
+                         f"attention map of a pooled token; load it with its top (include_top=True) for its MAP head")
     pixels = model_inputs(model, images)
     maps = attention_maps(model, pixels, layers=layers, batch_size=batch_size)
     grid = (pixels.shape[1] // config.patch_size, pixels.shape[2] // config.patch_size)
-    return class_token_map(attention_rollout(maps, head_fusion, discard_ratio), grid, config.num_prefix_tokens,
-                           normalize=normalize)
+    rollout = attention_rollout(maps, head_fusion, discard_ratio)
+    if not probe:
+        return class_token_map(rollout, grid, config.num_prefix_tokens, normalize=normalize)
+    attended = getattr(np, head_fusion)(probe_attention(model, pixels, batch_size), axis=1)  # (B, T)
+    flow = np.einsum("bt,bts->bs", attended, rollout)
+    return _on_grid(flow[:, config.num_prefix_tokens:], grid, normalize)
+
+
+def probe_attention(model: keras.Model, images, batch_size: int = 8) -> np.ndarray:
+    """The MAP head's attention: its learned probe's softmax(q Kᵀ / √Dh) over the final tokens, per head:
+    (B, heads, T) float32, each row summing to 1 (``images`` as for ``attention_maps``)."""
+    if not _has_map_head(model):
+        raise ValueError(f"model {model.name!r} has no MAP head (pooling 'map' with its top); its attention "
+                         f"maps are attention_maps' (per block)")
+    pooling = model.get_layer(MAP_ATTENTION_LAYER)
+    pixels = model_inputs(model, images)
+    trunk = keras.Model(model.input, pooling.input)
+    parts = [keras.ops.convert_to_numpy(pooling.attention_probabilities(trunk(pixels[start:start + batch_size],
+                                                                                training=False)))[:, :, 0]
+             for start in range(0, len(pixels), batch_size)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _has_map_head(model: keras.Model) -> bool:
+    return any(layer.name == MAP_ATTENTION_LAYER for layer in model.layers)

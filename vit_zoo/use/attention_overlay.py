@@ -92,7 +92,8 @@ def attention_overlay(model, image, path: Union[str, Path], layers: Union[int, S
     (PNG, JPEG, ... by suffix), drawn with Pillow; the library function behind ``vit-zoo attention``.
 
     Args:
-        model: a vit_zoo ViT with a class token; its identity's preprocessing decides the region it sees.
+        model: a vit_zoo ViT with a class token, or a tower pooled by its MAP head (SigLIP: the probe's map);
+            its identity's preprocessing decides the region it sees.
         image: a path, PIL image or (H, W, 3) array: the photo, drawn at its own size.
         layers, head_fusion, discard_ratio: of the rollout (see ``vit_zoo.use.attention.attention_mask``).
         alpha: opacity of the heat map.
