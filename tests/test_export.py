@@ -2,7 +2,7 @@
 interpreter for TFLite, onnxruntime for ONNX, TensorFlow for the SavedModel, Keras for .keras), gives
 the Keras model's outputs, for both GELU flavours. Tolerances on max |Δ logits| (logits spanning ~10;
 measured in brackets): .keras 1e-6 (0), SavedModel 1e-5 (1e-6), TFLite float32 2e-5 (2.5e-6), ONNX 2e-5
-(2.7e-6); TFLite dynamic-range int8: 5% of the logit range (1.5%) and the same top-1 on at least 3 of 4
+(2.7e-6), OpenVINO IR run in fp32 2e-5; TFLite dynamic-range int8: 5% of the logit range (1.5%) and the same top-1 on at least 3 of 4
 images (4 of 4). The two GELU flavours differ by 6e-4 here, 20x the float tolerances. Every format
 carries the model's identity (read back equal), and an exported model classifies photos as the Keras model
 does with the class names and preprocessing of its metadata alone."""
@@ -11,8 +11,8 @@ import pytest
 
 from conftest import tiny_config
 
-TOLERANCE = {"keras": 1e-6, "saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5}
-SUFFIX = {"keras": ".keras", "saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
+TOLERANCE = {"keras": 1e-6, "saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5, "openvino": 2e-5}
+SUFFIX = {"keras": ".keras", "saved_model": "", "tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
 
 @pytest.fixture(scope="module", params=["exact", "tanh"])
@@ -48,7 +48,7 @@ IN_TENSORFLOW = pytest.mark.tensorflow_only("SavedModel / TFLite / ONNX export i
 
 
 @IN_TENSORFLOW
-@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx"])
+@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx", "openvino"])
 def test_export_round_trips(model, batch, expected, format, tmp_path):
     from vit_zoo.exporting import export, run_exported
 
@@ -143,7 +143,7 @@ def named_model():
     return net
 
 
-@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx"])
+@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx", "openvino"])
 def test_exports_carry_the_identity(named_model, format, tmp_path):
     from vit_zoo.exporting import export, read_identity, read_metadata
 
@@ -183,7 +183,7 @@ def test_exports_carry_the_identity(named_model, format, tmp_path):
         assert props["input"] == "images (B, 32, 32, 3) uint8 RGB, in [0, 255]"
 
 
-@pytest.mark.parametrize("format", ["saved_model", "tflite", "onnx"])
+@pytest.mark.parametrize("format", ["saved_model", "tflite", "onnx", "openvino"])
 def test_predict_with_the_exported_model_same_classes(named_model, format, tmp_path):
     """The exported model classifies a photo as the Keras model does, with the names and preprocessing
     from its metadata alone (timm crop, bilinear: uint8 pixels, so the inputs are the same)."""

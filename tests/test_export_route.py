@@ -1,5 +1,6 @@
-"""Export from the backend under test (CI runs this file on TensorFlow, JAX and PyTorch): SavedModel, TFLite
-and ONNX written by TensorFlow in a subprocess from the model of this process, verified against it here.
+"""Export from the backend under test (CI runs this file on TensorFlow, JAX and PyTorch): SavedModel, TFLite,
+ONNX and OpenVINO written by TensorFlow in a subprocess from the model of this process, verified against it here
+(OpenVINO's int8 too, its calibration array handed over as a file).
 
 Each artefact is checked twice: by the route's own report (the artefact run in the subprocess, compared
 here) and independently by this test, running the TFLite file with LiteRT, the ONNX file with onnxruntime
@@ -13,8 +14,8 @@ import pytest
 
 from conftest import tiny_config, to_numpy
 
-TOLERANCE = {"saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5}
-SUFFIX = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}
+TOLERANCE = {"saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5, "openvino": 2e-5}
+SUFFIX = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    """The three formats, exported side by side: {format: export's result}."""
+    """The four formats, exported side by side: {format: export's result}."""
     pytest.importorskip("tf2onnx")
     from vit_zoo.exporting.route import start_export
 
@@ -57,6 +58,17 @@ def test_the_artefact_computes_this_backends_model(model, exports, batch, format
     assert np.ptp(expected) > 0.5  # logits of a size where the tolerance means something
 
 
+def test_openvino_int8_takes_its_calibration_array_across(model, tmp_path):
+    from vit_zoo.exporting.route import start_export
+
+    calibration = np.random.default_rng(4).integers(0, 256, (8, 32, 32, 3)).astype("uint8")
+    result = start_export(model, "openvino", tmp_path / "q.xml", quantize="int8", calibration=calibration).result()
+    assert result["quantize"] == "int8" and result["top1_agreement"] >= 0.5, result
+    import openvino
+
+    assert "FakeQuantize" in {op.get_type_name() for op in openvino.Core().read_model(result["path"]).get_ops()}
+
+
 def test_the_artefacts_are_tensorflows(exports):
     from ai_edge_litert.interpreter import Interpreter
     import onnx
@@ -75,7 +87,7 @@ def test_the_artefacts_are_tensorflows(exports):
 def test_the_exporters_errors_arrive_with_their_type_and_message(model, tmp_path):
     from vit_zoo.exporting.route import export_through_tensorflow
 
-    with pytest.raises(ValueError, match=r"quantize must be one of \[None, 'dynamic-int8'\], got 'int4'"):
+    with pytest.raises(ValueError, match=r"quantize must be one of \[None, 'dynamic-int8', 'int8'\], got 'int4'"):
         export_through_tensorflow(model, "tflite", tmp_path / "q.tflite", quantize="int4")
     assert list(tmp_path.iterdir()) == []
 

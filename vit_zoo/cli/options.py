@@ -48,11 +48,15 @@ def load_model(args, *, exported: bool = False, **options):
 
     weights = getattr(args, "weights", None)
     name, _, tag = args.model.partition(":")
+    precision = getattr(args, "precision", None)
     if weights and is_exported(weights):
         if not exported:
             raise ValueError(f"'{weights}' is an exported model, which only `vit-zoo predict` runs; give the "
                              f".keras file or checkpoint it was exported from")
-        model = ExportedModel(weights)
+        model = ExportedModel(weights, precision=precision or "fp32")
+    elif precision is not None:
+        raise ValueError(f"--precision {precision} sets the compute precision of an OpenVINO export (--weights "
+                         f"model.xml); a Keras model runs in the precision it was built with")
     elif weights:
         model = vit_zoo.load(name if args.model_given else None, weights=weights, **options)
     else:

@@ -64,7 +64,7 @@ def _command_export(args):
     if args.format == "keras" and Path(output).resolve() == Path(args.model).resolve():
         raise UsageError(f"exporting '{args.model}' as keras would overwrite it; pass -o OTHER.keras")
     result = export(export_source(args.model, args.image_size), args.format, output, quantize=args.quantize,
-                    input_dtype=args.input_dtype, verify=not args.no_verify)
+                    input_dtype=args.input_dtype, verify=not args.no_verify, calibration=args.calibration)
     print(json.dumps({key: str(value) if key == "path" else value for key, value in result.items()}, indent=2))
 
 
@@ -162,17 +162,21 @@ def _add_finetune(commands) -> None:
 
 def add_commands(commands) -> None:
     _add_finetune(commands)
-    sub = commands.add_parser("export", help="export a model to SavedModel, TFLite, ONNX or .keras",
+    sub = commands.add_parser("export", help="export a model to SavedModel, TFLite, ONNX, OpenVINO or .keras",
                               description="Export a model; the export is checked by running it against the "
                               "model, and carries its class names and preprocessing.")
     sub.add_argument("model", help=f"a checkpoint ({CHECKPOINT_KINDS}), or NAME[:TAG] of published weights")
-    sub.add_argument("--format", choices=("saved_model", "tflite", "onnx", "keras"), default="saved_model",
-                     help="saved_model: a TensorFlow SavedModel folder; tflite: a LiteRT flatbuffer; onnx: an "
-                          "ONNX model (the export extra); keras: a .keras file")
+    sub.add_argument("--format", choices=("saved_model", "tflite", "onnx", "openvino", "keras"),
+                     default="saved_model", help="saved_model: a TensorFlow SavedModel folder; tflite: a LiteRT "
+                     "flatbuffer; onnx: an ONNX model; openvino: an OpenVINO IR, model.xml + model.bin (onnx and "
+                     "openvino: the export extra); keras: a .keras file")
     sub.add_argument("-o", "--output", default=None, help="output file, or folder for saved_model (default: "
-                     "named after MODEL: model.keras gives model_savedmodel/, model.tflite, model.onnx)")
-    sub.add_argument("--quantize", choices=("dynamic-int8",), default=None, help="dynamic-range int8 weights "
-                     "(tflite, onnx; default: none, float32)")
+                     "named after MODEL: model.keras gives model_savedmodel/, model.tflite, model.onnx, model.xml)")
+    sub.add_argument("--quantize", choices=("dynamic-int8", "int8"), default=None, help="dynamic-int8: "
+                     "dynamic-range int8 weights (tflite, onnx); int8: OpenVINO's post-training int8 weights and "
+                     "activations, calibrated on --calibration (openvino); default: none, float32")
+    sub.add_argument("--calibration", default=None, metavar="DIR", help="typical images for --quantize int8 "
+                     "(a folder, up to 300 used, preprocessed as the model evaluates)")
     sub.add_argument("--input-dtype", choices=("uint8", "float32"), default=None, help="what the export takes "
                      "(default: uint8 RGB 0-255 for models that normalise inside, else float32)")
     sub.add_argument("--image-size", type=int, default=None, help="input size in pixels, position embeddings "

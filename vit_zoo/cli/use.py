@@ -142,6 +142,9 @@ def add_commands(commands) -> None:
             sub.add_argument("--top", type=int, default=5, help="classes per image")
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--strict", action="store_true", help=STRICT_HELP)
+            sub.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="compute precision of "
+                             "an OpenVINO export (--weights model.xml; bf16 needs a CPU with native bf16; default "
+                             "fp32)")
         elif command == "embed":
             sub.add_argument("directory", help="folder of images (searched recursively)")
             sub.add_argument("-o", "--output", required=True, help="HDF5 file (appended to when it exists)")

@@ -1,9 +1,10 @@
-"""Exported models run again: a SavedModel folder, ``.tflite`` or ``.onnx`` file with the runtime that
-deploys it, and classification with the class names and preprocessing its metadata carries
+"""Exported models run again: a SavedModel folder, ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` file with the
+runtime that deploys it, and classification with the class names and preprocessing its metadata carries
 (``vit-zoo predict IMAGE --weights model.tflite``).
 
-Runtimes: LiteRT (``ai_edge_litert``, else ``tf.lite``) for ``.tflite``, onnxruntime for ``.onnx``,
-TensorFlow's ``serving_default`` signature for a SavedModel folder.
+Runtimes: LiteRT (``ai_edge_litert``, else ``tf.lite``) for ``.tflite``, onnxruntime for ``.onnx``, OpenVINO's
+CPU plugin for ``.xml`` (fp32 or bf16: ``precision``), TensorFlow's ``serving_default`` signature for a SavedModel
+folder.
 """
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from vit_zoo.exporting import openvino_format
 from vit_zoo.exporting.metadata import read_metadata
 from vit_zoo.model.identity import Identity
 from vit_zoo.native_output import native_stderr_silenced
 
-EXPORTED_SUFFIXES = (".tflite", ".onnx")
+EXPORTED_SUFFIXES = (".tflite", ".onnx", openvino_format.SUFFIX)
 _ONNX_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32"}
 
 
 def is_exported(path) -> bool:
-    """True for a path that names an exported model: a ``.tflite`` or ``.onnx`` file, or a SavedModel folder."""
+    """True for a path that names an exported model: a ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` file, or a
+    SavedModel folder."""
     path = Path(os.fspath(path))
     return path.suffix in EXPORTED_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").exists())
 
@@ -36,19 +39,28 @@ class ExportedModel:
         identity: the ``Identity`` of that record, or None.
         input_dtype: ``"uint8"`` or ``"float32"``, what the graph takes.
     Calling it runs (B, H, W, 3) images of any dtype (cast to ``input_dtype``; uint8 rounds) and returns its
-    (B, C) float32 outputs.
+    (B, C) float32 outputs. ``precision``: ``"fp32"`` (every format) or ``"bf16"`` (an OpenVINO IR on a CPU with
+    native bf16).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, precision: str = "fp32"):
         self.path = Path(os.fspath(path))
         if not self.path.exists():
             raise FileNotFoundError(f"no such exported model: '{self.path}'")
         if not is_exported(self.path):
-            raise ValueError(f"'{self.path}' is not an exported model: expected a SavedModel folder, a .tflite "
-                             f"or an .onnx file")
+            raise ValueError(f"'{self.path}' is not an exported model: expected a SavedModel folder, a .tflite, "
+                             f".onnx or OpenVINO .xml file")
+        if precision != "fp32" and self.path.suffix != openvino_format.SUFFIX:
+            raise ValueError(f"precision={precision!r} is for OpenVINO exports (.xml); '{self.path}' runs in fp32")
+        if self.path.suffix == openvino_format.SUFFIX and not self.path.with_suffix(".bin").exists():
+            raise FileNotFoundError(f"OpenVINO export '{self.path}' has no weights file "
+                                    f"'{self.path.with_suffix('.bin')}' beside it; copy both files")
+        if self.path.suffix == openvino_format.SUFFIX:
+            openvino_format.check_precision(precision)
+        self.precision = precision
         try:
             self.metadata = read_metadata(self.path)
-            self._run, self.input_dtype = _runtime(self.path)
+            self._run, self.input_dtype = _runtime(self.path, precision)
         except ImportError:
             raise
         except Exception as error:  # noqa: BLE001 — each runtime reports a cut-short file in its own words
@@ -81,7 +93,7 @@ def run_exported(path, images) -> np.ndarray:
 
         return keras_outputs(keras.models.load_model(path), images)
     if not is_exported(path):
-        raise ValueError(f"cannot run '{path}': expected a SavedModel folder, .tflite, .onnx or .keras file")
+        raise ValueError(f"cannot run '{path}': expected a SavedModel folder, .tflite, .onnx, .xml or .keras file")
     return ExportedModel(path)(images)
 
 
@@ -123,10 +135,12 @@ def predict_exported(model: Union[ExportedModel, str, os.PathLike], images, *, t
     return [None if position in failures else next(decoded) for position in range(len(items))]
 
 
-def _runtime(path: Path):
+def _runtime(path: Path, precision: str = "fp32"):
     """(run(images) → outputs, input dtype name) for the runtime of ``path``'s format."""
     if path.suffix == ".tflite":
         return _tflite_runtime(path)
+    if path.suffix == openvino_format.SUFFIX:
+        return openvino_format.runtime(path, precision)
     if path.suffix == ".onnx":
         try:
             import onnxruntime

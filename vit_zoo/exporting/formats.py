@@ -9,6 +9,9 @@
     "onnx"         an ONNX model (through ``tf2onnx``, Keras' own ONNX path), input ``images`` uint8;
                    ``quantize="dynamic-int8"``: onnxruntime's ``quantize_dynamic`` (int8 weights, activations
                    quantized per call)
+    "openvino"     an OpenVINO IR (``model.xml`` + ``model.bin``), float32 weights, input ``images`` uint8, run
+                   in fp32 or bf16 by the CPU plugin; ``quantize="int8"``: OpenVINO's post-training int8
+                   quantisation (NNCF), calibrated on ``calibration`` images (``vit_zoo.exporting.openvino_format``)
 
 Exact GELU: TensorFlow's ``gelu(approximate=False)`` lowers to ``Erfc``, which neither tf2onnx nor every
 TFLite runtime supports. The exported graph therefore computes exact GELU as ``0.5 x (1 + erf(x / √2))``
@@ -36,13 +39,16 @@ import numpy as np
 from keras import ops
 
 from vit_zoo.exporting import metadata as export_metadata
+from vit_zoo.exporting import openvino_format
 from vit_zoo.exporting.exported import run_exported
 from vit_zoo.files import replace_atomically
 from vit_zoo.model.builder import has_preprocessing
 
-FORMATS = ("keras", "saved_model", "tflite", "onnx")
-QUANTIZATIONS = (None, "dynamic-int8")
-_SUFFIX = {"keras": ".keras", "saved_model": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx"}
+FORMATS = ("keras", "saved_model", "tflite", "onnx", "openvino")
+# quantization → the formats that offer it
+QUANTIZATIONS = {None: FORMATS, "dynamic-int8": ("tflite", "onnx"), "int8": ("openvino",)}
+_SUFFIX = {"keras": ".keras", "saved_model": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx",
+           "openvino": openvino_format.SUFFIX}
 _CHECKPOINT_SUFFIXES = (".weights.h5", ".keras", ".h5", ".npz", ".safetensors", ".bin", ".pth")
 
 
@@ -54,18 +60,21 @@ class ErfGelu(keras.layers.Layer):
 
 
 def export(model, format: str = "saved_model", output=None, *, quantize: Optional[str] = None,
-           input_dtype: Optional[str] = None, verify: bool = True) -> dict:
+           input_dtype: Optional[str] = None, verify: bool = True, calibration=None) -> dict:
     """Export ``model`` (a ``keras.Model`` or a ``.keras`` path) as ``format`` to ``output``.
 
     Args:
         output: file (``.tflite``, ``.onnx``, ``.keras``) or folder (SavedModel); default
             ``default_output(model, format)``: named after the ``.keras`` path, or the model's name, in the
             current folder (``model.keras`` → ``model_savedmodel/``, ``model.tflite``, ``model.onnx``).
-        quantize: ``None`` or ``"dynamic-int8"`` (``"tflite"`` and ``"onnx"``).
+        quantize: ``None``, ``"dynamic-int8"`` (``"tflite"`` and ``"onnx"``) or ``"int8"`` (``"openvino"``:
+            static int8 weights and activations, calibrated on ``calibration``).
         input_dtype: ``"uint8"`` (default for models with built-in preprocessing: RGB in 0..255) or
             ``"float32"`` (default for models built with ``include_preprocessing=False``).
         verify: run the exported model on 2 random images and report ``max_abs_diff`` and
             ``top1_agreement`` against the Keras model.
+        calibration: for ``quantize="int8"``: a folder of typical images (up to 300 are used) or a list of
+            files, preprocessed as the model evaluates, or an (N, H, W, 3) array of the export's inputs.
 
     Returns:
         {"format", "path", "input_dtype", "quantize", "bytes"} and, with verify, "max_abs_diff" and
@@ -75,15 +84,16 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {list(QUANTIZATIONS)}, got {quantize!r}")
-    if quantize and format not in ("tflite", "onnx"):
-        raise ValueError(f"quantize={quantize!r} applies to formats 'tflite' and 'onnx' only, not {format!r}")
+    if format not in QUANTIZATIONS[quantize]:
+        raise ValueError(f"quantize={quantize!r} applies to format{'s' if len(QUANTIZATIONS[quantize]) > 1 else ''} "
+                         f"{' and '.join(map(repr, QUANTIZATIONS[quantize]))} only, not {format!r}")
     if output is None:
         output = default_output(model if isinstance(model, (str, os.PathLike)) else model.name, format)
     if format != "keras" and keras.backend.backend() != "tensorflow":  # TensorFlow exports, in a subprocess
         from vit_zoo.exporting.route import export_through_tensorflow
 
         return export_through_tensorflow(model, format, output, quantize=quantize, input_dtype=input_dtype,
-                                         verify=verify)
+                                         verify=verify, calibration=calibration)
     if isinstance(model, (str, os.PathLike)):
         model = load_keras_file(model)
     height, width = model.input_shape[1:3]
@@ -98,6 +108,11 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         if path.suffix != ".keras":
             raise ValueError(f"a Keras model file must end in .keras, got '{path}'")
         model.save(path)
+    elif format == "openvino":
+        samples = openvino_format.calibration_inputs(model, calibration, input_dtype) if quantize else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        openvino_format.write(export_graph(model, input_dtype), path, quantize,
+                              export_metadata.export_record(model, format, input_dtype), samples, _saved_model)
     else:
         graph = export_graph(model, input_dtype)
         record = export_metadata.export_record(model, format, input_dtype)
@@ -106,6 +121,8 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
         _written_atomically(path, lambda temporary: writer(graph, temporary, quantize, record),
                             folder=format == "saved_model")
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    if format == "openvino":
+        size += path.with_suffix(".bin").stat().st_size
     result = {"format": format, "path": str(path), "input_dtype": input_dtype, "quantize": quantize,
               "bytes": size}
     if verify:
@@ -116,8 +133,8 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
 
 def default_output(source, format: str) -> Path:
     """Where an export of ``source`` (a checkpoint path, or a model's name or ``NAME:TAG``) goes by default:
-    its name without the checkpoint suffix, plus ``_savedmodel`` (a folder), ``.tflite``, ``.onnx`` or
-    ``.keras``, in the current folder. The ``_savedmodel`` ending keeps a SavedModel folder from taking a
+    its name without the checkpoint suffix, plus ``_savedmodel`` (a folder), ``.tflite``, ``.onnx``, ``.xml``
+    (OpenVINO) or ``.keras``, in the current folder. The ``_savedmodel`` ending keeps a SavedModel folder from taking a
     model name (``vit-tiny-16``) that another command would read as a path."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")

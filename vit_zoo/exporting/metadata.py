@@ -124,11 +124,13 @@ def read_metadata(path) -> Optional[dict]:
             raise ValueError(f"'{path}' is a folder without saved_model.pb, not a SavedModel")
         record_file = path / SAVED_MODEL_RECORD
         return json.loads(record_file.read_text(encoding="utf-8")) if record_file.exists() else None
+    from vit_zoo.exporting import openvino_format
+
     reader = {".tflite": _tflite_record, ".onnx": _onnx_record, ".keras": _keras_record,
-              ".h5": _weights_h5_record}.get(path.suffix)
+              ".h5": _weights_h5_record, openvino_format.SUFFIX: openvino_format.read_record}.get(path.suffix)
     if reader is None:
         raise ValueError(f"cannot read a vit_zoo record from '{path}': expected a SavedModel folder or a "
-                         f".tflite, .onnx, .keras or .weights.h5 file")
+                         f".tflite, .onnx, OpenVINO .xml, .keras or .weights.h5 file")
     text = reader(path)
     return json.loads(text) if text else None
 

@@ -41,7 +41,7 @@ _RELAYED_ERRORS = {error.__name__: error for error in (ValueError, TypeError, Im
 
 
 def export_through_tensorflow(model, format: str, output=None, *, quantize: Optional[str] = None,
-                              input_dtype: Optional[str] = None, verify: bool = True) -> dict:
+                              input_dtype: Optional[str] = None, verify: bool = True, calibration=None) -> dict:
     """``vit_zoo.export(model, format, output, ...)`` done by TensorFlow in a subprocess (any backend here).
 
     Args and returns: as ``vit_zoo.exporting.export``; with ``verify``, ``max_abs_diff`` (float32 logits)
@@ -49,11 +49,12 @@ def export_through_tensorflow(model, format: str, output=None, *, quantize: Opti
     Raises the exporter's own ``ValueError`` / ``ImportError`` / ... for bad arguments, ``RuntimeError``
     (with the end of the subprocess's log) for anything else.
     """
-    return start_export(model, format, output, quantize=quantize, input_dtype=input_dtype, verify=verify).result()
+    return start_export(model, format, output, quantize=quantize, input_dtype=input_dtype, verify=verify,
+                        calibration=calibration).result()
 
 
 def start_export(model, format: str, output=None, *, quantize: Optional[str] = None,
-                 input_dtype: Optional[str] = None, verify: bool = True) -> "PendingExport":
+                 input_dtype: Optional[str] = None, verify: bool = True, calibration=None) -> "PendingExport":
     """Start the TensorFlow subprocess of ``export_through_tensorflow`` and return at once; ``.result()``
     waits for it. Several exports started one after another run side by side."""
     if importlib.util.find_spec("tensorflow") is None:
@@ -71,6 +72,12 @@ def start_export(model, format: str, output=None, *, quantize: Optional[str] = N
             source = folder / "model.keras"
             model.save(source)
         command = [sys.executable, "-m", "vit_zoo.exporting.route", str(source), format, "--folder", str(folder)]
+        if calibration is not None:  # a folder or files read there; an array handed over as a .npy file
+            if isinstance(calibration, np.ndarray):
+                np.save(folder / "calibration.npy", calibration)
+                calibration = folder / "calibration.npy"
+            command += ["--calibration", *map(str, [calibration] if isinstance(calibration, (str, os.PathLike))
+                                              else calibration)]
         for flag, value in (("--output", output), ("--quantize", quantize), ("--input-dtype", input_dtype)):
             if value is not None:
                 command += [flag, str(value)]
@@ -151,6 +158,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output")
     parser.add_argument("--quantize")
     parser.add_argument("--input-dtype")
+    parser.add_argument("--calibration", nargs="+")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     import keras
@@ -163,8 +171,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"vit_zoo.exporting.route runs on KERAS_BACKEND=tensorflow, not {keras.backend.backend()}")
     try:
         model = keras.models.load_model(args.source)
+        calibration = args.calibration
+        if calibration and len(calibration) == 1 and calibration[0].endswith(".npy"):
+            calibration = np.load(calibration[0])
+        elif calibration and len(calibration) == 1:
+            calibration = calibration[0]
         result = export(model, args.format, args.output, quantize=args.quantize, input_dtype=args.input_dtype,
-                        verify=False)
+                        verify=False, calibration=calibration)
     except tuple(_RELAYED_ERRORS.values()) as error:
         write_json(folder / "report.json", {"error": {"type": type(error).__name__, "message": str(error)}})
         return 1
