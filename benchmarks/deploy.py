@@ -7,8 +7,12 @@ Exports one model with ``vit_zoo.export`` (uint8 image input) to
     tflite-int8      LiteRT with dynamic-range int8 weights
     onnx             ONNX (tf2onnx), onnxruntime CPU
     onnx-int8        ONNX through onnxruntime's ``quantize_dynamic`` (int8 weights)
+    openvino         OpenVINO IR run by its CPU plugin in fp32 (``vit_zoo``'s ExportedModel: latency hint)
+    openvino-bf16    the same IR computed in bf16 (CPUs with native bf16: AVX512_BF16 / AMX)
+    openvino-int8    OpenVINO's post-training int8 (NNCF, calibrated on the agreement images)
 and times each in its own process against the Keras model itself (``keras``: ``model.predict``, the
-default path, fp32). Agreement: the share of ``--images`` photo-like images whose arg-max equals the
+default path, fp32) and the peer of the issue, transformers' ``ViTForImageClassification`` of the same
+architecture on torch (``transformers``: eager fp32; ``transformers-bf16``: ``torch.autocast`` bf16). Agreement: the share of ``--images`` photo-like images whose arg-max equals the
 Keras fp32 model's, and the largest |Δlogit| relative to the largest |logit|. With random-init weights
 the logits are nearly tied, so agreement is a harsh lower bound: pass ``--weights`` or ``--pretrained``
 for the real figure.
@@ -32,7 +36,9 @@ import common  # noqa: E402
 HERE = os.path.abspath(__file__)
 FORMATS = {"saved_model": ("saved_model", None, ""), "tflite": ("tflite", None, ".tflite"),
            "tflite-int8": ("tflite", "dynamic-int8", ".int8.tflite"), "onnx": ("onnx", None, ".onnx"),
-           "onnx-int8": ("onnx", "dynamic-int8", ".int8.onnx")}
+           "onnx-int8": ("onnx", "dynamic-int8", ".int8.onnx"), "openvino": ("openvino", None, ".xml"),
+           "openvino-bf16": ("openvino", None, ".xml"), "openvino-int8": ("openvino", "int8", ".int8.xml")}
+PEERS = ("transformers", "transformers-bf16")
 
 
 def photo_like(count, size, seed=1):
@@ -63,11 +69,14 @@ def worker_export(spec):
     pictures = photo_like(spec["images"], size)
     np.save(os.path.join(spec["folder"], "images.npy"), pictures)
     np.save(os.path.join(spec["folder"], "reference.npy"), model.predict(pictures.astype("float32"), verbose=0))
+    written = {}
     for name in spec["formats"]:
         format, quantize, suffix = FORMATS[name]
-        result = vit_zoo.export(model, format, os.path.join(spec["folder"], "model" + suffix), quantize=quantize,
-                                verify=False)
-        common.emit(kind="export", format=name, bytes=result["bytes"], path=result["path"])
+        if suffix not in written:  # openvino-bf16 runs the openvino IR
+            written[suffix] = vit_zoo.export(model, format, os.path.join(spec["folder"], "model" + suffix),
+                                             quantize=quantize, verify=False,
+                                             calibration=pictures if quantize == "int8" else None)
+        common.emit(kind="export", format=name, bytes=written[suffix]["bytes"], path=written[suffix]["path"])
     for batch in spec["batches"]:
         x = pictures[:batch].astype("float32") if batch <= len(pictures) else photo_like(batch, size).astype("float32")
         result = common.measure(lambda: model.predict(x, batch_size=batch, verbose=0), batch, spec["min_time"],
@@ -92,9 +101,40 @@ def worker_run(spec):
         common.emit(kind="speed", format=spec["format"], batch=batch, **result)
 
 
+def worker_peer(spec):
+    """transformers' ViTForImageClassification of the model's architecture (random init), eager fp32 and under
+    bf16 autocast, on the agreement images scaled as the ViT's 0.5 mean/std does."""
+    import numpy as np
+    import torch
+    import transformers
+
+    import vit_zoo
+
+    config = vit_zoo.ViTConfig.from_name(spec["model"])
+    model = transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=config.image_size, patch_size=config.patch_size, hidden_size=config.hidden_size,
+        intermediate_size=config.mlp_size, num_attention_heads=config.num_heads, num_hidden_layers=config.num_layers,
+        num_labels=config.num_classes)).eval()
+    pictures = np.load(os.path.join(spec["folder"], "images.npy"))
+    for name in PEERS:
+        for batch in spec["batches"]:
+            pixels = torch.from_numpy(np.resize(pictures, (batch, *pictures.shape[1:]))).permute(0, 3, 1, 2) / 127.5 - 1
+
+            def step():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=name.endswith("bf16")):
+                    return model(pixel_values=pixels).logits
+            result = common.measure(step, batch, spec["min_time"], spec["repeats"])
+            common.emit(kind="speed", format=name, batch=batch, **result)
+
+
 def make_runner(path, name):
     """images (B, H, W, 3) uint8 → logits (B, C), for the runtime of ``name``."""
     import numpy as np
+
+    if name.startswith("openvino"):
+        from vit_zoo.exporting.exported import ExportedModel
+
+        return ExportedModel(path, precision="bf16" if name == "openvino-bf16" else "fp32")
 
     if name == "saved_model":
         import tensorflow as tf
@@ -132,13 +172,15 @@ def main(argv=None):
     parser.add_argument("--pretrained", nargs="?", const=True, default=None,
                         help="the manifest's default weights (or a TAG); needs them cached or the network")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS),
+                        help="transformers on torch, fp32 eager and bf16 autocast (none: --peers)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=64, help="images for the top-1 agreement")
     common.add_run_arguments(parser, min_time=2.0)
     args = parser.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
-        {"export": worker_export, "run": worker_run}[spec["kind"]](spec)
+        {"export": worker_export, "run": worker_run, "peer": worker_peer}[spec["kind"]](spec)
         return
 
     facts, load_before = common.print_machine(args.max_load, args.wait)
@@ -152,6 +194,8 @@ def main(argv=None):
             if record.get("kind") == "export":
                 records += common.run_worker(HERE, dict(base, kind="run", folder=folder, format=record["format"],
                                                         path=record["path"]))
+        if args.peers:
+            records += common.run_worker(HERE, dict(base, kind="peer", folder=folder))
     for record in records:
         if "error" in record:
             print(f"  ! {record.get('kind')} {record.get('format', '')}: {record['error']}")
@@ -166,7 +210,7 @@ def report(records, args):
     weights = args.weights or (f"pretrained {args.pretrained}" if args.pretrained else "random init")
     print(f"\n## {args.model} ({weights}): exported formats on this CPU\n")
     rows = []
-    for name in ["keras"] + list(args.formats):
+    for name in ["keras"] + list(args.formats) + list(args.peers):
         for batch in args.batch:
             r = speed.get((name, batch))
             if r is None:
@@ -175,13 +219,17 @@ def report(records, args):
             rows.append(dict(format=name, batch=batch, img_s=f"{r['rate']:.2f}", spread=f"{r['min']:.2f}-{r['max']:.2f}",
                              first_call_s=f"{r['first_s']:.1f}",
                              vs_keras=f"{r['rate'] / speed[('keras', batch)]['rate']:.2f}x" if ("keras", batch) in speed else "",
-                             top1_agreement=f"{100 * match['agreement']:.1f}%" if match else "reference",
+                             vs_torch_bf16=(f"{r['rate'] / speed[('transformers-bf16', batch)]['rate']:.2f}x"
+                                            if ("transformers-bf16", batch) in speed else ""),
+                             top1_agreement=(f"{100 * match['agreement']:.1f}%" if match else
+                                             "reference" if name == "keras" else ""),
                              max_rel_logit_err=f"{match['max_relative_logit_error']:.4f}" if match else "",
                              MB=f"{sizes[name] / 1e6:.0f}" if name in sizes else ""))
-    print(common.table(rows, ["format", "batch", "img_s", "spread", "first_call_s", "vs_keras", "top1_agreement",
-                              "max_rel_logit_err", "MB"]))
+    print(common.table(rows, ["format", "batch", "img_s", "spread", "first_call_s", "vs_keras", "vs_torch_bf16",
+                              "top1_agreement", "max_rel_logit_err", "MB"]))
     for batch in args.batch:
-        cell = {name: speed[(name, batch)]["rate"] for name in ["keras"] + list(args.formats) if (name, batch) in speed}
+        cell = {name: speed[(name, batch)]["rate"] for name in ["keras"] + list(args.formats) + list(args.peers)
+                if (name, batch) in speed}
         if len(cell) > 1:
             ranked = sorted(cell.items(), key=lambda item: -item[1])
             print(f"  batch {batch}: fastest {ranked[0][0]} {ranked[0][1]:.2f} img/s = "

@@ -111,7 +111,7 @@ def export(model, format: str = "saved_model", output=None, *, quantize: Optiona
     elif format == "openvino":
         samples = openvino_format.calibration_inputs(model, calibration, input_dtype) if quantize else None
         path.parent.mkdir(parents=True, exist_ok=True)
-        openvino_format.write(export_graph(model, input_dtype), path, quantize,
+        openvino_format.write(export_graph(model, input_dtype, flat_matmuls=False), path, quantize,
                               export_metadata.export_record(model, format, input_dtype), samples, _saved_model)
     else:
         graph = export_graph(model, input_dtype)
@@ -182,16 +182,30 @@ def keras_outputs(model, images) -> np.ndarray:
     return np.asarray(tf.function(lambda x: model(x, training=False))(np.asarray(images, np.float32)), np.float32)
 
 
-def export_graph(model, input_dtype: str = "uint8") -> keras.Model:
+def export_graph(model, input_dtype: str = "uint8", flat_matmuls: bool = True) -> keras.Model:
     """A float32 copy of ``model`` with export-friendly exact GELU, taking ``input_dtype`` images
-    (B, H, W, 3) named ``images`` and returning ``predictions``."""
+    (B, H, W, 3) named ``images`` and returning ``predictions``.
+
+    ``flat_matmuls=False`` (for OpenVINO) keeps the tokens' (B, T) axes through every projection: attention as
+    einsums (``SelfAttention.flat_matmuls``), the MLP's Dense layers as ``EinsumDense`` on the tokens, no
+    flattening of (B, T) into one axis, which OpenVINO's int8 transformations (its ReshapeTransformation,
+    2026.4) cannot carry a per-channel scale through."""
+    from vit_zoo.model.layers import FlattenTokens, SelfAttention, UnflattenTokens
+
     def rebuild(layer):
         config = {**layer.get_config(), "dtype": "float32"}
         if type(layer).__name__ == "Gelu" and not layer.get_config().get("approximate"):
             return ErfGelu(name=layer.name, dtype="float32")
         if isinstance(layer, keras.layers.InputLayer):
             return layer.__class__.from_config(layer.get_config())
-        return layer.__class__.from_config(config)
+        if not flat_matmuls and type(layer) is keras.layers.Dense:
+            return keras.layers.EinsumDense("...d,dm->...m", output_shape=(layer.units,), name=layer.name,
+                                            bias_axes="m" if layer.use_bias else None, dtype="float32",
+                                            activation=layer.activation)
+        copy = layer.__class__.from_config(config)
+        if isinstance(copy, (SelfAttention, FlattenTokens, UnflattenTokens)):
+            copy.flat_matmuls = flat_matmuls
+        return copy
 
     copy = keras.models.clone_model(model, clone_function=rebuild)
     copy.set_weights([np.asarray(w, np.float32) if np.issubdtype(np.asarray(w).dtype, np.floating) else w

@@ -120,16 +120,26 @@ class SelfAttention(keras.layers.Layer):
         self.output_kernel = self.add_weight(name="output_kernel", shape=(*heads, width), initializer=init)
         self.output_bias = self.add_weight(name="output_bias", shape=(width,), initializer="zeros")
 
+    # The projections run as 2-D matmuls over (B*T, D) (oneDNN fuses each with its bias add; XLA does not care);
+    # False keeps the tokens' (B, T) axes through them, the layout OpenVINO's int8 transformations expect
+    # (the OpenVINO export sets it on its copy of the model).
+    flat_matmuls = True
+
     def _project(self, x, name):
-        """(B, T, D) → (B, T, H, Dh), as one 2-D matmul + bias add (oneDNN fuses the pair; XLA does not care)."""
+        """(B, T, D) → (B, T, H, Dh): one matmul + bias add."""
         heads = self.num_heads * self.head_dim
+        if not self.flat_matmuls:
+            y = ops.einsum("btd,dhk->bthk", x, getattr(self, f"{name}_kernel"))
+            return ops.add(y, getattr(self, f"{name}_bias")) if self.use_bias else y
         y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), ops.reshape(getattr(self, f"{name}_kernel"), (-1, heads)))
         if self.use_bias:
             y = ops.add(y, ops.reshape(getattr(self, f"{name}_bias"), (heads,)))
         return ops.reshape(y, (*_leading_shape(x), self.num_heads, self.head_dim))
 
     def _output(self, attended):
-        """(B, T, H, Dh) → (B, T, D) through the output projection, as one 2-D matmul + bias add."""
+        """(B, T, H, Dh) → (B, T, D) through the output projection: one matmul + bias add."""
+        if not self.flat_matmuls:
+            return ops.add(ops.einsum("bthk,hkd->btd", attended, self.output_kernel), self.output_bias)
         heads = self.num_heads * self.head_dim
         y = ops.matmul(ops.reshape(attended, (-1, heads)), ops.reshape(self.output_kernel, (heads, -1)))
         y = ops.add(y, self.output_bias)
@@ -168,10 +178,14 @@ class FlattenTokens(keras.layers.Layer):
     path then fuses matmul + bias + GELU into one kernel (a 3-D Dense is reshape-matmul-reshape, which it
     cannot fuse). No weights; XLA and the other backends compute the same thing either way."""
 
+    flat_matmuls = True  # False: pass the tokens through (the OpenVINO export's copy; see SelfAttention)
+
     def call(self, tokens):
-        return ops.reshape(tokens, (-1, tokens.shape[-1]))
+        return ops.reshape(tokens, (-1, tokens.shape[-1])) if self.flat_matmuls else tokens
 
     def compute_output_shape(self, input_shape):
+        if not self.flat_matmuls:
+            return input_shape
         batch, length = input_shape[:2]
         return (None if batch is None or length is None else batch * length, input_shape[-1])
 
@@ -180,9 +194,11 @@ class FlattenTokens(keras.layers.Layer):
 class UnflattenTokens(keras.layers.Layer):
     """Called as ``layer([flat, like])``: flat (B·T, D') back to (B, T, D') for ``like`` (B, T, D)."""
 
+    flat_matmuls = True  # False: ``flat`` is already (B, T, D') (FlattenTokens passed the tokens through)
+
     def call(self, inputs):
         flat, like = inputs
-        return ops.reshape(flat, (*_leading_shape(like), flat.shape[-1]))
+        return ops.reshape(flat, (*_leading_shape(like), flat.shape[-1])) if self.flat_matmuls else flat
 
     def compute_output_shape(self, input_shape):
         flat, like = input_shape
