@@ -34,7 +34,7 @@ def format_module(name: str):
 
 def describe_transform(transform: Callable) -> str:
     """``"as stored"`` for the identity, else the transform's maker and its arguments, e.g.
-    ``"split_heads_in(num_heads=12)"`` (None arguments left out)."""
+    ``"split_heads_in(num_heads=12)"`` (None arguments and those at their default left out)."""
     if transform is identity:
         return "as stored"
     name = transform.__qualname__.split(".<locals>")[0]
@@ -42,9 +42,11 @@ def describe_transform(transform: Callable) -> str:
         return name
     values = dict(zip(transform.__code__.co_freevars, (cell.cell_contents for cell in transform.__closure__)))
     maker = transform.__globals__.get(name)
-    order = list(inspect.signature(maker).parameters) if callable(maker) else sorted(values)
+    parameters = inspect.signature(maker).parameters if callable(maker) else {}
+    order = list(parameters) if parameters else sorted(values)
+    defaults = {key: p.default for key, p in parameters.items() if p.default is not inspect.Parameter.empty}
     shown = [f"{key}={describe_transform(values[key]) if callable(values[key]) else repr(values[key])}"
-             for key in order if values.get(key) is not None]
+             for key in order if values.get(key) is not None and not (key in defaults and values[key] == defaults[key])]
     return f"{name}({', '.join(shown)})"
 
 

@@ -176,7 +176,7 @@ def add_commands(commands) -> None:
                      "dynamic-range int8 weights (tflite, onnx); int8: OpenVINO's post-training int8 weights and "
                      "activations, calibrated on --calibration (openvino); default: none, float32")
     sub.add_argument("--calibration", default=None, metavar="DIR", help="typical images for --quantize int8 "
-                     "(a folder, up to 300 used, preprocessed as the model evaluates)")
+                     "(a folder, up to 300 used, preprocessed as the model evaluates; default: none, needed for int8)")
     sub.add_argument("--input-dtype", choices=("uint8", "float32"), default=None, help="what the export takes "
                      "(default: uint8 RGB 0-255 for models that normalise inside, else float32)")
     sub.add_argument("--image-size", type=int, default=None, help="input size in pixels, position embeddings "
