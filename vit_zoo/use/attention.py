@@ -209,4 +209,10 @@ def probe_attention(model: keras.Model, images, batch_size: int = 8) -> np.ndarr
 
 
 def _has_map_head(model: keras.Model) -> bool:
-    return any(layer.name == MAP_ATTENTION_LAYER for layer in model.layers)
+    """The identity pools with the MAP head and the build record says the graph runs it (its top, or
+    ``pooling="map"`` features)."""
+    from vit_zoo.model.build_record import build_record_of
+
+    record = build_record_of(model)
+    return (vit_identity(model).config.pooling == "map" and record is not None
+            and (record.include_top or record.pooling == "map"))
