@@ -67,10 +67,17 @@ def shapes_model(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------------- point 1
+def _as_in_a_terminal():
+    """The child's Ctrl-C as a terminal's foreground job gets it: a suite started in the background of a
+    non-interactive shell (``cmd &``) inherits SIGINT ignored, and Python then never installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_1_finetune_prints_its_plan_first_and_answers_ctrl_c_within_seconds(fruit, tmp_path):
     process = subprocess.Popen([*command_line(), "finetune", str(fruit), "--image-size", "32", "--steps", "100000",
                                 "--output-dir", str(tmp_path / "run")], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=fresh_env(tmp_path), cwd=tmp_path)
+                               stderr=subprocess.PIPE, text=True, env=fresh_env(tmp_path), cwd=tmp_path,
+                               preexec_fn=_as_in_a_terminal)
     try:
         first = process.stdout.readline()
         assert first.startswith("plan: vit-tiny-16 at 32x32 px, 3 classes | batch 4 | 100000 steps = "), first
