@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from vit_zoo.model import variants
+from vit_zoo.model.config_checks import (  # noqa: F401 (the field values are part of the config's API)
+    GELU_FLAVOURS, HEAD_KINDS, MLP_KINDS, POOLINGS, RESAMPLING_MODES, check_patch_multiple, image_size_pair,
+    three_floats, validate)
 
-POOLINGS = ("token", "gap", "avg-fcnorm", "token-mean", "map")
-GELU_FLAVOURS = ("exact", "tanh", "quick")
-RESAMPLING_MODES = ("bicubic", "bilinear", "bilinear-corners", "bicubic-antialias", "bicubic-offset")
-MLP_KINDS = ("gelu", "swiglu")
-HEAD_KINDS = ("linear", "distilled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,17 +104,17 @@ class ViTConfig:
 
     def __post_init__(self):
         set_field = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
-        set_field("image_size", _image_size_pair(self.image_size))
-        set_field("mean", _three_floats("mean", self.mean))
-        set_field("std", _three_floats("std", self.std))
+        set_field("image_size", image_size_pair(self.image_size))
+        set_field("mean", three_floats("mean", self.mean))
+        set_field("std", three_floats("std", self.std))
         for name in ("representation_size", "projection_size"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 set_field(name, int(getattr(self, name)))
         if self.position_grid is not None:
-            set_field("position_grid", _image_size_pair(self.position_grid))
+            set_field("position_grid", image_size_pair(self.position_grid))
         if self.layer_scale is not None and not isinstance(self.layer_scale, bool):
             set_field("layer_scale", float(self.layer_scale))
-        self._validate()
+        validate(self)
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -221,66 +218,6 @@ class ViTConfig:
         fields = ("patch_size",) + variants.Size._fields + tuple(ARCHITECTURE_DEFAULTS)
         return [f for f in fields if not _same_architecture(f, getattr(other, f), getattr(self, f))]
 
-    # ----------------------------------------------------------------------------------------------
-    def _validate(self):
-        for name in ("patch_size", "hidden_size", "mlp_size", "num_heads", "num_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative integer (0: no classifier, the model outputs "
-                             f"its image embedding), got {self.num_classes!r}")
-        if min(self.image_size) < self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is smaller than one patch ({self.patch_size} px)")
-        if self.hidden_size % self.num_heads:
-            divisors = [h for h in range(1, min(self.hidden_size, 64) + 1) if self.hidden_size % h == 0]
-            raise ValueError(
-                f"num_heads {self.num_heads} does not divide hidden_size {self.hidden_size}; "
-                f"num_heads must be a divisor of hidden_size, e.g. one of {divisors}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if self.pooling in ("token", "token-mean") and not self.class_token:
-            raise ValueError(f"pooling {self.pooling!r} needs class_token=True; use pooling 'gap' or "
-                             "'avg-fcnorm' for a model without a class token")
-        if self.distillation_token and not self.class_token:
-            raise ValueError("distillation_token=True needs class_token=True (DeiT puts it after the class token)")
-        if not isinstance(self.register_tokens, int) or isinstance(self.register_tokens, bool) \
-                or self.register_tokens < 0:
-            raise ValueError(f"register_tokens must be a non-negative integer, got {self.register_tokens!r}")
-        if self.mlp not in MLP_KINDS:
-            raise ValueError(f"mlp must be one of {list(MLP_KINDS)}, got {self.mlp!r}")
-        if self.head not in HEAD_KINDS:
-            raise ValueError(f"head must be one of {list(HEAD_KINDS)}, got {self.head!r}")
-        if self.head == "distilled" and not (self.distillation_token and self.pooling == "token"):
-            raise ValueError("head 'distilled' needs distillation_token=True and pooling 'token' (DeiT: one head "
-                             "on the class token, one on the distillation token)")
-        if self.head == "distilled" and self.representation_size:
-            raise ValueError("head 'distilled' with a pre-logits layer (representation_size) is not modelled")
-        if self.layer_scale is not None and not (isinstance(self.layer_scale, float) and self.layer_scale > 0):
-            raise ValueError(f"layer_scale must be None or a positive initial value, got {self.layer_scale!r}")
-        if self.gelu not in GELU_FLAVOURS:
-            raise ValueError(f"gelu must be one of {list(GELU_FLAVOURS)}, got {self.gelu!r}")
-        if self.position_embedding_resampling not in RESAMPLING_MODES:
-            raise ValueError(f"position_embedding_resampling must be one of {list(RESAMPLING_MODES)}, "
-                             f"got {self.position_embedding_resampling!r}")
-        if not (isinstance(self.layer_norm_epsilon, (int, float)) and 0 < self.layer_norm_epsilon < 1):
-            raise ValueError(f"layer_norm_epsilon must be a float in (0, 1), got {self.layer_norm_epsilon!r}")
-        for name in ("representation_size", "projection_size"):
-            if getattr(self, name) is not None and (isinstance(getattr(self, name), bool) or getattr(self, name) < 1):
-                raise ValueError(f"{name} must be None or a positive integer, got {getattr(self, name)!r}")
-        if self.head == "distilled" and self.projection_size:
-            raise ValueError("head 'distilled' with a projection (projection_size) is not modelled")
-        for name in ("pre_norm", "patch_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("dropout_rate", "attention_dropout_rate", "drop_path_rate"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"std must be positive for every channel, got {self.std}")
-
-
 # Architecture fields a variant name fixes only where its family says so (their defaults otherwise).
 ARCHITECTURE_DEFAULTS = dict(class_token=True, distillation_token=False, register_tokens=0, layer_scale=None,
                              mlp="gelu", head="linear", pre_norm=False, patch_bias=True, projection_size=None,
@@ -295,36 +232,3 @@ def _same_architecture(field: str, value, expected) -> bool:
     if field == "pooling":
         return (value == "map") == (expected == "map")
     return value == expected
-
-
-def check_patch_multiple(size: Tuple[int, int], patch_size: int, what: str) -> None:
-    """ValueError unless ``patch_size`` divides both sides of ``size`` (height, width) in pixels; the
-    message names the side and the nearest sizes that work. ``what`` names the size in the message."""
-    for axis, value in zip(("height", "width"), size):
-        if value % patch_size:
-            lower = value // patch_size * patch_size
-            nearest = [s for s in (lower, lower + patch_size) if s > 0]
-            raise ValueError(f"{what} {axis} {value} is not divisible by patch_size {patch_size}; "
-                             f"the nearest valid sizes are {' and '.join(map(str, nearest))}")
-
-
-def _image_size_pair(image_size) -> Tuple[int, int]:
-    if isinstance(image_size, (int,)) and not isinstance(image_size, bool):
-        pair = (image_size, image_size)
-    elif isinstance(image_size, Sequence) and len(image_size) == 2:
-        pair = tuple(image_size)
-    else:
-        raise ValueError(f"image_size must be an int or a (height, width) pair, got {image_size!r}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
-        raise ValueError(f"image_size must hold positive integers, got {image_size!r}")
-    return (int(pair[0]), int(pair[1]))
-
-
-def _three_floats(name: str, values) -> Tuple[float, float, float]:
-    try:
-        floats = tuple(float(v) for v in values)
-    except TypeError:
-        raise ValueError(f"{name} must be three floats (R, G, B), got {values!r}") from None
-    if len(floats) != 3 or not all(math.isfinite(v) for v in floats):
-        raise ValueError(f"{name} must be three finite floats (R, G, B), got {values!r}")
-    return floats
