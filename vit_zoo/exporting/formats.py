@@ -13,11 +13,8 @@
                    in fp32 or bf16 by the CPU plugin; ``quantize="int8"``: OpenVINO's post-training int8
                    quantisation (NNCF), calibrated on ``calibration`` images (``vit_zoo.exporting.openvino_format``)
 
-Exact GELU: TensorFlow's ``gelu(approximate=False)`` lowers to ``Erfc``, which neither tf2onnx nor every
-TFLite runtime supports. The exported graph therefore computes exact GELU as ``0.5 x (1 + erf(x / √2))``
-(the same function; ONNX has ``Erf`` since opset 9, and the TFLite converter fuses the pattern into its
-builtin ``GELU`` op with ``approximate=False``). Tanh-GELU models export unchanged. The exported graph
-is float32 whatever the model's mixed-precision policy.
+Every format is written from one graph, ``vit_zoo.exporting.graph.export_graph``: float32 whatever the
+model's mixed-precision policy, with exact GELU written with ``erf`` (tanh-GELU models export unchanged).
 
 Every export carries the model's identity (config, preprocessing, class names, provenance) and how to feed
 it, in the place its format has for it (``vit_zoo.exporting.metadata``); ``read_identity(path)`` reads it back
@@ -26,7 +23,6 @@ written under a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -36,10 +32,10 @@ from typing import Optional
 
 import keras
 import numpy as np
-from keras import ops
 
 from vit_zoo.exporting import metadata as export_metadata
 from vit_zoo.exporting import openvino_format
+from vit_zoo.exporting.graph import export_graph
 from vit_zoo.exporting.exported import run_exported
 from vit_zoo.files import replace_atomically
 from vit_zoo.model.builder import has_preprocessing
@@ -50,13 +46,6 @@ QUANTIZATIONS = {None: FORMATS, "dynamic-int8": ("tflite", "onnx"), "int8": ("op
 _SUFFIX = {"keras": ".keras", "saved_model": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx",
            "openvino": openvino_format.SUFFIX}
 _CHECKPOINT_SUFFIXES = (".weights.h5", ".keras", ".h5", ".npz", ".safetensors", ".bin", ".pth")
-
-
-class ErfGelu(keras.layers.Layer):
-    """Exact GELU written with ``erf``: ``0.5 x (1 + erf(x / √2))``; exports to ONNX ``Erf`` and TFLite ``GELU``."""
-
-    def call(self, x):
-        return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def export(model, format: str = "saved_model", output=None, *, quantize: Optional[str] = None,
@@ -180,39 +169,6 @@ def keras_outputs(model, images) -> np.ndarray:
     import tensorflow as tf
 
     return np.asarray(tf.function(lambda x: model(x, training=False))(np.asarray(images, np.float32)), np.float32)
-
-
-def export_graph(model, input_dtype: str = "uint8", flat_matmuls: bool = True) -> keras.Model:
-    """A float32 copy of ``model`` with export-friendly exact GELU, taking ``input_dtype`` images
-    (B, H, W, 3) named ``images`` and returning ``predictions``.
-
-    ``flat_matmuls=False`` (for OpenVINO) keeps the tokens' (B, T) axes through every projection: attention as
-    einsums (``SelfAttention.flat_matmuls``), the MLP's Dense layers as ``EinsumDense`` on the tokens, no
-    flattening of (B, T) into one axis, which OpenVINO's int8 transformations (its ReshapeTransformation,
-    2026.4) cannot carry a per-channel scale through."""
-    from vit_zoo.model.layers import FlattenTokens, SelfAttention, UnflattenTokens
-
-    def rebuild(layer):
-        config = {**layer.get_config(), "dtype": "float32"}
-        if type(layer).__name__ == "Gelu" and not layer.get_config().get("approximate"):
-            return ErfGelu(name=layer.name, dtype="float32")
-        if isinstance(layer, keras.layers.InputLayer):
-            return layer.__class__.from_config(layer.get_config())
-        if not flat_matmuls and type(layer) is keras.layers.Dense:
-            return keras.layers.EinsumDense("...d,dm->...m", output_shape=(layer.units,), name=layer.name,
-                                            bias_axes="m" if layer.use_bias else None, dtype="float32",
-                                            activation=layer.activation)
-        copy = layer.__class__.from_config(config)
-        if isinstance(copy, (SelfAttention, FlattenTokens, UnflattenTokens)):
-            copy.flat_matmuls = flat_matmuls
-        return copy
-
-    copy = keras.models.clone_model(model, clone_function=rebuild)
-    copy.set_weights([np.asarray(w, np.float32) if np.issubdtype(np.asarray(w).dtype, np.floating) else w
-                      for w in model.get_weights()])
-    images = keras.Input(model.input_shape[1:], dtype=input_dtype, name="images")
-    outputs = copy(ops.cast(images, "float32"))
-    return keras.Model(images, {"predictions": outputs}, name=model.name)
 
 
 def _saved_model(graph, path: Path, quantize, record=None):

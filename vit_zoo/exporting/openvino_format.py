@@ -1,6 +1,6 @@
 """OpenVINO IR (``model.xml`` with its weights in ``model.bin`` beside it): writing one, and running it.
 
-Writing: the export graph (``formats.export_graph``: float32, exact GELU written with ``erf``, input ``images``)
+Writing: the export graph (``graph.export_graph``: float32, exact GELU written with ``erf``, input ``images``)
 is saved as a SavedModel in a temporary folder and converted by ``openvino.convert_model``; ``openvino.save_model``
 keeps the weights float32 (``compress_to_fp16=False``). ``quantize="int8"`` is OpenVINO's own post-training
 quantisation (NNCF ``nncf.quantize``, its default "performance" preset with ``model_type=TRANSFORMER``: int8 weights
