@@ -1,5 +1,6 @@
 """BatchStream: order, skipped items, errors, the bound on batches in memory, early exit; predict and
 embed over files equal the in-memory computation."""
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -71,6 +72,30 @@ def test_at_most_prefetch_batches_wait_and_the_producer_stops_when_the_consumer_
     count = len(loaded)
     time.sleep(0.1)
     assert len(loaded) == count <= (5 + prefetch + 1) * batch_size  # nothing decoded after the exit
+
+
+def test_items_from_a_generator_are_read_lazily_a_batch_at_a_time():
+    drawn = []
+
+    def endless():  # an unbounded generator: listing it first would never end
+        for number in itertools.count():
+            drawn.append(number)
+            yield number
+
+    batch_size, prefetch = 3, 1
+    stream = BatchStream(endless(), pixel, batch_size=batch_size, workers=2, prefetch=prefetch)
+    with stream:
+        batches = list(itertools.islice(stream, 4))
+    assert [(b.index, b.start, b.items) for b in batches] == [(i, 3 * i, [3 * i, 3 * i + 1, 3 * i + 2])
+                                                              for i in range(4)]
+    # the four consumed + at most one waiting + one being decoded, and one item read past them
+    assert len(drawn) <= (4 + prefetch + 1) * batch_size + 1
+
+
+def test_the_default_worker_count_is_the_decoding_default():
+    from vit_zoo.use.images import decoding_threads
+
+    assert BatchStream([1], pixel, batch_size=1).workers == decoding_threads()
 
 
 def test_arguments_are_checked():

@@ -3,10 +3,11 @@ previous batch, with a bounded number of batches in memory (whatever the number 
 
     items ──► thread pool: load(item) per image ──► bounded queue of Batch ──► the consumer's forward pass
 
-Used by ``vit_zoo.predict`` / ``vit-zoo predict`` and ``vit_zoo.use.embedding.embed``; any loop over
-files can use it (e.g. an evaluation: ``load`` decodes and preprocesses one file, the consumer runs the
-model on ``batch.pixels`` and reads the labels of ``batch.items``). Pillow and TensorFlow release the
-GIL while decoding and resizing, so the threads overlap with the forward pass.
+The one pipeline of the use code: ``vit_zoo.predict`` / ``vit-zoo predict``, ``vit_zoo.use.embedding.embed``
+and ``vit_zoo.evaluate`` (its items are ``(image, label)`` pairs: ``load`` decodes and preprocesses the
+image, the consumer runs the model on ``batch.pixels`` and reads the labels of ``batch.items``). Items
+may come from a generator: they are read lazily, a batch at a time, in the producer thread. Pillow and
+TensorFlow release the GIL while decoding and resizing, so the threads overlap with the forward pass.
 
 Memory bound: at most ``prefetch`` finished batches wait in the queue, one more is being decoded and the
 consumer holds one: ``prefetch + 2`` batches of ``batch_size`` images at any time.
@@ -14,13 +15,15 @@ consumer holds one: ``prefetch + 2`` batches of ``batch_size`` images at any tim
 from __future__ import annotations
 
 import dataclasses
-import os
+import itertools
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Type
 
 import numpy as np
+
+from vit_zoo.use.images import decoding_threads
 
 
 @dataclasses.dataclass
@@ -46,10 +49,11 @@ class BatchStream:
     """Iterate over ``Batch``es of ``load(item)`` for ``items``, in order.
 
     Args:
-        items: the inputs (e.g. file paths), read lazily in order.
+        items: the inputs (e.g. file paths, or ``(image, label)`` pairs), any iterable (a generator
+            too), read lazily in order: a batch at a time, by the producer thread, never listed whole.
         load: item → (H, W, C) float32 array, the same shape for every item; called in worker threads.
         batch_size: items per batch (the last batch may be smaller).
-        workers: decoding threads (default: the CPU count, at most 8).
+        workers: decoding threads (default ``vit_zoo.use.images.decoding_threads()``).
         prefetch: finished batches that may wait for the consumer (≥ 1).
         skip: exception types that mark an item as unreadable (recorded in ``Batch.errors``, the batch
             goes on); any other exception stops the stream and is raised to the consumer.
@@ -58,12 +62,12 @@ class BatchStream:
     producer thread. ``peak_waiting`` is the most batches that waited at once (≤ ``prefetch``).
     """
 
-    def __init__(self, items: Sequence[Any], load: Callable[[Any], np.ndarray], batch_size: int,
+    def __init__(self, items: Iterable[Any], load: Callable[[Any], np.ndarray], batch_size: int,
                  workers: int = None, prefetch: int = 2, skip: Tuple[Type[BaseException], ...] = ()):
         if batch_size < 1 or prefetch < 1:
             raise ValueError(f"batch_size and prefetch must be ≥ 1, got {batch_size} and {prefetch}")
-        self.items, self.load, self.batch_size, self.skip = list(items), load, int(batch_size), tuple(skip)
-        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.items, self.load, self.batch_size, self.skip = items, load, int(batch_size), tuple(skip)
+        self.workers = workers or decoding_threads()
         self.prefetch = int(prefetch)
         self.peak_waiting = 0
         self._queue: "queue.Queue" = queue.Queue(maxsize=self.prefetch)
@@ -108,12 +112,14 @@ class BatchStream:
     # ------------------------------------------------------------------ producer side
     def _produce(self):
         try:
+            items = iter(self.items)
             with ThreadPoolExecutor(self.workers, thread_name_prefix="vit_zoo-decode") as pool:
-                for index, start in enumerate(range(0, len(self.items), self.batch_size)):
-                    if self._stop.is_set():
-                        return
-                    chunk = self.items[start:start + self.batch_size]
-                    batch = self._assemble(index, start, chunk, list(pool.map(self._load_one, chunk)))
+                for index in itertools.count():
+                    chunk = [] if self._stop.is_set() else list(itertools.islice(items, self.batch_size))
+                    if not chunk:
+                        break
+                    batch = self._assemble(index, index * self.batch_size, chunk,
+                                           list(pool.map(self._load_one, chunk)))
                     if not self._put(batch):
                         return
             self._put(_DONE)
