@@ -8,11 +8,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from vit_zoo.model.build_record import build_record_of
+from vit_zoo.model.build_record import build_record_of, has_preprocessing
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import ImageReadError, tensor_to_numpy
 from vit_zoo.use.labels import decode_predictions
-from vit_zoo.use.preprocessing import preprocess
+from vit_zoo.use.preprocessing import ImageTransform, resolve_settings
 from vit_zoo.use.streaming import BatchStream
 
 
@@ -56,20 +56,12 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
         raise ValueError(f"model {model.name!r} has no classification head (built with include_top=False); "
                          f"load it with include_top=True, or use vit_zoo.feature_extractor / vit_zoo.use.embedding")
     names = model_labels(model, labels)
-    from vit_zoo.model.names import has_preprocessing
-
-    normalize = not has_preprocessing(model)
     from_logits = record.outputs == "logits"
+    transform = image_transform(model, recipe=recipe)
 
-    def load(numbered):
+    def load(numbered):  # an image is named by its place in the whole input
         index, item = numbered
-        try:
-            return preprocess([item], weights=model, recipe=recipe, normalize=normalize)[0]
-        except (ValueError, TypeError) as error:  # name the item by its place in the whole input
-            message = str(error)
-            if message.startswith("image 0 "):
-                raise type(error)(f"image {index} {message[len('image 0 '):]}") from None
-            raise
+        return transform(item, f"image {index}")
 
     results, failures = [], {}
     items = list(enumerate(image_items(images)))
@@ -81,6 +73,13 @@ def predict(model, images, *, top: int = 5, labels: Union[str, Sequence[str], No
             failures.update({batch.start + i: message for i, message in batch.errors.items()})
     warn_skipped(failures, [item for _, item in items])
     return results
+
+
+def image_transform(model, *, recipe: Optional[str] = None) -> ImageTransform:
+    """``model``'s inputs from one image (``transform(item, where) -> (H, W, 3) float32``): its weights'
+    settings (``resolve_settings``; ``recipe`` overrides their recipe), normalised unless the model normalises
+    inside (``include_preprocessing=True``). The one transform of ``predict`` and ``evaluate``."""
+    return ImageTransform(resolve_settings(model, recipe=recipe), normalize=not has_preprocessing(model))
 
 
 def warn_skipped(failures: dict, items: list) -> None:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from vit_zoo.model.config import check_patch_multiple
 from vit_zoo.model.identity import INTERPOLATIONS, Identity, identity_of, source_preprocessing
-from vit_zoo.use.images import MAX_PIXELS, load_images
+from vit_zoo.use.images import MAX_PIXELS, load_image, load_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,17 +106,33 @@ def preprocess(images, weights=None, *, recipe: Optional[str] = None, image_size
         >>> preprocess(np.zeros((40, 60, 3), "uint8"), image_size=32, recipe="timm").shape
         (1, 32, 32, 3)
     """
-    settings = resolve_settings(weights, recipe=recipe, image_size=image_size, crop_pct=crop_pct,
-                                interpolation=interpolation, mean=mean, std=std)
-    pixels = np.stack([apply_recipe(image, settings.recipe, settings.image_size)
-                       for image in load_images(images, max_pixels=max_pixels, value_range=value_range)])
-    if not normalize:
-        return pixels
-    if settings.mean is None or settings.std is None:
-        raise ValueError("normalize=True needs the mean and std the weights were trained with: pass "
-                         "weights= (a model with a preprocessing layer, or a manifest entry) or mean= and std=")
-    mean, std = np.asarray(settings.mean, np.float32), np.asarray(settings.std, np.float32)
-    return ((pixels / np.float32(255.0) - mean) / std).astype(np.float32)
+    transform = ImageTransform(resolve_settings(weights, recipe=recipe, image_size=image_size, crop_pct=crop_pct,
+                                                interpolation=interpolation, mean=mean, std=std), normalize)
+    return np.stack([transform.fit(image) for image in load_images(images, max_pixels, value_range)])
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTransform:
+    """The one per-image transform of ``preprocess``, ``predict`` and ``evaluate``: ``transform(item, where)``
+    takes a path, PIL image, encoded bytes or (H, W[, C]) array (``load_image``; ``where`` names it in errors),
+    ``fit(image)`` a decoded one; both give (H, W, 3) float32 in [0, 255], or normalised when ``normalize``."""
+    settings: Settings
+    normalize: bool = False
+
+    def __post_init__(self):
+        if self.normalize and (self.settings.mean is None or self.settings.std is None):
+            raise ValueError("normalize=True needs the mean and std the weights were trained with: pass weights="
+                             " (a model with a preprocessing layer, or a manifest entry) or mean= and std=")
+
+    def __call__(self, item, where: str = "the image") -> np.ndarray:
+        return self.fit(load_image(item, where))
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        pixels = apply_recipe(image, self.settings.recipe, self.settings.image_size)
+        if not self.normalize:
+            return pixels
+        mean, std = np.asarray(self.settings.mean, np.float32), np.asarray(self.settings.std, np.float32)
+        return ((pixels / np.float32(255.0) - mean) / std).astype(np.float32)
 
 
 def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=None, interpolation=None,
