@@ -17,7 +17,7 @@ import numpy as np
 from vit_zoo.converters import readers
 from vit_zoo.converters.errors import CheckpointError
 from vit_zoo.converters.readers import Entry
-from vit_zoo.converters.readers.h5 import IDENTITY_KEY  # noqa: F401  (the identity record's key)
+from vit_zoo.model.saved_identity import IDENTITY_KEY  # noqa: F401  (the identity record's key)
 
 
 class Checkpoint:

@@ -16,13 +16,14 @@ from collections import Counter
 
 from vit_zoo.converters import targets
 from vit_zoo.converters.apply import row
-from vit_zoo.converters.checkpoint import IDENTITY_KEY
 from vit_zoo.converters.errors import CheckpointError
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model.builder import block_name
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, source_preprocessing
+from vit_zoo.model.saved_identity import IDENTITY_KEY
 
-NAME = "keras"
+NAME = formats.KERAS
 TELLTALE = "'patch_embed/vars/0' and 'pos_embed/vars/0' (a vit_zoo .weights.h5)"
 IGNORED = {r"optimizer/.*": "the optimizer state of a model saved after compile (not a weight)",
            r"(compile_)?metrics/.*|loss/.*": "metric and loss trackers of a compiled model (not weights)"}

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from vit_zoo.converters.errors import CheckpointError
 from vit_zoo.converters.readers import Contents, corrupt_file
-
-IDENTITY_KEY = "vit_zoo_identity"  # a vit_zoo model's identity record (see vit_zoo.model.identity)
+from vit_zoo.model.saved_identity import IDENTITY_KEY, read_weights_identity
 KERAS_ARCHIVE_MEMBERS = ("config.json", "model.weights.h5")
 
 
@@ -38,8 +37,9 @@ def read(path: Path) -> Contents:
 
     handle.visititems(visit)
     metadata = {}
-    if IDENTITY_KEY in handle.attrs:  # written by VisionTransformer.save_weights
-        metadata[IDENTITY_KEY] = json.loads(handle.attrs[IDENTITY_KEY])
+    record = read_weights_identity(handle)  # written by VisionTransformer.save_weights
+    if record is not None:
+        metadata[IDENTITY_KEY] = record
     return Contents(entries, metadata, handle.close)
 
 

@@ -28,8 +28,9 @@ from typing import Optional
 import numpy as np
 
 from vit_zoo.model.identity import Identity, identity_of
+from vit_zoo.model.saved_identity import IDENTITY_KEY
 
-METADATA_KEY = "vit_zoo_identity"
+METADATA_KEY = IDENTITY_KEY  # the name a .keras and a .weights.h5 file keep the record under, in every export
 SAVED_MODEL_RECORD = Path("assets.extra") / f"{METADATA_KEY}.json"
 METADATA_SIGNATURE = "metadata"
 

@@ -12,7 +12,6 @@ It differs from a plain functional model in three ways, none of which touches th
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -25,8 +24,7 @@ from vit_zoo.model import fast_path  # the module, not its names: importing fast
 from vit_zoo.model.fast_predict import fast_predict, predict_source
 from vit_zoo.model.build_record import BUILD_KEY, BuildRecord, record_from_graph
 from vit_zoo.model.identity import Identity, identity_of
-
-IDENTITY_KEY = "vit_zoo_identity"  # in the Keras config and as an HDF5 attribute of .weights.h5 files
+from vit_zoo.model.saved_identity import IDENTITY_KEY, write_weights_identity
 
 
 @keras.saving.register_keras_serializable(package="vit_zoo")
@@ -155,11 +153,8 @@ class VisionTransformer(keras.Model):
 
         def write(temporary):
             super(VisionTransformer, self).save_weights(temporary, overwrite=True, **kwargs)
-            import h5py
-
             if self._identity is not None:
-                with h5py.File(temporary, "a") as handle:
-                    handle.attrs[IDENTITY_KEY] = json.dumps(self._identity.to_dict())
+                write_weights_identity(temporary, self._identity.to_dict())
         _atomically(filepath, overwrite, write)
 
     # ---------------------------------------------------------------------------------- fast path
