@@ -141,3 +141,52 @@ def test_evaluation_uses_the_weights_own_preprocessing(tmp_path):
     pixels = vit_zoo.preprocess(image, recipe="timm", crop_pct=0.9, image_size=32)
     logits = np.asarray(model.predict(pixels, verbose=0), np.float64)[0]
     assert result["loss"] == pytest.approx(np.log(np.sum(np.exp(logits))) - logits[1], rel=1e-5)
+
+
+def test_unreadable_images_are_skipped_named_and_counted_and_strict_stops_at_the_first(tmp_path):
+    import vit_zoo
+    from vit_zoo.use.images import ImageReadError
+
+    model = tiny_classifier()
+    cat, dog = write_images(tmp_path / "cat", 2, seed=1), write_images(tmp_path / "dog", 3, seed=2)
+    broken = tmp_path / "dog" / "img_001.png"
+    broken.write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) of 5; scored 4:\n  .*img_001.png: "):
+        result = vit_zoo.evaluate(model, tmp_path, batch_size=2, workers=2, progress=False)
+    assert [item for item, _ in result["skipped"]] == [str(broken)]
+    assert "cannot read" in result["skipped"][0][1] and result["examples"] == 4
+    top1, topk, loss = expected_counts(model, np.concatenate([cat, dog[[0, 2]]]), np.array([0, 0, 1, 1]))
+    assert result["top1"] == pytest.approx(top1, abs=1e-12) and result["loss"] == pytest.approx(loss, rel=1e-5)
+    with pytest.raises(ImageReadError, match="img_001.png"):
+        vit_zoo.evaluate(model, tmp_path, batch_size=2, progress=False, strict=True)
+    for path in (tmp_path / "cat").iterdir():
+        path.write_bytes(b"")
+    (tmp_path / "dog").rename(tmp_path / ".dog")  # hidden: not a class folder
+    with pytest.raises(ValueError, match=r"none of the 2 images could be read; the first: .*cat.img_000.png: "):
+        vit_zoo.evaluate(model, tmp_path, batch_size=2, progress=False)
+
+
+def test_evaluation_prepares_each_image_as_predict_does_from_any_iterable(tmp_path):
+    """A "hf" identity (Pillow bilinear squash) on a non-square image: the loss of ``evaluate_examples``
+    over a generator of PNG bytes is -log of the label's probability from ``predict`` on the file."""
+    import io
+
+    import vit_zoo
+    from vit_zoo.use.evaluation import evaluate_examples
+    from vit_zoo.model.identity import Preprocessing
+
+    model = tiny_classifier(preprocessing=Preprocessing("hf", 1.0, "bilinear"))
+    images = np.random.default_rng(6).integers(0, 256, (3, 40, 70, 3), dtype=np.uint8)
+    files, encoded = [], []
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{index}.png")
+        files.append(tmp_path / f"{index}.png")
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    labels = [2, 0, 1]
+    result = evaluate_examples(model, ((data, label) for data, label in zip(encoded, labels)), batch_size=2)
+    predicted = vit_zoo.predict(model, files, top=3)
+    probabilities = [dict((index, p) for index, _, p in row)[label] for row, label in zip(predicted, labels)]
+    assert result["examples"] == 3
+    assert result["loss"] == pytest.approx(-np.mean(np.log(probabilities)), rel=1e-5)

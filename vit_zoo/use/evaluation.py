@@ -1,32 +1,30 @@
 """``evaluate``: top-1, top-5, loss and throughput of a classifier on labelled images, preprocessed as
 its weights' own evaluation (the identity's recipe, ``vit_zoo.use.preprocessing``).
 
-Images stream through in batches: worker threads decode and preprocess the next batches while the model
-runs the current one, so memory stays bounded whatever the number of images. Fine-tuning evaluates its
+Images stream through in batches (``vit_zoo.use.streaming.BatchStream``): worker threads decode and
+preprocess the next batches while the model runs the current one, so memory stays bounded whatever the
+number of images. Each image is prepared as ``predict`` prepares it (``prediction.image_transform``). Fine-tuning evaluates its
 validation split with ``evaluate_examples`` too, so the top-1 it prints is what ``vit-zoo evaluate``
 of the saved model on the same images prints.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import itertools
 import time
 import warnings
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
 from vit_zoo.files import write_atomically
-from vit_zoo.model.build_record import build_record_of, has_preprocessing
+from vit_zoo.model.build_record import build_record_of
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use import evaluation_data
-from vit_zoo.use.images import ImageReadError, decoding_threads, load_image
-from vit_zoo.use.preprocessing import RECIPES, apply_recipe, resolve_settings
+from vit_zoo.use.images import ImageReadError
+from vit_zoo.use.prediction import image_transform
+from vit_zoo.use.streaming import BatchStream
 
 BATCH_SIZE = 64
 RESULTS_COLUMNS = ("model", "tag", "img_size", "top1", "top5", "images_per_second", "examples")
@@ -85,23 +83,24 @@ def evaluate_examples(model, examples: Iterable[Tuple[object, int]], total: Opti
     ``examples``, ``skipped`` ([(image, why)]), ``images_per_second``, ``seconds``."""
     from tqdm import tqdm
 
-    prepare, image_size = _transform(model)
-    skipped = []
-    if skip_unreadable:
-        prepare = _skipping(prepare)
+    transform = image_transform(model)
     classes = int(model.output_shape[-1])
     k = min(5, classes)
     from_probabilities = _outputs_probabilities(model)
     sums = np.zeros(3)  # loss, top-1 hits, top-k hits
-    count, started = 0, time.perf_counter()
-    with tqdm(total=total, unit="img", desc=description, disable=not progress, leave=False) as bar:
-        for pixels, labels, failures in _prepared_batches(examples, prepare, batch_size, workers):
-            skipped += failures
-            bar.update(len(failures))
+    count, skipped, started = 0, [], time.perf_counter()
+    stream = BatchStream(examples, lambda example: transform(example[0]), batch_size, workers,
+                         skip=(ImageReadError, OSError) if skip_unreadable else ())
+    with tqdm(total=total, unit="img", desc=description, disable=not progress, leave=False) as bar, stream:
+        for batch in stream:
+            skipped += [(_name(batch.items[i][0]), why) for i, why in sorted(batch.errors.items())]
+            bar.update(len(batch.errors))
+            labels = np.asarray([label for (_, label), ok in zip(batch.items, batch.ok) if ok], np.int64)
             if not len(labels):
                 continue
             if labels.min() < 0 or labels.max() >= classes:
                 raise ValueError(f"class index {int(labels.max())} is outside the model's {classes} classes")
+            pixels = batch.pixels
             padded = np.concatenate([pixels, np.zeros((batch_size - len(pixels), *pixels.shape[1:]), pixels.dtype)])
             outputs = np.asarray(model.predict_on_batch(padded), np.float64)[:len(pixels)]
             sums += _counts(outputs, labels, k, from_probabilities)
@@ -115,7 +114,8 @@ def evaluate_examples(model, examples: Iterable[Tuple[object, int]], total: Opti
     seconds = time.perf_counter() - started
     loss, top1, topk = sums / count
     return {"top1": float(top1), "top5": float(topk), "k": k, "loss": float(loss), "examples": count,
-            "skipped": skipped, "images_per_second": count / seconds, "seconds": seconds, "image_size": list(image_size)}
+            "skipped": skipped, "images_per_second": count / seconds, "seconds": seconds,
+            "image_size": list(transform.settings.image_size)}
 
 
 def _counts(outputs: np.ndarray, labels: np.ndarray, k: int, from_probabilities: bool) -> np.ndarray:
@@ -131,70 +131,9 @@ def _counts(outputs: np.ndarray, labels: np.ndarray, k: int, from_probabilities:
                      (ranked == labels[:, None]).any(axis=1).sum()], np.float64)
 
 
-def _transform(model):
-    """``prepare(image) -> (H, W, 3) float32`` as the weights' evaluation does it, and (H, W)."""
-    identity = identity_of(model)
-    size = tuple(model.input_shape[1:3])
-    if None in size:
-        size = identity.config.image_size if identity is not None else None
-    if identity is not None:
-        p = identity.preprocessing
-        recipe = dataclasses.replace(RECIPES[p.recipe], crop_pct=p.crop_pct, interpolation=p.interpolation)
-        settings = resolve_settings(identity.config, image_size=size)
-    else:  # a plain Keras model: what preprocessing finds on it
-        settings = resolve_settings(model, image_size=size)
-        recipe = settings.recipe
-    normalise = not has_preprocessing(model)
-    mean, std = (np.asarray(v, np.float32) for v in (settings.mean, settings.std)) if normalise else (0, 1)
-
-    def prepare(item) -> np.ndarray:
-        pixels = apply_recipe(load_image(item), recipe, settings.image_size)
-        return ((pixels / np.float32(255) - mean) / std).astype(np.float32) if normalise else pixels
-    return prepare, settings.image_size
-
-
 def _outputs_probabilities(model) -> bool:
     record = build_record_of(model)
     return record is not None and record.outputs == "probabilities"
-
-
-class _Unreadable(NamedTuple):
-    why: str
-
-
-def _skipping(prepare):
-    """``prepare`` that returns ``_Unreadable(why)`` for an image that cannot be read instead of raising."""
-    def prepare_or_skip(item):
-        try:
-            return prepare(item)
-        except (ImageReadError, OSError) as error:
-            return _Unreadable(str(error))
-    return prepare_or_skip
-
-
-def _prepared_batches(examples, prepare, batch_size: int, workers: Optional[int], lookahead: int = 2):
-    """(pixels (b, H, W, 3) float32, labels (b,) int64, [(image, why)] of those ``prepare`` found
-    unreadable) batches, prepared by a thread pool ``lookahead`` batches ahead of the consumer."""
-    iterator = iter(examples)
-    pending = deque()
-    with ThreadPoolExecutor(workers or decoding_threads(), thread_name_prefix="vit_zoo-evaluate") as pool:
-        try:
-            while True:
-                chunk = list(itertools.islice(iterator, batch_size))
-                if chunk:
-                    pending.append(([pool.submit(prepare, item) for item, _ in chunk], chunk))
-                if pending and (len(pending) > lookahead or not chunk):
-                    futures, items = pending.popleft()
-                    results = [f.result() for f in futures]
-                    kept = [(r, y) for r, (_, y) in zip(results, items) if not isinstance(r, _Unreadable)]
-                    failures = [(_name(item), r.why) for r, (item, _) in zip(results, items)
-                                if isinstance(r, _Unreadable)]
-                    pixels = np.stack([r for r, _ in kept]) if kept else np.zeros((0,), np.float32)
-                    yield pixels, np.asarray([y for _, y in kept], np.int64), failures
-                elif not chunk:
-                    return
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _name(item) -> str:
