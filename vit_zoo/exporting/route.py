@@ -137,9 +137,7 @@ def _outputs_here(model, images: np.ndarray) -> np.ndarray:
 def _tensorflow_environment() -> dict:
     """This process's environment with the TensorFlow backend, no GPU, quiet start-up, and this vit_zoo
     first on the path (the child imports the same package as this process)."""
-    import vit_zoo
-
-    package_root = str(Path(vit_zoo.__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding vit_zoo/ (not an import of it)
     path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": path,
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}

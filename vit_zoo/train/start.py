@@ -26,15 +26,15 @@ HUB_PREFIX = "hf-hub:"
 def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=None, dtype=None):
     """A classifier of ``num_classes`` to fine-tune, from any of the starting points above. Call it in
     the distribution scope the run trains in."""
-    import vit_zoo
+    from vit_zoo.weights.loading import load  # (vit_zoo.load; the train part sits below the public API)
 
     options = dict(num_classes=num_classes, image_size=image_size, drop_path_rate=drop_path_rate, dtype=dtype)
     if isinstance(model, ViTConfig):
-        return vit_zoo.load(config=model, **options)
+        return load(config=model, **options)
     if isinstance(model, (str, os.PathLike)) and (str(model).startswith(HUB_PREFIX) or Path(model).exists()):
         if isinstance(model, str):
             refuse_a_name_shadowed_by_a_path(model)
-        return vit_zoo.load(weights=os.fspath(model), **options)
+        return load(weights=os.fspath(model), **options)
     if isinstance(model, str):
         name, _, tag = model.partition(":")
         if "/" in name or os.sep in name or name.endswith((".npz", ".keras", ".h5", ".safetensors", ".bin")):
@@ -44,7 +44,7 @@ def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=N
             warnings.warn(f"model {name!r} without a weights tag starts from random weights (training from "
                           f"scratch); pass '{name}:TAG' for published weights (vit_zoo.list_weights)",
                           stacklevel=3)
-        return vit_zoo.load(name, pretrained=tag or False, **options)
+        return load(name, pretrained=tag or False, **options)
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a name, 'NAME:TAG', a ViTConfig, a checkpoint path or a keras.Model, "
                         f"got {type(model).__name__}")
