@@ -20,13 +20,13 @@ bicubic), facebook/dinov2-* (ImageNet mean/std, shorter side 256, crop 224, bicu
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError
 from vit_zoo.model import variants
 from vit_zoo.model.identity import Preprocessing
+from vit_zoo.model.recipes import crop_scale_size
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = variants.CLIP_MEAN, variants.CLIP_STD
@@ -118,7 +118,7 @@ def _shorter_side_crop(shortest: int, crop, interpolation: str, name: str):
     crop_pct = crop[0] / shortest
     found = Preprocessing("timm", crop_pct, interpolation) if crop_pct <= 1 else Preprocessing("timm", 1.0,
                                                                                               interpolation)
-    if crop[0] != crop[1] or math.floor(crop[0] / found.crop_pct) != shortest:
+    if crop[0] != crop[1] or crop_scale_size(crop, found.crop_pct)[0] != shortest:
         return found, (f"{name} resizes the shorter side to {shortest} and crops {crop}; the nearest recipe is "
                        f"'timm' crop_pct {found.crop_pct:g}")
     return found, None

@@ -26,27 +26,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple, Union
 
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model.config import ViTConfig
+from vit_zoo.model.recipes import INTERPOLATIONS, RECIPES, SQUASH_RECIPES, timm_crop_pct
 
-# Preprocessing recipes (their transforms are in vit_zoo.use.preprocessing): "google" (vit_jax /
-# big_vision: squash-resize, bilinear), "timm" (shorter side to size / crop_pct, centre crop), "hf"
-# (transformers ViTImageProcessor: squash-resize with Pillow).
-RECIPES = ("google", "timm", "hf")
-SQUASH_RECIPES = ("google", "hf")
-INTERPOLATIONS = ("bilinear", "bicubic")
 # Named label sets and their sizes (the names themselves ship as package data: vit_zoo.use.labels).
 LABEL_SET_SIZES = {"imagenet1k": 1000, "imagenet21k": 21843}
-# Formats a model's weights can come from; "built" means randomly initialised by vit_zoo.
-FORMATS = ("google-npz", "big-vision-npz", "hf", "meta-dinov2", "timm", "deit-pth", "open-clip", "openai-clip", "keras",
-           "built")
 
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """The evaluation transform of the weights (see ``vit_zoo.use.preprocessing``).
 
-    recipe: one of ``RECIPES``. crop_pct: fraction of the resized image kept by the "timm" centre crop
-    (1.0 for the squash recipes). interpolation: ``"bilinear"`` or ``"bicubic"``.
+    recipe: one of ``vit_zoo.model.recipes.RECIPES``. crop_pct: fraction of the resized image kept by the
+    "timm" centre crop (1.0 for the squash recipes). interpolation: ``"bilinear"`` or ``"bicubic"``.
     """
 
     recipe: str = "google"
@@ -71,14 +64,14 @@ class Preprocessing:
 class Provenance:
     """Where the weights came from.
 
-    format: one of ``FORMATS``. source: the file path, ``"hf-hub:REPO"`` or URL read. manifest_key:
-    ``"model.tag"`` for published weights. revision: the Hub revision. sha256: of the source file, where
-    known (the manifest's, or computed by the download). assumed: names of the values the source could
-    not tell and that were assumed (a warning listed them at load). finetuned_from: the provenance (as a
-    dict) of the weights a fine-tuned model started from.
+    format: one of ``vit_zoo.model.checkpoint_formats.FORMATS``. source: the file path, ``"hf-hub:REPO"``
+    or URL read. manifest_key: ``"model.tag"`` for published weights. revision: the Hub revision. sha256:
+    of the source file, where known (the manifest's, or computed by the download). assumed: names of the
+    values the source could not tell and that were assumed (a warning listed them at load).
+    finetuned_from: the provenance (as a dict) of the weights a fine-tuned model started from.
     """
 
-    format: str = "built"
+    format: str = formats.BUILT
     source: Optional[str] = None
     manifest_key: Optional[str] = None
     revision: Optional[str] = None
@@ -87,8 +80,7 @@ class Provenance:
     finetuned_from: Optional[dict] = None
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise ValueError(f"provenance format must be one of {list(FORMATS)}, got {self.format!r}")
+        formats.check_format(self.format, "provenance format")
         object.__setattr__(self, "assumed", tuple(self.assumed))
 
 
@@ -102,11 +94,11 @@ def source_preprocessing(format: str, image_size) -> Preprocessing:
     and above, bicubic ("timm"); Meta's DINOv2 evaluates with resize 256, centre crop 224, bicubic ("timm",
     crop_pct 0.875). vit_zoo's own training evaluates like vit_jax ("google").
     ``image_size``: (height, width) in pixels."""
-    if format == "meta-dinov2":
+    if format == formats.META_DINOV2:
         return Preprocessing("timm", 0.875, "bicubic")
-    if format == "timm":
-        return Preprocessing("timm", 1.0 if max(image_size) >= 384 else 0.9, "bicubic")
-    if format == "hf":
+    if format == formats.TIMM:
+        return Preprocessing("timm", timm_crop_pct(image_size), "bicubic")
+    if format == formats.HF:
         return Preprocessing("hf", 1.0, "bilinear")
     return Preprocessing("google", 1.0, "bilinear")
 

@@ -20,43 +20,18 @@ mean/std — which our models do inside (``include_preprocessing=True``), so ``p
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 from vit_zoo.model.config import check_patch_multiple
-from vit_zoo.model.identity import INTERPOLATIONS, Identity, identity_of, source_preprocessing
+from vit_zoo.model.identity import Identity, identity_of, source_preprocessing
+from vit_zoo.model.recipes import (  # noqa: F401 (RECIPES re-exported: the recipes preprocess applies)
+    INTERPOLATIONS, RECIPES, Recipe, crop_scale_size, timm_crop_pct)
 from vit_zoo.use.images import MAX_PIXELS, load_image, load_images
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """One evaluation transform.
-
-    resize: ``"squash"`` (straight to (H, W)) or ``"shorter-side-crop"`` (keep the aspect ratio, resize to
-        cover (H, W) / crop_pct, centre-crop (H, W)).
-    resampler: ``"pil"`` (Pillow ``Image.resize``: antialiased, uint8 in → uint8 out) or ``"half-pixel"``
-        (``tf.image.resize`` semantics through ``keras.ops.image.resize``: float, no antialiasing).
-    """
-    name: str
-    resize: str
-    interpolation: str
-    resampler: str
-    crop_pct: float = 1.0
-    source: str = ""
-
-
-RECIPES = {
-    "google": Recipe("google", "squash", "bilinear", "half-pixel", 1.0,
-                     "vit_jax input_pipeline.py eval; "
-                     "big_vision pp resize(method='bilinear', antialias=False)"),
-    "timm": Recipe("timm", "shorter-side-crop", "bicubic", "pil", 0.9,
-                   "timm.data.transforms_factory.transforms_imagenet_eval (crop_mode='center')"),
-    "hf": Recipe("hf", "squash", "bilinear", "pil", 1.0,
-                 "transformers ViTImageProcessor / ViTImageProcessorPil (resample=BILINEAR)"),
-}
 _PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
@@ -166,8 +141,7 @@ def resolve_settings(weights=None, *, recipe=None, image_size=None, crop_pct=Non
     if image_size is not None and found.get("patch_size"):  # a dynamic_size model takes multiples of it
         check_patch_multiple(size, found["patch_size"], "image_size")
     if crop_pct is None and chosen.resize == "shorter-side-crop":
-        # timm's ViT configs: crop_pct 0.9 at 224 px, 1.0 for the 384 px fine-tunes
-        chosen = dataclasses.replace(chosen, crop_pct=1.0 if max(size) >= 384 else 0.9)
+        chosen = dataclasses.replace(chosen, crop_pct=timm_crop_pct(size))  # timm's ViT configs
     mean = mean if mean is not None else found.get("mean")
     std = std if std is not None else found.get("std")
     return Settings(chosen, size, _triple("mean", mean), _triple("std", std))
@@ -256,7 +230,7 @@ def _crop_offsets(resized: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int,
 
 def timm_resize_size(height: int, width: int, size: Tuple[int, int], crop_pct: float) -> Tuple[int, int]:
     """(height, width) timm resizes an image to before its centre crop of ``size``."""
-    scale = tuple(math.floor(s / crop_pct) for s in size)
+    scale = crop_scale_size(size, crop_pct)
     if scale[0] == scale[1]:  # torchvision Resize(int): the shorter side becomes scale
         short_target = scale[0]
         if width <= height:
