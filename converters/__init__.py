@@ -1,7 +1,10 @@
 """Checkpoint converters (installed as ``vit_zoo.converters``): one module per format.
 
 Every format module is data plus the same four functions:
-    NAME                      "google-npz" | "big-vision-npz" | "hf" | "meta-dinov2" | "timm" | "keras"
+    NAME                      the format's name, one of ``vit_zoo.model.checkpoint_formats`` (the registry
+                              of format names: "google-npz", "hf", "timm", ...)
+    RECORDED_FORMATS          optional: every provenance format the module records, where it records more
+                              than its NAME (timm's "deit-pth" for the DeiT release files)
     TELLTALE                  the keys ``detect`` looks for, for the unknown-format error
     IGNORED                   {key regex: reason} for tensors deliberately not used
     detect(checkpoint)        True when the checkpoint's keys are this format's
@@ -61,3 +64,8 @@ def detect_format(checkpoint: Checkpoint):
                           f"(first {len(sample)} of {len(checkpoint)}: {sample}) match no known layout. "
                           f"Looked for {looked}")
 
+
+def recorded_formats() -> set:
+    """Every provenance format the converters record: each format module's ``NAME``, or its
+    ``RECORDED_FORMATS`` where it has them (``vit_zoo.model.checkpoint_formats`` declares the names)."""
+    return {name for module in formats() for name in getattr(module, "RECORDED_FORMATS", (module.NAME,))}

@@ -48,9 +48,10 @@ from vit_zoo.converters.apply import Row
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.converters.google_npz import BLOCK, flax_fields, flax_table, square_side
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model.identity import source_preprocessing
 
-NAME = "big-vision-npz"
+NAME = formats.BIG_VISION_NPZ
 TELLTALE = ("'embedding/kernel' with 'Transformer/encoderblock_0/MultiHeadDotProductAttention_0/…', "
             "optionally under 'params/' (big_vision .npz)")
 IGNORED = {r"opt/.*": "the optimizer state of a big_vision training checkpoint (not a weight)"}

@@ -46,10 +46,11 @@ from pathlib import Path
 from vit_zoo.converters import targets, transforms as T
 from vit_zoo.converters.checkpoint import HEAD_PREFIX, Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model import variants
 from vit_zoo.model.identity import source_preprocessing
 
-NAME = "meta-dinov2"
+NAME = formats.META_DINOV2
 TELLTALE = ("'patch_embed.proj.weight' with 'mask_token', 'register_tokens' or 'blocks.0.mlp.w12.weight' (Meta "
             "DINOv2 state dict), or only 'weight' and 'bias' (its linear head)")
 IGNORED = {r"mask_token": "the mask token of iBOT masked-image pre-training; unused on whole images"}

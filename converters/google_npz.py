@@ -29,9 +29,10 @@ import re
 from vit_zoo.converters import targets, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model.identity import source_preprocessing
 
-NAME = "google-npz"
+NAME = formats.GOOGLE_NPZ
 TELLTALE = "'embedding/kernel' with 'Transformer/encoder_norm/scale' (vit_jax .npz)"
 IGNORED: dict = {}  # every tensor of a vit_jax ViT is used
 

@@ -26,8 +26,9 @@ from vit_zoo.converters.apply import Row
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.huggingface_layout import (TELLTALE, Layout, checked_layout,  # noqa: F401
                                                    layout, rows)
+from vit_zoo.model import checkpoint_formats as formats
 
-NAME = "hf"
+NAME = formats.HF
 IGNORED = {r"(vit\.|deit\.|dinov2\.|dinov2_with_registers\.)?embeddings\.mask_token":
            "the mask token of masked-image-modelling pre-training (ViTModel(use_mask_token=True), DINOv2's "
            "iBOT masking); unused on whole images"}

@@ -28,8 +28,9 @@ from vit_zoo.converters.apply import Row
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.converters.transforms import fused_qkv_part, pytorch_kinds, split_heads_bias, split_heads_in, to_shape
+from vit_zoo.model import checkpoint_formats as formats
 
-NAME = "hf"
+NAME = formats.HF
 # The tower's key prefix: "vision_model." in a full model, a ...WithProjection and every transformers 4 file; none
 # in a bare CLIPVisionModel / SiglipVisionModel saved by transformers 5.
 BODIES = ("vision_model.", "")

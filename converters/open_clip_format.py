@@ -28,11 +28,13 @@ import json
 from vit_zoo.converters import open_clip_trunk, targets, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model.identity import Preprocessing, Provenance
 from vit_zoo.model.variants import CLIP_MEAN, CLIP_STD
 
-NAME = "open-clip"
-OPENAI_FORMAT = "openai-clip"
+NAME = formats.OPEN_CLIP
+OPENAI_FORMAT = formats.OPENAI_CLIP
+RECORDED_FORMATS = (NAME, OPENAI_FORMAT)  # OpenAI's files: no open_clip_config.json
 TELLTALE = "'visual.conv1.weight' or 'visual.trunk.*' / 'visual.layer1.*' (OpenCLIP / OpenAI CLIP state dict)"
 CONFIG_FILE = "open_clip_config.json"
 TEXT_REASON = ("the text tower (transformer.*, token_embedding, ln_final, text_projection, logit_scale; OpenAI's "

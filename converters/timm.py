@@ -40,10 +40,11 @@ import re
 from vit_zoo.converters import targets, timm_config, timm_layout, timm_tower, transforms as T
 from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.model import variants
 from vit_zoo.model.identity import Provenance, source_preprocessing
 
-NAME = "timm"
+NAME = formats.TIMM
 TELLTALE = "'patch_embed.proj.weight' with 'blocks.0.attn.qkv.weight' (timm state dict)"
 IGNORED = dict(timm_tower.ZERO_BIAS)  # every other tensor of a supported timm ViT is used
 # Keys of Meta's DINOv2 hub files (timm-like otherwise), which their own format reads.
@@ -79,7 +80,8 @@ MODULES = {
     "head_dist": "head_dist",
 }
 # The provenance format of the original DeiT / DeiT-III releases: .pth files of {"model": timm state dict}.
-RELEASE_FORMAT = "deit-pth"
+RELEASE_FORMAT = formats.DEIT_PTH
+RECORDED_FORMATS = (NAME, RELEASE_FORMAT)
 
 
 def detect(checkpoint: Checkpoint) -> bool:

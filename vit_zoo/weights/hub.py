@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vit_zoo.model import checkpoint_formats as formats
 from vit_zoo.weights import download
 from vit_zoo.weights.download import DownloadError, OfflineError, UnreachableError, VerificationError
 
@@ -19,8 +20,8 @@ from vit_zoo.weights.download import DownloadError, OfflineError, UnreachableErr
 # Files beside the weights that say what the weights were trained with, fetched when the repo has them:
 # the image processor of a transformers repo, timm's config.json (pretrained_cfg, label names), OpenCLIP's
 # open_clip_config.json (model_cfg, preprocess_cfg).
-OPTIONAL_FILES = {"hf": ("preprocessor_config.json",), "timm": ("config.json",),
-                  "open-clip": ("open_clip_config.json",)}
+OPTIONAL_FILES = {formats.HF: ("preprocessor_config.json",), formats.TIMM: ("config.json",),
+                  formats.OPEN_CLIP: ("open_clip_config.json",)}
 
 
 def fetch_repo_file(entry: dict) -> Path:
@@ -35,7 +36,7 @@ def fetch_repo_file(entry: dict) -> Path:
     endpoint = os.environ.get("HF_ENDPOINT") or None
     reason = download.offline_reason() if download.is_offline() else _unreachable_reason(repo, filename, revision,
                                                                                          endpoint)
-    names = [filename] + (["config.json"] if entry.get("format") == "hf" else [])
+    names = [filename] + (["config.json"] if entry.get("format") == formats.HF else [])
     weights = [_file(repo, name, revision, endpoint, where, reason) for name in names][0]
     for name in OPTIONAL_FILES.get(entry.get("format"), ()):
         _file(repo, name, revision, endpoint, where, reason, optional=True)
@@ -44,7 +45,7 @@ def fetch_repo_file(entry: dict) -> Path:
     if problems:
         raise VerificationError(f"{where} in the Hugging Face cache ({weights}) does not match the manifest: "
                                 f"{'; '.join(problems)}. Delete it from the HF cache and retry, or fix the entry")
-    return weights.parent if entry.get("format") == "hf" else weights
+    return weights.parent if entry.get("format") == formats.HF else weights
 
 
 def _unreachable_reason(repo, filename, revision, endpoint):

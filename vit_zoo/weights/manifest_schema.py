@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 
+from vit_zoo.model.checkpoint_formats import HUB_FORMATS, META_DINOV2, URL_FORMATS
+from vit_zoo.model.checkpoint_formats import MANIFEST_FORMATS as FORMATS
 from vit_zoo.model.config import POOLINGS
 from vit_zoo.model.identity import LABEL_SET_SIZES, Preprocessing
 from vit_zoo.model.variants import list_models
 
-# Formats downloaded from a plain URL, and formats downloaded from a Hugging Face Hub repo.
-URL_FORMATS = ("google-npz", "big-vision-npz", "deit-pth", "meta-dinov2", "openai-clip")
-HUB_FORMATS = ("hf", "timm", "open-clip")
-FORMATS = URL_FORMATS + HUB_FORMATS
 LABEL_SETS = tuple(LABEL_SET_SIZES)
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -133,8 +131,8 @@ def _cross_field_problems(e, label) -> list[str]:
     if e.get("format") in HUB_FORMATS and has_url:
         problems.append(f"{label}: format {e['format']!r} is downloaded from an 'hf_repo', not a 'url'")
     if e.get("head_url") is not None:
-        if e.get("format") != "meta-dinov2":
-            problems.append(f"{label}: 'head_url' is for format 'meta-dinov2' (a head file beside its backbone), "
+        if e.get("format") != META_DINOV2:
+            problems.append(f"{label}: 'head_url' is for format {META_DINOV2!r} (a head file beside its backbone), "
                             f"not {e.get('format')!r}")
         elif not has_url or e["head_url"].rsplit("/", 1)[0] != e["url"].rsplit("/", 1)[0]:
             problems.append(f"{label}: 'head_url' must sit in the same folder as 'url' (the head is read from "
