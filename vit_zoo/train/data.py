@@ -2,9 +2,10 @@
 a ``tf.data.Dataset``, checked up front so that bad data fails (or warns) before training starts, naming
 the files.
 
-A ``Source`` is one split in a fixed order. Every image is decoded by the one decoder of
-``vit_zoo.use.images`` (Pillow; grayscale to RGB, alpha composited over white), in training and in
-evaluation alike. ``vit_zoo.train.pipeline`` shuffles, crops and batches a source.
+A ``Source`` is one split in a fixed order. Image folders are read by the scanner evaluation reads them
+with (``vit_zoo.use.image_folders``: which files are images, hidden files, non-image files, ``train/`` and
+``val/``). Every image is decoded by the one decoder of ``vit_zoo.use.images`` (Pillow; grayscale to RGB,
+alpha composited over white), in training and in evaluation alike. ``vit_zoo.train.pipeline`` shuffles, crops and batches a source.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vit_zoo.use.images import IMAGE_SUFFIXES, load_image
+from vit_zoo.use.image_folders import (FolderFiles, class_folder_names, folder_files, listing, not_an_image,
+                                      split_roots)
+from vit_zoo.use.images import load_image
 
-VAL_FOLDERS = ("val", "validation")
 FULL_CHECK_LIMIT = 20_000  # folders up to this many files are fully decoded once by the check
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -105,8 +107,7 @@ def _folder_splits(root: Path, val_data, class_names, val_fraction, seed, image_
     if class_names is not None:
         raise ValueError(f"class_names= is for arrays, datasets and TFRecords; the classes of the image "
                          f"folder '{root}' are its sub-folder names")
-    train_root = root / "train" if (root / "train").is_dir() else root
-    val_root = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
+    train_root, val_root = split_roots(root)
     classes = class_folders(train_root)
     train = scan_folder(train_root, classes, image_size)
     if val_data is not None:
@@ -129,7 +130,7 @@ def class_folders(root: Path, minimum: int = 2) -> List[str]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: '{root}'")
     entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    classes = sorted(p.name for p in entries if p.is_dir() and p.name not in VAL_FOLDERS + ("train",))
+    classes = class_folder_names(root)
     if not entries:
         raise ValueError(f"data folder '{root}' is empty; expected one sub-folder of images per class "
                          f"('{root}/cat/1.jpg', '{root}/dog/2.jpg', ...)")
@@ -153,13 +154,11 @@ def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missi
     full_check = sum(1 for _ in root.rglob("*")) <= FULL_CHECK_LIMIT
     for label, name in enumerate(classes):
         folder = root / name
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")) \
-            if folder.is_dir() else []
-        kept, skipped_before = 0, len(skipped)
+        found = folder_files(folder) if folder.is_dir() else FolderFiles([], [])
+        files, others, kept, skipped_before = sorted(found.images + found.others), set(found.others), 0, len(skipped)
         for path in files:
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append(f"{path} (not an image file: {path.suffix or 'no suffix'}; expected one of "
-                               f"{', '.join(IMAGE_SUFFIXES)})")
+            if path in others:
+                skipped.append(not_an_image(path))
                 continue
             try:
                 with Image.open(path) as image:
@@ -180,8 +179,7 @@ def scan_folder(root: Path, classes: Sequence[str], image_size=None, allow_missi
                                  f"{reason}); add images or remove the folder")
             notes.append(f"class {name!r} has no images in '{root}'")
     if skipped:
-        shown = "\n  ".join(skipped[:5]) + (f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings.warn(f"skipped {len(skipped)} file(s) in '{root}' that cannot be used:\n  {shown}",
+        warnings.warn(f"skipped {len(skipped)} file(s) in '{root}' that cannot be used:{listing(skipped)}",
                       stacklevel=3)
         notes.append(f"skipped {len(skipped)} unusable file(s)")
     if not paths:

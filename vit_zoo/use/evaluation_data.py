@@ -1,21 +1,25 @@
 """Labelled images for ``vit_zoo.evaluate``: an image folder matched to a model's class names, or a flat
 folder with a ground-truth file.
 
-Class folders (``ROOT/CLASS/*.jpg``, searched recursively) are matched by name to the model's class
-names; for a model whose labels are an ImageNet set (``"imagenet1k"`` / ``"imagenet21k"``, or the same
-names as a list) WordNet-id folders (``n01440764/``, the ILSVRC layout) match too, through
+Class folders (``ROOT/CLASS/*.jpg``, searched recursively; ``ROOT/val/CLASS`` for a fine-tuning folder
+with a ``val/`` split) are read by the scanner fine-tuning reads them with (``vit_zoo.use.image_folders``:
+hidden files left out, other non-image files left out with a warning naming them) and matched by name to
+the model's class names; for a model whose labels are an ImageNet set (``"imagenet1k"`` /
+``"imagenet21k"``, or the same names as a list) WordNet-id folders (``n01440764/``, the ILSVRC layout) match too, through
 ``vit_zoo.use.labels.imagenet1k_wnids()`` / ``imagenet21k_wnids()``. A folder may hold a subset of the
 classes.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from vit_zoo.use import labels as label_sets
+from vit_zoo.use.image_folders import class_folder_names, evaluation_root, folder_files, listing, not_an_image
 from vit_zoo.use.images import IMAGE_SUFFIXES
 
 GROUND_TRUTH_FORMAT = (
@@ -45,16 +49,11 @@ def labelled_images(data, class_names: Union[str, Sequence[str], None], ground_t
         raise FileNotFoundError(f"evaluation data not found: '{root}' (expected a folder of class folders, "
                                 f"or a folder of images with ground_truth=)")
     if ground_truth is not None:
-        files = image_files(root, recursive=False)
-        return [str(f) for f in files], read_ground_truth(ground_truth, files, class_names), str(root)
-    return _class_folders(root, class_names)
-
-
-def image_files(folder: Path, recursive: bool = True) -> List[Path]:
-    """The image files (by suffix, ``IMAGE_SUFFIXES``) in ``folder``, sorted by path."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+        found = folder_files(root, recursive=False)
+        truth = Path(ground_truth).resolve()
+        _warn_ignored([not_an_image(path) for path in found.others if path.resolve() != truth], root, 4)
+        return [str(f) for f in found.images], read_ground_truth(ground_truth, found.images, class_names), str(root)
+    return _class_folders(evaluation_root(root), class_names)
 
 
 def class_index(class_names: Union[str, Sequence[str], None]) -> Dict[str, int]:
@@ -73,9 +72,9 @@ def class_index(class_names: Union[str, Sequence[str], None]) -> Dict[str, int]:
 
 
 def _class_folders(root: Path, class_names) -> Tuple[list, np.ndarray, str]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = [root / name for name in class_folder_names(root)]
     if not folders:
-        loose = len(image_files(root, recursive=False))
+        loose = len(folder_files(root, recursive=False).images)
         hint = f" ({loose} images lie in it: pass ground_truth= for a flat folder)" if loose else ""
         raise ValueError(f"'{root}' has no class folders{hint}; expected ROOT/CLASS/IMAGE.jpg with CLASS one of "
                          f"the model's class names")
@@ -87,14 +86,23 @@ def _class_folders(root: Path, class_names) -> Tuple[list, np.ndarray, str]:
         raise ValueError(f"{len(unmatched)} of the {len(folders)} class folders of '{root}' match none of the "
                          f"model's {len(names)} class names{wnids}: folders {_first(unmatched)}; class names "
                          f"{_first(names)}. Rename the folders, or pass labels= with the names of the outputs")
-    paths, labels = [], []
+    paths, labels, ignored = [], [], []
     for folder in folders:
-        files = image_files(folder)
-        paths += [str(f) for f in files]
-        labels += [index[folder.name]] * len(files)
+        found = folder_files(folder)
+        paths += [str(f) for f in found.images]
+        labels += [index[folder.name]] * len(found.images)
+        ignored += found.ignored
+    _warn_ignored(ignored, root, 5)
     if not paths:
         raise ValueError(f"the class folders of '{root}' hold no image files ({', '.join(IMAGE_SUFFIXES)})")
     return paths, np.asarray(labels, np.int64), str(root)
+
+
+def _warn_ignored(ignored: List[str], root: Path, stacklevel: int) -> None:
+    """One warning naming the non-image files left out (``stacklevel``: the caller of ``evaluate``)."""
+    if ignored:
+        warnings.warn(f"left out {len(ignored)} file(s) of '{root}' that are not images:{listing(ignored)}",
+                      stacklevel=stacklevel)
 
 
 def read_ground_truth(path, files: List[Path], class_names=None) -> np.ndarray:
