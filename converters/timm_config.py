@@ -12,32 +12,36 @@ from vit_zoo.converters.checkpoint import Checkpoint
 from vit_zoo.converters.errors import CheckpointError, UnsupportedLayoutError
 from vit_zoo.model import variants
 from vit_zoo.model.identity import Preprocessing
+from vit_zoo.model.recipes import INTERPOLATIONS
 
 # timm architectures whose numerics vit_zoo reproduces exactly (timm's own model_args, read 2026):
 # {pattern: (family of vit_zoo.model.variants.FAMILIES, heads or None for the family's size table)}.
 # Other names may differ in ways the tensors do not show (vit_base_patch16_rpn_224 is post-norm,
 # vit_base_patch32_siglip_gap_256 average-pools with tanh GELU), so they are refused rather than guessed.
+# The size names come from the variants table (variants.size_group), where timm defines a subset, only=.
 ARCHITECTURES = {
-    r"vit_(?P<size>tiny|small|base|large|huge|giant)_patch(?P<patch>\d+)_(?P<image>\d+)": ("vit", None),
-    r"vit_(?P<size>base|huge|giant)_patch(?P<patch>\d+)_gap_(?P<image>\d+)": ("vit", 16),  # num_heads=16
-    r"vit_(?P<size>base)_patch(?P<patch>16)_(?P<image>224)_miil": ("vit", None),
+    rf"vit_{variants.size_group('vit')}_patch(?P<patch>\d+)_(?P<image>\d+)": ("vit", None),
+    rf"vit_{variants.size_group('vit', only=('base', 'huge', 'giant'))}_patch(?P<patch>\d+)_gap_(?P<image>\d+)":
+        ("vit", 16),  # num_heads=16
+    rf"vit_{variants.size_group('vit', only=('base',))}_patch(?P<patch>16)_(?P<image>224)_miil": ("vit", None),
     # timm < 0.6 names of the in21k models (with pre_logits.fc when representation_size was set)
-    r"vit_(?P<size>tiny|small|base|large|huge)_patch(?P<patch>\d+)_(?P<image>\d+)_in21k": ("vit", None),
+    rf"vit_{variants.size_group('vit', only=('tiny', 'small', 'base', 'large', 'huge'))}_patch(?P<patch>\d+)_"
+    r"(?P<image>\d+)_in21k": ("vit", None),
     # timm deit.py: the classic architecture; the distilled ones add dist_token and head_dist
-    r"deit_(?P<size>tiny|small|base)_patch(?P<patch>16)_(?P<image>224|384)": ("deit", None),
-    r"deit_(?P<size>tiny|small|base)_distilled_patch(?P<patch>16)_(?P<image>224|384)": ("deit-distilled", None),
+    rf"deit_{variants.size_group('deit')}_patch(?P<patch>16)_(?P<image>224|384)": ("deit", None),
+    rf"deit_{variants.size_group('deit-distilled')}_distilled_patch(?P<patch>16)_(?P<image>224|384)":
+        ("deit-distilled", None),
     # DeiT-III: LayerScale (init_values=1e-6), no_embed_class=True; medium has 8 heads
-    r"deit3_(?P<size>small|medium|base|large|huge)_patch(?P<patch>14|16)_(?P<image>224|384)": ("deit3", None),
+    rf"deit3_{variants.size_group('deit3')}_patch(?P<patch>14|16)_(?P<image>224|384)": ("deit3", None),
     # DINOv2: LayerScale (1e-5), patch 14, 518 px; giant: 24 heads and SwiGLUPacked
-    r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_dinov2": ("dinov2", None),
-    r"vit_(?P<size>small|base|large|giant)_patch(?P<patch>14)_reg4_dinov2": ("dinov2-reg4", None),
+    rf"vit_{variants.size_group('dinov2')}_patch(?P<patch>14)_dinov2": ("dinov2", None),
+    rf"vit_{variants.size_group('dinov2-reg4')}_patch(?P<patch>14)_reg4_dinov2": ("dinov2-reg4", None),
     # CLIP / OpenCLIP image towers: pre_norm=True (norm_pre; a patch embedding without bias), LayerNorm eps
     # 1e-5; exact GELU, QuickGELU only in the *_clip_quickgelu_* definitions (timm's *_clip_224.openai
     # weights run with exact GELU in timm, which is what their timm checkpoint computes)
-    r"vit_(?P<size>base|large|huge|giant|gigantic)_patch(?P<patch>14|16|32)_clip(?:_quickgelu)?_(?P<image>\d+)":
-        ("clip", None),
+    rf"vit_{variants.size_group('clip')}_patch(?P<patch>14|16|32)_clip(?:_quickgelu)?_(?P<image>\d+)": ("clip", None),
     # SigLIP / SigLIP 2 image towers: class_token=False, global_pool='map' (attn_pool, the MAP head)
-    r"vit_(?P<size>base|large|so400m|giantopt)_patch(?P<patch>14|16|32)_siglip_(?P<image>\d+)": ("siglip", None),
+    rf"vit_{variants.size_group('siglip')}_patch(?P<patch>14|16|32)_siglip_(?P<image>\d+)": ("siglip", None),
 }
 # The numerics timm's definitions set beyond its defaults (exact nn.GELU, LayerNorm eps 1e-6), by
 # architecture (timm 1.0.31 vision_transformer.py): {pattern: {ViTConfig field: value}}, first match wins.
@@ -50,11 +54,16 @@ NUMERICS = {
 }
 # model_args act_layer (timm's get_act_layer names) → our GELU flavour; other activations are refused.
 ACT_LAYERS = {"gelu": "exact", "gelu_tanh": "tanh", "quick_gelu": "quick"}
-KNOWN_NAMES = ("vit_{tiny,small,base,large,huge,giant}_patch{P}_{image}[_in21k], vit_{base,huge,giant}_patch{P}_gap_"
-               "{image}, vit_base_patch16_224_miil, deit_{tiny,small,base}[_distilled]_patch16_{224,384}, "
-               "deit3_{small,medium,base,large,huge}_patch{14,16}_{224,384}, "
-               "vit_{small,base,large,giant}_patch14[_reg4]_dinov2, vit_{base,large,huge,giant,gigantic}_patch{P}_"
-               "clip[_quickgelu]_{image}, vit_{base,large,so400m,giantopt}_patch{P}_siglip_{image}")
+
+
+def _readable(pattern: str) -> str:
+    """An ``ARCHITECTURES`` pattern as the error message shows it: ``vit_{tiny,small}_patch{P}_{image}``."""
+    text = re.sub(r"\(\?P<(\w+)>\\d\+\)", lambda m: "{P}" if m[1] == "patch" else "{%s}" % m[1], pattern)
+    text = re.sub(r"\(\?P<\w+>([^)]*)\)", lambda m: "{%s}" % m[1].replace("|", ",") if "|" in m[1] else m[1], text)
+    return re.sub(r"\(\?:([^)]*)\)\?", r"[\1]", text)
+
+
+KNOWN_NAMES = ", ".join(_readable(pattern) for pattern in ARCHITECTURES)
 # config.json model_args vit_zoo reads or that only change what the tensors show (their shapes and
 # presence). Any other argument (act_layer, norm_layer, qk_norm, pos_embed, ...) may change numerics.
 MODEL_ARGS = ("img_size", "in_chans", "num_classes", "global_pool", "patch_size", "depth", "embed_dim", "num_heads",
@@ -191,9 +200,9 @@ def preprocessing(meta: dict, default: Preprocessing, where: str) -> Preprocessi
         raise CheckpointError(f"{where}: config.json pretrained_cfg crop_mode={mode!r}; vit_zoo reproduces "
                               f"timm's 'center' crop only")
     interpolation = cfg.get("interpolation", default.interpolation)
-    if interpolation not in ("bilinear", "bicubic"):
+    if interpolation not in INTERPOLATIONS:
         raise CheckpointError(f"{where}: config.json pretrained_cfg interpolation={interpolation!r}; "
-                              f"vit_zoo resizes with 'bilinear' or 'bicubic'")
+                              f"vit_zoo resizes with {' or '.join(map(repr, INTERPOLATIONS))}")
     return Preprocessing("timm", float(cfg.get("crop_pct", default.crop_pct)), interpolation)
 
 

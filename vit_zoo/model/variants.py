@@ -122,15 +122,31 @@ SIZE_ABBREVIATIONS = {"ti": "tiny", "s": "small", "m": "medium", "b": "base", "l
 VARIANTS = {f"{family}-{size}-{patch}": (family, size, patch)
             for family, spec in FAMILIES.items() for size in spec.sizes for patch in spec.patches}
 
-_SIZE = r"(?P<size>tiny|small|medium|base|large|huge|giant)"  # the classic sizes, in ecosystem aliases
-_TOWER_SIZE = r"(?P<size>base|large|huge|giant|gigantic|so400m|giantopt)"  # CLIP and SigLIP towers
+
+def size_group(*families: str, only: Tuple[str, ...] = ()) -> str:
+    """A regex group ``(?P<size>...)`` of the size names of ``families`` (of ``FAMILIES``), in table order,
+    for anchored patterns; ``only``: a subset of them, each checked to be one. Patterns that name sizes
+    take them from here, so a size is declared once, in the table.
+
+    Example:
+        >>> size_group("deit")
+        '(?P<size>tiny|small|base)'
+    """
+    known = list(dict.fromkeys(size for family in families for size in FAMILIES[family].sizes))
+    unknown = [size for size in only if size not in known]
+    if unknown:
+        raise ValueError(f"sizes {unknown} are not sizes of {', '.join(families)}; theirs: {', '.join(known)}")
+    return f"(?P<size>{'|'.join(only or known)})"
+
+
+_SIZE = size_group("vit", "deit", "deit3", "dinov2")  # the classic sizes, in ecosystem aliases
+_TOWER_SIZE = size_group("clip", "siglip")  # CLIP and SigLIP towers
 _TAG = r"(?:\.[a-z0-9_]+)?"  # a timm pretrained tag: vit_base_patch16_224.augreg_in21k
 # (family, pattern): each pattern captures a size (long or abbreviated) and a patch size, and may capture an
 # image size (returned: "vit_base_patch16_384" resolves to ("vit-base-16", 384)). Only exact spellings match:
 # a timm architecture outside this list (vit_base_patch16_clip_224, ..._siglip_...) is not a classic ViT.
 _ALIAS_PATTERNS = (
-    (None, re.compile(r"^(?P<family>vit|deit|deit-distilled|deit3|dinov2|dinov2-reg4|clip|siglip|siglip2)-"
-                      r"(?P<size>[a-z0-9]+)-(?P<patch>\d+)$")),
+    (None, re.compile(rf"^(?P<family>{'|'.join(FAMILIES)})-(?P<size>[a-z0-9]+)-(?P<patch>\d+)$")),
     # timm: vit_base_patch16_224[.augreg_in21k_ft_in1k], timm < 0.6: ..._in21k
     ("vit", re.compile(rf"^vit_{_SIZE}_patch(?P<patch>\d+)(?:_(?P<image>\d+))?(?:_in21k)?{_TAG}$")),
     # Hugging Face: google/vit-base-patch16-224[-in21k]
