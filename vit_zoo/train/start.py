@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from vit_zoo.model import spec
+from vit_zoo.model import checkpoint_formats, spec
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, Provenance, identity_of
 from vit_zoo.model.variants import resolve_name
@@ -99,4 +99,5 @@ def finetuned_identity(model, class_names: Optional[Sequence[str]], saved_as) ->
     if start is None:
         return None
     return Identity(start.config, start.preprocessing, tuple(class_names) if class_names is not None else None,
-                    Provenance(format="keras", source=str(saved_as), finetuned_from=start.to_dict()["provenance"]))
+                    Provenance(format=checkpoint_formats.KERAS, source=str(saved_as),
+                               finetuned_from=start.to_dict()["provenance"]))
