@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import keras
 
-from vit_zoo.files import write_json
+from vit_zoo.files import replace_atomically, write_json
 from vit_zoo.model.identity import identity_of
 from vit_zoo.train import distribute, losses, optimizers, pipeline, start, state
 from vit_zoo.train import plan as sizing
@@ -192,7 +192,7 @@ def finetune(data, model="vit-tiny-16", *, val_data=None, num_classes: Optional[
                "resumed_from_step": first or None, "seconds": round(log.seconds, 1),
                "metrics": metrics, "history": log.history, "model_path": str(output_dir / "model.keras")}
     if plan.chief:
-        _save_model(net, output_dir / "model.keras")
+        replace_atomically(output_dir / "model.keras", net.save)  # a plain keras.Model too
         write_json(output_dir / "run.json", summary)
     return {**summary, "model": net}
 
@@ -203,20 +203,6 @@ def _alpha_warnings_once():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".* has an alpha channel; composited over a white background")
         yield
-
-
-def _save_model(model, path: Path):
-    """``model.save`` atomically (vit_zoo models save atomically themselves; a plain Keras model is saved
-    under a temporary name and renamed)."""
-    if identity_of(model) is not None:
-        model.save(path)
-        return
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _memory(net, memory):

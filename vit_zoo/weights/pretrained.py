@@ -8,15 +8,16 @@ fails ``cache.is_valid`` and is rebuilt. A file lock keeps concurrent processes 
 from __future__ import annotations
 
 import gc
-import os
 import warnings
 from pathlib import Path
 
 from filelock import FileLock
 
+from vit_zoo.files import replace_atomically
 from vit_zoo.weights import cache
 from vit_zoo.weights import download
 from vit_zoo.weights import manifest
+from vit_zoo.model import checkpoint_formats
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Preprocessing, source_preprocessing
 from vit_zoo.weights.convert import load_checkpoint
@@ -88,12 +89,9 @@ def _convert_to(target: Path, source, entry: dict) -> None:
     model, _, _ = load_checkpoint(source, requested=requested, name=entry["model"],
                                   image_size=entry["image_size"], known=entry_facts(entry), include_top=include_top,
                                   pooling=None if include_top else "token" if entry["pooling"] == "token" else "gap")
-    temporary = target.with_name(f".{os.getpid()}.{target.name}")  # Keras needs the .weights.h5 suffix
     try:
-        model.save_weights(temporary)
-        os.replace(temporary, target)
+        replace_atomically(target, model.save_weights)
     finally:
-        temporary.unlink(missing_ok=True)
         del model  # the caller loads the cached file next: do not hold two models
         gc.collect()
     cache.write_sidecar(target, source=entry["key"], format_version=CONVERTED_FORMAT_VERSION)
@@ -104,8 +102,8 @@ def hub_checkpoint(reference: str):
     and the weights, the facts for ``load_checkpoint``: where the weights came from)."""
     repo = reference[len(HF_HUB_PREFIX):]
     repo, _, revision = repo.partition("@")
-    entry = {"hf_repo": repo, "filename": "model.safetensors", "revision": revision or "main", "format": "hf",
-             "key": reference}
+    entry = {"hf_repo": repo, "filename": "model.safetensors", "revision": revision or "main",
+             "format": checkpoint_formats.HF, "key": reference}
     return download.fetch(entry), {"provenance": {"source": f"{HF_HUB_PREFIX}{repo}",
                                                   "revision": revision or "main"}}
 
