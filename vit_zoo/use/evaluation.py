@@ -38,7 +38,8 @@ def evaluate(model, data, *, ground_truth=None, labels=None, batch_size: int = B
         model: a vit_zoo classifier (``include_top=True``), e.g. ``vit_zoo.load(...)`` or a saved
             ``.keras`` model; its identity gives the preprocessing and the class names.
         data: a folder of class folders (``ROOT/CLASS/*.jpg``; CLASS a class name of the model, or a
-            WordNet id such as ``n01440764`` for ImageNet models); a folder of images with
+            WordNet id such as ``n01440764`` for ImageNet models; a fine-tuning folder with ``val/`` is
+            scored on ``val/``, read as ``vit_zoo.use.image_folders`` says); a folder of images with
             ``ground_truth``; or an ``(images, labels)`` pair (paths or arrays, class indices).
         ground_truth: a text file of the flat folder's labels; the exact format is
             ``vit_zoo.use.evaluation_data.GROUND_TRUTH_FORMAT`` (one integer class index per line, in
