@@ -250,6 +250,11 @@ def list_models(family: str | None = None) -> list[str]:
     return [name for name, (found, _, _) in VARIANTS.items() if family in (None, found)]
 
 
+def list_families() -> list[str]:
+    """The family names, in table order, that ``list_models(family)`` takes: ``['vit', 'deit', ...]``."""
+    return list(FAMILIES)
+
+
 def family_of(name: str) -> str:
     """The family of a variant name or alias: ``family_of("dinov2_vits14") == "dinov2"``."""
     return VARIANTS[resolve_name(name)[0]][0]
