@@ -67,7 +67,7 @@ def _import_keras_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
-    from vit_zoo.native_output import native_stderr_silenced
+    from vit_zoo.native_output import native_stderr_silenced  # allow-listed in tests/test_import_direction.py
 
     with native_stderr_silenced():
         import keras  # (registers vit_zoo's Keras classes too)

@@ -5,8 +5,7 @@ import json
 
 
 def _command_mapping(args):
-    from vit_zoo import ViTConfig
-    from vit_zoo.converters.describe import describe_mapping, mapping_rows
+    from vit_zoo import ViTConfig, describe_mapping, mapping_rows
 
     config = ViTConfig.from_name(args.model, **({"image_size": args.image_size} if args.image_size else {}))
     if args.json:

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 
+from vit_zoo import list_families
 from vit_zoo.cli.tables import print_table
-from vit_zoo.model.variants import FAMILIES
 
 
 def _command_list(args):
-    from vit_zoo import ViTConfig, count_parameters, flops_per_image, list_models
-    from vit_zoo.model.variants import family_of
-    from vit_zoo.weights.manifest import list_weights
+    from vit_zoo import ViTConfig, count_parameters, family_of, flops_per_image, list_models, list_weights
 
     published = {}
     for entry in list_weights():
@@ -42,8 +40,7 @@ def family_rows(config) -> list:
 
 
 def _command_info(args):
-    from vit_zoo import ViTConfig, count_parameters, flops_per_image
-    from vit_zoo.model.variants import family_of
+    from vit_zoo import ViTConfig, count_parameters, family_of, flops_per_image
 
     config = ViTConfig.from_name(args.name, **({"image_size": args.image_size} if args.image_size else {}))
     info = {"model": config.variant, "family": family_of(config.variant), "config": config.to_dict(),
@@ -81,7 +78,7 @@ def _command_convert(args):
 
 def add_commands(commands) -> None:
     sub = commands.add_parser("list", help="list the model variants, family by family")
-    sub.add_argument("--family", default=None, choices=list(FAMILIES), help="only this family's variants (default: every family)")
+    sub.add_argument("--family", default=None, choices=list_families(), help="only this family's variants (default: every family)")
     sub.set_defaults(run=_command_list)
 
     sub = commands.add_parser("info", help="config, parameters and GFLOPs of a variant")

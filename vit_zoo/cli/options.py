@@ -29,8 +29,7 @@ def with_labels(model, labels_file):
     identity, when a file is given; an error naming the file when its count does not match the head."""
     if labels_file is None:
         return model
-    from vit_zoo.model.identity import identity_of
-    from vit_zoo.use.labels import read_label_file
+    from vit_zoo import identity_of, read_label_file
 
     identity = identity_of(model)
     if identity is None:
@@ -44,7 +43,7 @@ def load_model(args, *, exported: bool = False, **options):
     ``vit_zoo.load`` reads, ``.keras`` included; with ``exported``, also an exported model, as an
     ``ExportedModel``), else the published weights ``--model NAME[:TAG]``. ``options``: of ``vit_zoo.load``."""
     import vit_zoo
-    from vit_zoo.exporting.exported import ExportedModel, is_exported
+    from vit_zoo import ExportedModel, is_exported
 
     weights = getattr(args, "weights", None)
     name, _, tag = args.model.partition(":")

@@ -1,7 +1,7 @@
 """Plain-text tables for the command line: the variants, the published weights, the cache."""
 from __future__ import annotations
 
-from vit_zoo.model.config import ViTConfig
+from vit_zoo import ViTConfig
 
 
 def format_table(header, rows) -> str:

@@ -19,17 +19,17 @@ def _check_finetune(args):
 
 def _command_finetune(args):
     if args.cpu_devices:
-        from vit_zoo.train.distribute import split_cpu
+        from vit_zoo import split_cpu
 
         split_cpu(args.cpu_devices)
     if args.demo:
-        from vit_zoo.train.demo import run_demo
+        from vit_zoo import run_demo
 
         result = run_demo(args.output_dir or "vit-finetune-demo", progress=not args.quiet)
     else:
         if args.class_names:
             args.class_names = [line.strip() for line in open(args.class_names, encoding="utf-8") if line.strip()]
-        from vit_zoo.train.finetuning import finetune
+        from vit_zoo import finetune
 
         options = {key: getattr(args, key) for key in FINETUNE_OPTIONS if getattr(args, key) is not None}
         result = finetune(args.data, args.model, output_dir=args.output_dir or "vit-finetune",
@@ -57,8 +57,8 @@ FINETUNE_OPTIONS = ("val_data", "image_size", "batch_size", "steps", "epochs", "
 
 
 def _command_export(args):
-    from vit_zoo.exporting import export
-    from vit_zoo.exporting.formats import default_output
+    from vit_zoo import export
+    from vit_zoo.exporting.formats import default_output  # allow-listed in tests/test_import_direction.py
 
     output = args.output or default_output(args.model, args.format)
     if args.format == "keras" and Path(output).resolve() == Path(args.model).resolve():
@@ -72,9 +72,8 @@ def export_source(model: str, image_size=None):
     """What ``vit-zoo export MODEL`` exports: a ``.keras`` file as it is (its path), any other checkpoint
     ``--weights`` takes loaded through ``vit_zoo.load``, else published weights ``NAME[:TAG]``."""
     import vit_zoo
-    from vit_zoo.exporting.exported import is_exported
-    from vit_zoo.model.variants import resolve_name
-    from vit_zoo.train.start import HUB_PREFIX, refuse_a_name_shadowed_by_a_path
+    from vit_zoo import is_exported, resolve_name
+    from vit_zoo.train.start import HUB_PREFIX, refuse_a_name_shadowed_by_a_path  # allow-listed, as above
 
     if model.startswith(HUB_PREFIX) or Path(model).exists():
         refuse_a_name_shadowed_by_a_path(model)

@@ -20,8 +20,7 @@ def check_image_files(paths) -> None:
 
 
 def _command_predict(args):
-    from vit_zoo.exporting.exported import ExportedModel, predict_exported
-    from vit_zoo.use.prediction import predict
+    from vit_zoo import ExportedModel, predict, predict_exported
 
     model = load_model(args, exported=True)
     run = predict_exported if isinstance(model, ExportedModel) else predict
@@ -47,12 +46,12 @@ def _model_with_or_without_head(args):
     what the head sees), else its features pooled at the class token. Published weights load without
     their head (an ImageNet-21k release's head is all zeros)."""
     if not args.weights:
-        from vit_zoo.model.config import ViTConfig
+        from vit_zoo import ViTConfig
 
         if ViTConfig.from_name(args.model.partition(":")[0]).num_classes == 0:  # an image tower: its embedding
             return load_model(args)
         return load_model(args, include_top=False, pooling="token")
-    from vit_zoo.converters import CheckpointError
+    from vit_zoo import CheckpointError
 
     try:
         return load_model(args)
@@ -61,8 +60,7 @@ def _model_with_or_without_head(args):
 
 
 def _command_embed(args):
-    from vit_zoo.use.embedding import embed, list_images
-    from vit_zoo.use.features import pooled_features
+    from vit_zoo import embed, list_images, pooled_features
 
     list_images(args.directory)  # a missing or empty folder fails before the model loads
     model = pooled_features(_model_with_or_without_head(args))
@@ -73,8 +71,7 @@ def _command_embed(args):
 
 
 def _command_similar(args):
-    from vit_zoo.use.features import pooled_features
-    from vit_zoo.use.search import similar
+    from vit_zoo import pooled_features, similar
 
     model = pooled_features(_model_with_or_without_head(args))
     for query, found in zip(args.queries, similar(model, args.queries, args.index, top=args.top)):
@@ -84,10 +81,7 @@ def _command_similar(args):
 
 
 def _command_attention(args):
-    from vit_zoo.model.build_record import has_head
-    from vit_zoo.model.identity import identity_of
-    from vit_zoo.use.attention_overlay import attention_overlay
-    from vit_zoo.use.prediction import predict
+    from vit_zoo import attention_overlay, has_head, identity_of, predict
 
     model = _model_with_or_without_head(args)
     attention_overlay(model, args.image, args.output, discard_ratio=args.discard_ratio)
@@ -100,7 +94,7 @@ def _command_attention(args):
 
 
 def _command_evaluate(args):
-    from vit_zoo.use.evaluation import evaluate, format_report
+    from vit_zoo import evaluate, format_report
 
     if not Path(args.data).is_dir():  # checked before the model loads
         raise FileNotFoundError(f"evaluation data not found: '{args.data}' (expected a folder of class folders, "

@@ -18,7 +18,7 @@ def _command_download(args):
 
 
 def _command_cache(args):
-    from vit_zoo.weights.cache import cache_root, clear_cache, list_cache
+    from vit_zoo import cache_root, clear_cache, list_cache
 
     if args.clear is not None:
         removed = clear_cache(args.clear or None)
