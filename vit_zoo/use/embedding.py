@@ -25,7 +25,8 @@ import numpy as np
 
 from vit_zoo.model.identity import identity_of
 from vit_zoo.use.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageReadError, read_image_file
-from vit_zoo.use.preprocessing import apply_recipe, resolve_settings
+from vit_zoo.use.image_folders import folder_files, listing
+from vit_zoo.use.preprocessing import ImageTransform, resolve_settings
 from vit_zoo.use.streaming import BatchStream
 
 
@@ -43,8 +44,7 @@ def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.Pat
     paths at all, is an error."""
     if isinstance(paths_or_dir, (str, os.PathLike)) and Path(paths_or_dir).is_dir():
         root = Path(paths_or_dir)
-        names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        names = [p.relative_to(root).as_posix() for p in _folder_images(root)]
         if not names:
             raise ValueError(f"no image files in folder '{root}' (searched it and its sub-folders for "
                              f"{', '.join(IMAGE_SUFFIXES)})")
@@ -56,15 +56,21 @@ def list_images(paths_or_dir: Union[str, os.PathLike, Sequence[Union[str, os.Pat
     names = []
     for path in paths_or_dir:
         path = Path(path)
-        if path.is_dir():
-            names += [str(p) for p in sorted(path.rglob("*"))
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        else:
-            names.append(str(path))
+        names += [str(p) for p in _folder_images(path)] if path.is_dir() else [str(path)]
     if not names:
         raise ValueError(f"no image files given (the folders in the list hold none with the suffixes "
                          f"{', '.join(IMAGE_SUFFIXES)})")
     return None, names
+
+
+def _folder_images(folder: Path) -> List[Path]:
+    """The images below ``folder`` by the shared folder rules (``vit_zoo.use.image_folders``: hidden files
+    left out); its non-image files are named in one warning."""
+    files = folder_files(folder)
+    if files.ignored:
+        warnings.warn(f"left out {len(files.ignored)} non-image file(s) of '{folder}':{listing(files.ignored)}",
+                      stacklevel=4)
+    return files.images
 
 
 def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5", batch_size: int = 32,
@@ -116,12 +122,10 @@ def embed(model, paths_or_dir, output: Union[str, os.PathLike] = "embeddings.h5"
         pending = [name for name in names if name not in done]
         failures = {}
 
+        transform = ImageTransform(settings, normalize=not normalized_inside)
+
         def load(name):
-            pixels = apply_recipe(read_image_file(root / name if root else name, max_pixels), settings.recipe,
-                                  settings.image_size)
-            if not normalized_inside:
-                pixels = (pixels / 255.0 - np.asarray(settings.mean)) / np.asarray(settings.std)
-            return pixels
+            return transform.fit(read_image_file(root / name if root else name, max_pixels))
 
         added = 0
         with tqdm(total=len(names), initial=len(names) - len(pending), disable=not progress, unit="img",
