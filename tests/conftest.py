@@ -45,7 +45,11 @@ CROSS_BACKEND = {
     "tests/model/test_resample.py::test_bicubic_antialias_matches_torch_antialiased_bicubic":
         "antialiased resampling matrices built with keras.ops",
     "tests/model/test_spec.py::test_the_builder_creates_the_spec_variables_in_order": "the spec on each backend",
-    "tests/converters/test_timm_family.py::test_parity_with_dynamic_sizes": "parity: timm's ViT family",
+    # two of the six families: the distillation token's second head and registers with LayerScale (the TensorFlow
+    # run holds every family; SwiGLU's packed weights are the Meta DINOv2 entry below)
+    "tests/converters/test_timm_family.py::test_parity_with_dynamic_sizes[deit-distilled]":
+        "parity: timm's ViT family",
+    "tests/converters/test_timm_family.py::test_parity_with_dynamic_sizes[dinov2-reg4]": "parity: timm's ViT family",
     "tests/converters/test_huggingface_family_parity.py::test_dinov2_dynamic_size": "parity: HF Dinov2",
     "tests/converters/test_huggingface_family_parity.py::test_deit_at_the_stored_size": "parity: HF DeiT",
     "tests/converters/test_dinov2_meta.py::test_register_model_matches_the_register_reference[swiglufused]":
