@@ -19,8 +19,7 @@ from vit_zoo.model import checkpoint_formats, spec
 from vit_zoo.model.config import ViTConfig
 from vit_zoo.model.identity import Identity, Provenance, identity_of
 from vit_zoo.model.variants import resolve_name
-
-HUB_PREFIX = "hf-hub:"
+from vit_zoo.weights.pretrained import HF_HUB_PREFIX as HUB_PREFIX  # the one spelling of the Hub scheme
 
 
 def starting_model(model, num_classes: int, *, image_size=None, drop_path_rate=None, dtype=None):
