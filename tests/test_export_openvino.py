@@ -50,6 +50,31 @@ def test_the_ir_pair_is_float32_and_runs_in_fp32_by_default(exported, classifier
     assert ExportedModel(xml).precision == "fp32" and exported["max_abs_diff"] <= 2e-5
 
 
+def test_the_runtime_fixes_each_batch_shape_and_keeps_a_few(exported, classifier, monkeypatch):
+    """Every batch size runs on a copy of the IR compiled for that static shape (the IR itself stays dynamic),
+    each equal to Keras; only the last STATIC_SHAPES_KEPT shapes stay compiled."""
+    import openvino
+
+    from vit_zoo.exporting import keras_outputs, openvino_format
+
+    compiled_shapes = []
+    compile_model = openvino.Core.compile_model
+
+    def recording(core, model, *args, **kwargs):
+        compiled_shapes.append(tuple(model.inputs[0].get_partial_shape().to_shape()))
+        return compile_model(core, model, *args, **kwargs)
+    monkeypatch.setattr(openvino.Core, "compile_model", recording)
+    run, dtype = openvino_format.runtime(exported["path"])
+    assert dtype == "uint8"
+    images = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3)).astype("uint8")
+    expected = keras_outputs(classifier, images)
+    for rows in (1, 3, 1, 5, 2, 1):
+        np.testing.assert_allclose(run(images[:rows]), expected[:rows], atol=2e-5)
+    kept = openvino_format.STATIC_SHAPES_KEPT
+    assert kept == 3 and compiled_shapes == [(n, 32, 32, 3) for n in (1, 3, 5, 2, 1)]  # 1 was dropped after 5
+    assert openvino.Core().read_model(exported["path"]).inputs[0].get_partial_shape().is_dynamic
+
+
 def test_bf16_compute_where_the_cpu_has_it(exported, classifier):
     """bf16 keeps ~3 significant digits: logits within 2% of their range and the same top-1 on 4 of 4 images;
     a CPU without native bf16 refuses it, naming what it needs."""
