@@ -13,7 +13,7 @@ status=0
 
 run() {
     echo "== pytest --backend $*"
-    "$python" -m pytest -q -n "$workers" --backend "$@"
+    "$python" -m pytest -q -n "$workers" --durations=15 --backend "$@"  # the 15 slowest tests of each run, for the suite time
     local code=$?
     if [ "$code" -ne 0 ] && [ "$code" -ne 5 ] && [ "$status" -eq 0 ]; then
         status=$code
