@@ -3,6 +3,7 @@ names and preprocessing (``--labels FILE`` overrides the names)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from vit_zoo.cli.options import add_model_options, load_model
@@ -62,7 +63,9 @@ def _model_with_or_without_head(args):
 def _command_embed(args):
     from vit_zoo import embed, list_images, pooled_features
 
-    list_images(args.directory)  # a missing or empty folder fails before the model loads
+    with warnings.catch_warnings():  # embed itself names the left-out non-image files, once
+        warnings.simplefilter("ignore")
+        list_images(args.directory)  # a missing or empty folder fails before the model loads
     model = pooled_features(_model_with_or_without_head(args))
     result = embed(model, args.directory, output=args.output, batch_size=args.batch_size,
                    tag=args.weights or args.model, progress=not args.quiet)
