@@ -26,19 +26,19 @@ def export_graph(model, input_dtype: str = "uint8", flat_matmuls: bool = True) -
     einsums (``SelfAttention.flat_matmuls``), the MLP's Dense layers as ``EinsumDense`` on the tokens, no
     flattening of (B, T) into one axis, which OpenVINO's int8 transformations (its ReshapeTransformation,
     2026.4) cannot carry a per-channel scale through."""
-    from vit_zoo.model.layers import FlattenTokens, SelfAttention, UnflattenTokens
+    from vit_zoo.model.layers import FlattenTokens, Gelu, SelfAttention, UnflattenTokens
 
     def rebuild(layer):
-        config = {**layer.get_config(), "dtype": "float32"}
-        if type(layer).__name__ == "Gelu" and not layer.get_config().get("approximate"):
+        config = layer.get_config()
+        if isinstance(layer, Gelu) and not config.get("approximate"):
             return ErfGelu(name=layer.name, dtype="float32")
         if isinstance(layer, keras.layers.InputLayer):
-            return layer.__class__.from_config(layer.get_config())
+            return layer.__class__.from_config(config)
         if not flat_matmuls and type(layer) is keras.layers.Dense:
             return keras.layers.EinsumDense("...d,dm->...m", output_shape=(layer.units,), name=layer.name,
                                             bias_axes="m" if layer.use_bias else None, dtype="float32",
                                             activation=layer.activation)
-        copy = layer.__class__.from_config(config)
+        copy = layer.__class__.from_config({**config, "dtype": "float32"})
         if isinstance(copy, (SelfAttention, FlattenTokens, UnflattenTokens)):
             copy.flat_matmuls = flat_matmuls
         return copy
