@@ -9,9 +9,7 @@ backends with that reason; everything else runs on all three.
 (``tests/run_all_backends.sh``), ``CROSS_BACKEND`` below, where each entry says why it is there.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -108,35 +106,8 @@ def pytest_configure(config):
         raise pytest.UsageError(f"Keras was imported with backend {loaded.backend.backend()!r} before the "
                                 f"tests could set {backend!r}; start pytest in a fresh process")
     os.environ["KERAS_BACKEND"] = backend  # subprocesses started by tests inherit it too
-    _share_compiled_programs(config)
     config.addinivalue_line("markers", "tensorflow_only(reason): needs TensorFlow in this process; skipped on "
                                        "the other backends with the reason")
-
-
-COMPILE_CACHE = "VIT_ZOO_TEST_COMPILE_CACHE"
-
-
-def _share_compiled_programs(config):
-    """One folder of compiled XLA programs for every process of a test run: the pytest-xdist workers, the
-    fresh processes tests start (the CLI, reloads, the other backends' workers) and, when
-    ``tests/run_all_backends.sh`` made the folder, its three runs. The same tiny models are compiled in many
-    processes; JAX's persistent compilation cache and TensorFlow's XLA persistent cache keep each program
-    once, keyed by its HLO, the compiler's version and flags, so what runs is what a fresh compile gives.
-    A folder named in ``$VIT_ZOO_TEST_COMPILE_CACHE`` is used as it is (the caller removes it); otherwise the
-    first pytest process makes an empty one and removes it at the end (workers inherit the variables)."""
-    folder = os.environ.get(COMPILE_CACHE)
-    if folder is None:
-        folder = tempfile.mkdtemp(prefix="vit_zoo-tests-compiled-")
-        os.environ[COMPILE_CACHE] = folder
-        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
-    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(folder, "jax"))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # every program (default: >= 1 s)
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-    if "tf_xla_persistent_cache_directory" not in os.environ.get("TF_XLA_FLAGS", ""):
-        tensorflow_cache = os.path.join(folder, "tensorflow")
-        os.makedirs(tensorflow_cache, exist_ok=True)
-        os.environ["TF_XLA_FLAGS"] = \
-            f"{os.environ.get('TF_XLA_FLAGS', '')} --tf_xla_persistent_cache_directory={tensorflow_cache}".strip()
 
 
 def pytest_report_header(config):

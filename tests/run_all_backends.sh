@@ -10,11 +10,6 @@ cd "$(dirname "$0")/.."
 python="${PYTHON:-python}"
 workers="${TEST_WORKERS:-2}"  # pytest-xdist processes per run (2 cores: 2)
 status=0
-# compiled XLA programs shared by the three runs and every process they start (tests/conftest.py,
-# _share_compiled_programs); an empty folder each time, removed at the end
-VIT_ZOO_TEST_COMPILE_CACHE="$(mktemp -d "${TMPDIR:-/tmp}/vit_zoo-tests-compiled-XXXXXX")"
-export VIT_ZOO_TEST_COMPILE_CACHE
-trap 'rm -rf "$VIT_ZOO_TEST_COMPILE_CACHE"' EXIT
 
 run() {
     echo "== pytest --backend $*"
