@@ -143,15 +143,34 @@ def named_model():
     return net
 
 
-@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx", "openvino"])
-def test_exports_carry_the_identity(named_model, format, tmp_path):
-    from vit_zoo.exporting import export, read_identity, read_metadata
+@pytest.fixture(scope="module")
+def named_export(named_model, tmp_path_factory):
+    """``named_export(format)``: the path of ``named_model`` exported to ``format`` (no verification), made
+    once per format for the identity and prediction tests, each in a folder of its own."""
+    from vit_zoo.exporting import export
 
-    if format == "onnx":
-        pytest.importorskip("tf2onnx")
-    path = export(named_model, format, tmp_path / f"m{SUFFIX[format]}", verify=False)["path"]
+    paths = {}
+
+    def exported(format):
+        if format == "onnx":
+            pytest.importorskip("tf2onnx")
+        if format not in paths:
+            folder = tmp_path_factory.mktemp(f"named-{format}")
+            paths[format] = export(named_model, format, folder / f"m{SUFFIX[format]}", verify=False)["path"]
+        return paths[format]
+    return exported
+
+
+@pytest.mark.parametrize("format", ["keras", "saved_model", "tflite", "onnx", "openvino"])
+def test_exports_carry_the_identity(named_model, named_export, format):
+    from pathlib import Path
+
+    from vit_zoo.exporting import read_identity, read_metadata
+
+    path = named_export(format)
+    folder = Path(path).parent
     assert read_identity(path) == named_model.identity
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left behind
     if format == "keras":
         return
     assert read_metadata(path)["export"] == {"format": format, "input_dtype": "uint8", "inputs": "pixels",
@@ -162,7 +181,7 @@ def test_exports_carry_the_identity(named_model, format, tmp_path):
 
         import tensorflow as tf
 
-        assert json.loads((tmp_path / "m" / "assets.extra" / "vit_zoo_identity.json").read_text()) == record
+        assert json.loads((folder / "m" / "assets.extra" / "vit_zoo_identity.json").read_text()) == record
         served = tf.saved_model.load(path).signatures["metadata"]()["vit_zoo_identity"].numpy()
         assert json.loads(served) == record
     if format == "tflite":  # the converter's own metadata stays beside ours
@@ -184,19 +203,16 @@ def test_exports_carry_the_identity(named_model, format, tmp_path):
 
 
 @pytest.mark.parametrize("format", ["saved_model", "tflite", "onnx", "openvino"])
-def test_predict_with_the_exported_model_same_classes(named_model, format, tmp_path):
+def test_predict_with_the_exported_model_same_classes(named_model, named_export, format):
     """The exported model classifies a photo as the Keras model does, with the names and preprocessing
     from its metadata alone (timm crop, bilinear: uint8 pixels, so the inputs are the same)."""
     from pathlib import Path
 
     from vit_zoo.exporting.exported import predict_exported
-    from vit_zoo.exporting import export
     from vit_zoo.use.prediction import predict
 
-    if format == "onnx":
-        pytest.importorskip("tf2onnx")
     photos = [Path(__file__).parent.parent / "samples" / name for name in ("chelsea.png", "grace_hopper.jpg")]
-    path = export(named_model, format, tmp_path / f"m{SUFFIX[format]}", verify=False)["path"]
+    path = named_export(format)
     expected = predict(named_model, photos, top=3)
     got = predict_exported(path, photos, top=3, batch_size=1)
     for mine, theirs in zip(got, expected):
