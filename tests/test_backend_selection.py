@@ -42,7 +42,7 @@ def test_backend_option_sets_keras_backend_and_skips_tensorflow_only_tests(pytes
 
 
 def test_cross_backend_keeps_only_the_listed_tests(pytester):
-    """A listed test runs, its unlisted neighbour is deselected, and a module with no entry is not imported."""
+    """A listed test is kept, its unlisted neighbour deselected, and a module with no entry not imported."""
     _copy_conftest(pytester)
     pytester.makepyfile(**{"tests/model/test_model": "def test_keras_round_trip():\n    pass\n\n\n"
                                                      "def test_not_listed():\n    pass\n",
