@@ -20,14 +20,12 @@ Measures, in one run (each group in its own process, ``infer_workers.py``):
     timm is not measured: it cannot be installed here (its torchvision dependency pulls a CUDA build
     of torch that would replace the installed CPU torch).
   * top-1 agreement of vit_zoo bf16 against fp32 on the same inputs and weights.
-  * ``--gpu``: the same on a GPU (batches 1 32 256; fractions of the GPU's matmul peak); stops with a
-    message where no GPU is visible.
+  On a GPU: ``benchmarks/gpu.py`` (the JAX and PyTorch backends, batches 1 32 256).
 
 Usage:
   python benchmarks/infer.py                         # ViT-B/16, batches 1 8 32, fp32 and bf16
   python benchmarks/infer.py --batch 8 --precision fp32 --peers keras-hub
   python benchmarks/infer.py --large                 # adds ViT-L/16
-  python benchmarks/infer.py --gpu                   # where a GPU exists
 """
 from __future__ import annotations
 
@@ -50,7 +48,7 @@ KERAS_HUB_PATHS = ("predict", "call", "xla", "graph")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, nargs="+", default=None, help="default 1 8 32 (--gpu: 1 32 256)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--model", default="vit-base-16", help="variant (vit-tiny-16 for a quick check)")
     parser.add_argument("--large", action="store_true", help="also ViT-L/16 at 224")
@@ -58,24 +56,17 @@ def main(argv=None):
                         choices=["keras-hub", "transformers"])
     parser.add_argument("--paths", nargs="+", default=list(VIT_ZOO_PATHS), choices=VIT_ZOO_PATHS,
                         help="vit_zoo paths to time")
-    parser.add_argument("--gpu", action="store_true", help="measure on the GPU (torch cuda, TF's GPU)")
-    parser.add_argument("--matmul-n", type=int, default=None, help="default 2048 (--gpu: 8192)")
+    parser.add_argument("--matmul-n", type=int, default=2048)
     common.add_run_arguments(parser, min_time=2.0)
     args = parser.parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
         infer_workers.WORKERS[spec["kind"]](spec)
         return
-    args.batch = args.batch or ([1, 32, 256] if args.gpu else [1, 8, 32])
-    args.matmul_n = args.matmul_n or (8192 if args.gpu else 2048)
-    device = "cuda" if args.gpu else "cpu"
-    if args.gpu and not gpu_present():
-        print("--gpu: no GPU is visible to TensorFlow and torch here; nothing measured")
-        sys.exit(1)
 
     facts, load_before = common.print_machine(args.max_load, args.wait)
     print("timm: not measured -- cannot be installed here (torchvision pulls a CUDA torch build)")
-    timing = dict(min_time=args.min_time, repeats=args.repeats, device=device)
+    timing = dict(min_time=args.min_time, repeats=args.repeats)
     records = []
 
     def run(spec):
@@ -87,7 +78,7 @@ def main(argv=None):
         records.extend(out)
         return out
 
-    native = facts["native_bf16"] or args.gpu
+    native = facts["native_bf16"]
     matmul = run(dict(kind="matmul-tf", n=args.matmul_n)) + run(dict(
         kind="matmul-torch", n=args.matmul_n, n_bf16=args.matmul_n if native else 256))
     peak = {p: max([r["gflops"] for r in matmul if r.get("precision") == p] or [float("nan")])
@@ -102,8 +93,7 @@ def main(argv=None):
     for name in models:
         for precision in args.precision:
             base = dict(model=name, precision=precision, batches=args.batch)
-            paths = [p for p in args.paths if not (args.gpu and p == "predict-files")]
-            run(dict(base, kind="vit_zoo", framework="vit_zoo", paths=paths, agreement_images=64))
+            run(dict(base, kind="vit_zoo", framework="vit_zoo", paths=args.paths, agreement_images=64))
             if "keras-hub" in args.peers:
                 run(dict(base, kind="keras-hub", framework="keras-hub", paths=list(KERAS_HUB_PATHS)))
             if "transformers" in args.peers:
@@ -117,15 +107,6 @@ def main(argv=None):
                     run(dict(base, kind="transformers", framework="transformers"))
         report(name, records, peak, args)
     common.finish(args, facts, load_before, records, peak_gflops=peak)
-
-
-def gpu_present() -> bool:
-    import subprocess
-
-    probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    return done.returncode == 0 and done.stdout.strip().splitlines()[-1:] != ["0"]
 
 
 def report(name, records, peak, args):

@@ -98,16 +98,12 @@ def worker_matmul_tf(spec):
 def worker_matmul_torch(spec):
     import torch
 
-    device = spec.get("device", "cpu")
     for precision, dtype, n in (("fp32", torch.float32, spec["n"]), ("bf16", torch.bfloat16, spec["n_bf16"])):
-        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
 
         def step():
             with torch.inference_mode():
-                out = torch.mm(a, b)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            return out
+                return torch.mm(a, b)
         result = common.measure(step, 2 * n ** 3, spec["min_time"], spec["repeats"])
         common.emit(framework="torch", path="eager", precision=precision, n=n, gflops=result["rate"] / 1e9)
 
@@ -173,23 +169,18 @@ def worker_transformers(spec):
         image_size=IMAGE_SIZE, patch_size=config.patch_size, hidden_size=config.hidden_size,
         intermediate_size=config.mlp_size, num_attention_heads=config.num_heads,
         num_hidden_layers=config.num_layers, num_labels=config.num_classes)
-    device = spec.get("device", "cpu")
-    model = transformers.ViTForImageClassification(hf_config).eval().to(device)
+    model = transformers.ViTForImageClassification(hf_config).eval()
     paths = ["eager"] if spec["precision"] == "fp32" else ["autocast", "bf16-weights"]
     for path in paths:
         if path == "bf16-weights":
             model = model.to(torch.bfloat16)
         for batch in spec["batches"]:
-            pixels = torch.from_numpy(images(batch)).permute(0, 3, 1, 2).contiguous().to(device) / 127.5 - 1
+            pixels = torch.from_numpy(images(batch)).permute(0, 3, 1, 2).contiguous() / 127.5 - 1
             pixels = pixels.to(torch.bfloat16) if path == "bf16-weights" else pixels
 
             def step():
-                with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
-                                                            enabled=path == "autocast"):
-                    logits = model(pixel_values=pixels).logits
-                if device != "cpu":
-                    torch.cuda.synchronize()
-                return logits
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=path == "autocast"):
+                    return model(pixel_values=pixels).logits
             emit(spec, batch, path, common.measure(step, batch, spec["min_time"], spec["repeats"]),
                  attention=model.config._attn_implementation)
 
