@@ -7,37 +7,65 @@ here) and independently by this test, running the TFLite file with LiteRT, the O
 and the SavedModel with TensorFlow in this process, against this backend's ``model(x)``. The artefacts
 are TensorFlow's own: builtin TFLite GELU, ONNX ``Erf`` for exact GELU, a SavedModel signature on uint8
 images of any batch size. Tolerances on max |Δ logits| (logits spanning ~2): as tests/test_export.py.
+The model and its four exports are made once per run, shared by the pytest-xdist workers (``shared``).
 """
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from conftest import tiny_config, to_numpy
 
+# one pytest-xdist worker takes the whole module (tests/run_all_backends.sh runs --dist loadgroup): the four
+# exports of the module fixture are made once per run, not once per worker
+pytestmark = pytest.mark.xdist_group("export_route")
 TOLERANCE = {"saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5, "openvino": 2e-5}
 SUFFIX = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
 
 @pytest.fixture(scope="module")
-def model():
-    import vit_zoo
-
-    keras.utils.set_random_seed(1)
-    net = vit_zoo.load(config=tiny_config(num_layers=2))  # exact GELU, uint8 RGB in
-    kernel, bias = net.get_layer("head").get_weights()
-    net.get_layer("head").set_weights([kernel * 20, bias])  # logits of size ~1 rather than ~0.05
-    return net
+def shared(tmp_path_factory):
+    """A folder that every pytest-xdist worker of this run sees (the parent of the workers' own temporary
+    roots): the model and its four exports are made once per run, by the first worker that needs them, and
+    read by the other (a file lock orders the two)."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "export_route"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def exports(model, tmp_path_factory):
-    """The four formats, exported side by side: {format: export's result}."""
+def model(shared):
+    import vit_zoo
+
+    with FileLock(str(shared / "model.lock")):
+        if (shared / "model.keras").exists():  # the other worker's model: the exports below are of it
+            return keras.models.load_model(shared / "model.keras")
+        keras.utils.set_random_seed(1)
+        net = vit_zoo.load(config=tiny_config(num_layers=2))  # exact GELU, uint8 RGB in
+        kernel, bias = net.get_layer("head").get_weights()
+        net.get_layer("head").set_weights([kernel * 20, bias])  # logits of size ~1 rather than ~0.05
+        net.save(shared / "model.keras")
+        return net
+
+
+@pytest.fixture(scope="module")
+def exports(model, shared):
+    """The four formats, exported side by side: {format: export's result} (its report compares the artefact
+    with the model of the worker that exported it; every test also runs the artefact here)."""
     pytest.importorskip("tf2onnx")
     from vit_zoo.exporting.route import start_export
 
-    folder = tmp_path_factory.mktemp("route")
-    pending = {format: start_export(model, format, folder / f"m{SUFFIX[format]}") for format in TOLERANCE}
-    return {format: job.result() for format, job in pending.items()}
+    with FileLock(str(shared / "exports.lock")):
+        if (shared / "exports.json").exists():
+            return json.loads((shared / "exports.json").read_text())
+        pending = {format: start_export(model, format, shared / f"m{SUFFIX[format]}") for format in TOLERANCE}
+        results = {format: job.result() for format, job in pending.items()}
+        (shared / "exports.json").write_text(json.dumps(results, default=float))
+        return results
 
 
 @pytest.fixture(scope="module")
