@@ -126,6 +126,16 @@ def add_run_arguments(parser, min_time: float, repeats: int = 3):
     parser.add_argument("--json", help="also write all records to this file")
 
 
+def parse_or_work(parser, argv, work):
+    """``parser.parse_args(argv)``; in a worker process (the hidden ``--worker SPEC`` of ``run_worker``) it runs
+    ``work(spec)`` instead and returns None."""
+    args = parser.parse_args(argv)
+    if args.worker:
+        work(json.loads(args.worker))
+        return None
+    return args
+
+
 def finish(args, facts, load_before, records, **extra):
     """Print the load at the end; write the records (with the machine and loads) to ``args.json``."""
     print(f"\nload average (1/5/15 min) at end: {load_average()}")

@@ -25,7 +25,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -177,10 +176,9 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=64, help="images for the top-1 agreement")
     common.add_run_arguments(parser, min_time=2.0)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        {"export": worker_export, "run": worker_run, "peer": worker_peer}[spec["kind"]](spec)
+    workers = {"export": worker_export, "run": worker_run, "peer": worker_peer}
+    args = common.parse_or_work(parser, argv, lambda spec: workers[spec["kind"]](spec))
+    if args is None:
         return
 
     facts, load_before = common.print_machine(args.max_load, args.wait)

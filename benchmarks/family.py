@@ -24,7 +24,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -147,10 +146,8 @@ def main(argv=None):
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--quick", action="store_true", help="tiny configs at small sizes, one short run each")
     common.add_run_arguments(parser, min_time=2.0)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        WORKERS[spec["library"]](spec)
+    args = common.parse_or_work(parser, argv, lambda spec: WORKERS[spec["library"]](spec))
+    if args is None:
         return
     facts, load_before = common.print_machine(args.max_load, args.wait)
     records = []

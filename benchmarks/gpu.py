@@ -216,10 +216,8 @@ def main(argv=None):
         f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--allow-cpu", action="store_true", help="run where no GPU is visible (script check)")
     common.add_run_arguments(parser, min_time=1.0)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        WORKERS[spec["kind"]](spec)
+    args = common.parse_or_work(parser, argv, lambda spec: WORKERS[spec["kind"]](spec))
+    if args is None:
         return
     if args.quick:
         vars(args).update(QUICK)

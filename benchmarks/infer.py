@@ -30,7 +30,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -58,10 +57,8 @@ def main(argv=None):
                         help="vit_zoo paths to time")
     parser.add_argument("--matmul-n", type=int, default=2048)
     common.add_run_arguments(parser, min_time=2.0)
-    args = parser.parse_args(argv)
-    if args.worker:
-        spec = json.loads(args.worker)
-        infer_workers.WORKERS[spec["kind"]](spec)
+    args = common.parse_or_work(parser, argv, lambda spec: infer_workers.WORKERS[spec["kind"]](spec))
+    if args is None:
         return
 
     facts, load_before = common.print_machine(args.max_load, args.wait)
