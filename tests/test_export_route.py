@@ -54,16 +54,15 @@ def model(shared):
 
 @pytest.fixture(scope="module")
 def exports(model, shared):
-    """The four formats, exported side by side: {format: export's result} (its report compares the artefact
-    with the model of the worker that exported it; every test also runs the artefact here)."""
+    """The four formats, exported by one TensorFlow subprocess: {format: export's result} (its report compares
+    the artefact with the model of the worker that exported it; every test also runs the artefact here)."""
     pytest.importorskip("tf2onnx")
-    from vit_zoo.exporting.route import start_export
+    from vit_zoo.exporting.route import start_exports
 
     with FileLock(str(shared / "exports.lock")):
         if (shared / "exports.json").exists():
             return json.loads((shared / "exports.json").read_text())
-        pending = {format: start_export(model, format, shared / f"m{SUFFIX[format]}") for format in TOLERANCE}
-        results = {format: job.result() for format, job in pending.items()}
+        results = start_exports(model, {format: shared / f"m{SUFFIX[format]}" for format in TOLERANCE}).result()
         (shared / "exports.json").write_text(json.dumps(results, default=float))
         return results
 
@@ -118,6 +117,13 @@ def test_the_exporters_errors_arrive_with_their_type_and_message(model, tmp_path
     with pytest.raises(ValueError, match=r"quantize must be one of \[None, 'dynamic-int8', 'int8'\], got 'int4'"):
         export_through_tensorflow(model, "tflite", tmp_path / "q.tflite", quantize="int4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_start_exports_needs_a_format(model):
+    from vit_zoo.exporting.route import start_exports
+
+    with pytest.raises(ValueError, match="start_exports needs at least one format, got an empty outputs mapping"):
+        start_exports(model, {})
 
 
 def test_without_tensorflow_the_error_says_what_to_install(model, monkeypatch, tmp_path):

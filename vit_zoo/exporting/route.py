@@ -2,6 +2,7 @@
 the model runs on JAX or PyTorch, and checked against the model where it runs.
 
     export_through_tensorflow(model, "onnx", "m.onnx")   # on KERAS_BACKEND=jax or torch: same dict as export()
+    start_exports(model, {"onnx": "m.onnx", "tflite": "m.tflite"}).result()   # several formats, one subprocess
 
 The model goes to a temporary ``.keras`` file; a fresh Python process with ``KERAS_BACKEND=tensorflow``
 loads it and runs ``vit_zoo.exporting.export`` (the very code that exports on TensorFlow, so the artefact is
@@ -56,10 +57,29 @@ def export_through_tensorflow(model, format: str, output=None, *, quantize: Opti
 def start_export(model, format: str, output=None, *, quantize: Optional[str] = None,
                  input_dtype: Optional[str] = None, verify: bool = True, calibration=None) -> "PendingExport":
     """Start the TensorFlow subprocess of ``export_through_tensorflow`` and return at once; ``.result()``
-    waits for it. Several exports started one after another run side by side."""
+    waits for it and returns the export's dict. Several exports started one after another run side by side."""
+    return _launch(model, {format: output}, True, quantize=quantize, input_dtype=input_dtype, verify=verify,
+                   calibration=calibration)
+
+
+def start_exports(model, outputs: dict, *, quantize: Optional[str] = None, input_dtype: Optional[str] = None,
+                  verify: bool = True, calibration=None) -> "PendingExport":
+    """Several formats exported one after another by one TensorFlow subprocess (TensorFlow starts and loads
+    the model once): ``outputs`` is {format: output path or None}, the options apply to every format, and
+    ``.result()`` returns {format: export's dict}. Fails as a whole at the first format that fails."""
+    if not outputs:
+        raise ValueError("start_exports needs at least one format, got an empty outputs mapping")
+    return _launch(model, dict(outputs), False, quantize=quantize, input_dtype=input_dtype, verify=verify,
+                   calibration=calibration)
+
+
+def _launch(model, outputs: dict, single: bool, *, quantize, input_dtype, verify, calibration) -> "PendingExport":
+    """The subprocess of ``start_export`` / ``start_exports``: ``single`` makes ``result()`` return the one
+    format's dict rather than {format: dict}."""
     if importlib.util.find_spec("tensorflow") is None:
-        raise ImportError(f"exporting to {format!r} runs TensorFlow's exporters (in a subprocess when the model "
-                          f"runs on another backend), and TensorFlow is not installed: pip install tensorflow")
+        raise ImportError(f"exporting to {', '.join(map(repr, outputs))} runs TensorFlow's exporters (in a "
+                          f"subprocess when the model runs on another backend), and TensorFlow is not installed: "
+                          f"pip install tensorflow")
     folder = Path(tempfile.mkdtemp(prefix="vit_zoo_export_"))
     try:
         if isinstance(model, (str, os.PathLike)):
@@ -71,14 +91,15 @@ def start_export(model, format: str, output=None, *, quantize: Optional[str] = N
         else:
             source = folder / "model.keras"
             model.save(source)
-        command = [sys.executable, "-m", "vit_zoo.exporting.route", str(source), format, "--folder", str(folder)]
+        command = [sys.executable, "-m", "vit_zoo.exporting.route", str(source), *outputs, "--folder", str(folder)]
+        command += ["--output", *(str(path) if path is not None else "" for path in outputs.values())]
         if calibration is not None:  # a folder or files read there; an array handed over as a .npy file
             if isinstance(calibration, np.ndarray):
                 np.save(folder / "calibration.npy", calibration)
                 calibration = folder / "calibration.npy"
             command += ["--calibration", *map(str, [calibration] if isinstance(calibration, (str, os.PathLike))
                                               else calibration)]
-        for flag, value in (("--output", output), ("--quantize", quantize), ("--input-dtype", input_dtype)):
+        for flag, value in (("--quantize", quantize), ("--input-dtype", input_dtype)):
             if value is not None:
                 command += [flag, str(value)]
         command += ["--check"] if verify else []
@@ -88,28 +109,29 @@ def start_export(model, format: str, output=None, *, quantize: Optional[str] = N
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return PendingExport(process, folder, model if verify else None)
+    return PendingExport(process, folder, model if verify else None, single=single)
 
 
 class PendingExport:
-    """An export running in a TensorFlow subprocess; ``result()`` waits for it, verifies it against the
-    model here (when asked) and removes the temporary files."""
+    """Exports running in a TensorFlow subprocess; ``result()`` waits for it, verifies each artefact against
+    the model here (when asked) and removes the temporary files."""
 
-    def __init__(self, process: subprocess.Popen, folder: Path, model=None):
-        self.process, self.folder, self.model = process, folder, model
+    def __init__(self, process: subprocess.Popen, folder: Path, model=None, single: bool = False):
+        self.process, self.folder, self.model, self.single = process, folder, model, single
 
     def result(self) -> dict:
         try:
             code = self.process.wait()
             report_file = self.folder / "report.json"
             report = json.loads(report_file.read_text()) if report_file.exists() else {}
-            if code != 0 or "result" not in report:
+            if code != 0 or "results" not in report:
                 raise self._failure(report.get("error"))
-            result = report["result"]
-            if self.model is not None:
-                images, got = np.load(self.folder / "images.npy"), np.load(self.folder / "outputs.npy")
+            results = report["results"]
+            for format, result in results.items() if self.model is not None else ():
+                images = np.load(self.folder / f"images-{format}.npy")
+                got = np.load(self.folder / f"outputs-{format}.npy")
                 result.update(comparison(got, _outputs_here(self.model, images)))
-            return result
+            return next(iter(results.values())) if self.single else results
         except BaseException:
             if self.process.poll() is None:  # interrupted while waiting: leave no exporter running
                 self.process.kill()
@@ -145,15 +167,16 @@ def _tensorflow_environment() -> dict:
 
 # ---- the subprocess -------------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    """``python -m vit_zoo.exporting.route SOURCE.keras FORMAT --folder F [--output ...] [--check]`` on the
-    TensorFlow backend: writes ``F/report.json`` ({"result": export's dict} or {"error": {type, message}})
-    and, with ``--check``, ``F/images.npy`` (2 random images of the export's input dtype) and
-    ``F/outputs.npy`` (the artefact's outputs on them, run by its own runtime)."""
+    """``python -m vit_zoo.exporting.route SOURCE.keras FORMAT [FORMAT ...] --folder F [--output PATH ...]
+    [--check]`` on the TensorFlow backend (one ``--output`` per format, "" for the default): writes
+    ``F/report.json`` ({"results": {format: export's dict}} or {"error": {type, message}}) and, with
+    ``--check``, per format ``F/images-FORMAT.npy`` (2 random images of the export's input dtype) and
+    ``F/outputs-FORMAT.npy`` (the artefact's outputs on them, run by its own runtime)."""
     parser = argparse.ArgumentParser(prog="python -m vit_zoo.exporting.route")
     parser.add_argument("source")
-    parser.add_argument("format")
+    parser.add_argument("formats", nargs="+")
     parser.add_argument("--folder", required=True)
-    parser.add_argument("--output")
+    parser.add_argument("--output", nargs="+")
     parser.add_argument("--quantize")
     parser.add_argument("--input-dtype")
     parser.add_argument("--calibration", nargs="+")
@@ -174,17 +197,19 @@ def main(argv=None) -> int:
             calibration = np.load(calibration[0])
         elif calibration and len(calibration) == 1:
             calibration = calibration[0]
-        result = export(model, args.format, args.output, quantize=args.quantize, input_dtype=args.input_dtype,
-                        verify=False, calibration=calibration)
+        results = {}
+        for format, output in zip(args.formats, args.output or [""] * len(args.formats), strict=True):
+            results[format] = export(model, format, output or None, quantize=args.quantize,
+                                     input_dtype=args.input_dtype, verify=False, calibration=calibration)
     except tuple(_RELAYED_ERRORS.values()) as error:
         write_json(folder / "report.json", {"error": {"type": type(error).__name__, "message": str(error)}})
         return 1
-    if args.check:
+    for format, result in results.items() if args.check else ():
         height, width = model.input_shape[1:3]
         images = check_images(height, width, result["input_dtype"])
-        np.save(folder / "images.npy", images)
-        np.save(folder / "outputs.npy", np.asarray(run_exported(result["path"], images), np.float32))
-    write_json(folder / "report.json", {"result": result})
+        np.save(folder / f"images-{format}.npy", images)
+        np.save(folder / f"outputs-{format}.npy", np.asarray(run_exported(result["path"], images), np.float32))
+    write_json(folder / "report.json", {"results": results})
     return 0
 
 
