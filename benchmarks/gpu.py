@@ -23,7 +23,7 @@ precision for float32 products on a GPU is TF32-class: the row ``vit_zoo fp32 ja
 move from ``highest``.
 
 Usage (on a machine with a CUDA GPU; nothing is measured where none is visible):
-  python benchmarks/gpu.py                                   # the full table, about 5 minutes on an H200
+  python benchmarks/gpu.py                                   # the full table
   python benchmarks/gpu.py --backends torch --precision bf16 --batch 32
   python benchmarks/gpu.py --quick --allow-cpu               # checks the script on a CPU (ViT-Ti/16, 64 px)
 """

@@ -19,9 +19,6 @@ from filelock import FileLock
 
 from conftest import tiny_config, to_numpy
 
-# one pytest-xdist worker takes the whole module (tests/run_all_backends.sh runs --dist loadgroup): the four
-# exports of the module fixture are made once per run, not once per worker
-pytestmark = pytest.mark.xdist_group("export_route")
 TOLERANCE = {"saved_model": 1e-5, "tflite": 2e-5, "onnx": 2e-5, "openvino": 2e-5}
 SUFFIX = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
