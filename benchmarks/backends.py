@@ -44,12 +44,6 @@ def _model(spec):
     return vit_zoo.load(spec["model"], image_size=spec["image_size"], dtype=dtype)
 
 
-def _images(batch, size, seed=0):
-    import numpy as np
-
-    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-
-
 def _emit(spec, **record):
     common.emit(backend=spec["backend"], model=spec["model"], precision=spec["precision"], **record)
 
@@ -59,7 +53,7 @@ def worker_inference(spec):
 
     model = _model(spec)
     for batch in spec["batches"]:
-        images = _images(batch, spec["image_size"])
+        images = common.random_images(batch, spec["image_size"])
         steps = {"predict": lambda: model.predict(images, batch_size=batch, verbose=0),
                  "call": lambda: keras.ops.convert_to_numpy(model(images))}
         for path, step in steps.items():
@@ -74,7 +68,7 @@ def worker_train(spec):
     model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     batch = spec["train_batch"]
-    images = _images(batch, spec["image_size"])
+    images = common.random_images(batch, spec["image_size"])
     labels = np.random.default_rng(1).integers(0, model.output_shape[-1], (batch,))
     result = common.measure(lambda: model.train_on_batch(images, labels), batch, spec["min_time"], spec["repeats"])
     _emit(spec, path="train-step", batch=batch, jit_compile=bool(model.jit_compile), **result)

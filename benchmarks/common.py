@@ -75,6 +75,40 @@ def measure(step, items_per_call: int, min_time: float, repeats: int) -> dict:
             "calls": calls, "repeats": repeats}
 
 
+def random_images(batch: int, size: int, seed: int = 0):
+    """(batch, size, size, 3) float32 pixels uniform in [0, 255) (seeded: every framework sees the same)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+
+
+def keras_hub_backbone(model: str, image_size: int, dtype=None):
+    """keras-hub's ``ViTBackbone`` with the architecture of the vit_zoo variant ``model`` (its peer)."""
+    import keras_hub
+
+    import vit_zoo
+
+    config = vit_zoo.ViTConfig.from_name(model, image_size=image_size)
+    return keras_hub.models.ViTBackbone(
+        image_shape=(image_size, image_size, 3), patch_size=config.patch_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_size, mlp_dim=config.mlp_size,
+        layer_norm_epsilon=config.layer_norm_epsilon, dtype=dtype)
+
+
+def transformers_classifier(model: str, image_size: int):
+    """transformers' ``ViTForImageClassification`` (random weights, eval mode) with the architecture and class
+    count of the vit_zoo variant ``model``."""
+    import transformers
+
+    import vit_zoo
+
+    config = vit_zoo.ViTConfig.from_name(model, image_size=image_size)
+    return transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=image_size, patch_size=config.patch_size, hidden_size=config.hidden_size,
+        intermediate_size=config.mlp_size, num_attention_heads=config.num_heads,
+        num_hidden_layers=config.num_layers, num_labels=config.num_classes)).eval()
+
+
 def emit(**record):
     """Print one result line the parent process collects."""
     print(RESULT_PREFIX + json.dumps(record), flush=True)

@@ -45,12 +45,6 @@ QUICK = dict(model="vit-tiny-16", image_size=64, batch=[1, 4], min_time=0.1, rep
 
 # ------------------------------------------------------------------------------------------------
 # workers: each runs in its own process
-def _images(batch, size, seed=0):
-    import numpy as np
-
-    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-
-
 def _keras_model(spec):
     import keras
 
@@ -59,16 +53,11 @@ def _keras_model(spec):
         import vit_zoo
 
         return vit_zoo.load(spec["model"], image_size=spec["image_size"], dtype=dtype)
-    import keras_hub
-
     import vit_zoo
 
-    config = vit_zoo.ViTConfig.from_name(spec["model"], image_size=spec["image_size"])
-    backbone = keras_hub.models.ViTBackbone(
-        image_shape=(spec["image_size"], spec["image_size"], 3), patch_size=config.patch_size,
-        num_layers=config.num_layers, num_heads=config.num_heads, hidden_dim=config.hidden_size,
-        mlp_dim=config.mlp_size, layer_norm_epsilon=config.layer_norm_epsilon, dtype=dtype)
-    logits = keras.layers.Dense(config.num_classes, dtype=dtype)(backbone.output[:, 0])
+    backbone = common.keras_hub_backbone(spec["model"], spec["image_size"], dtype)
+    classes = vit_zoo.ViTConfig.from_name(spec["model"]).num_classes
+    logits = keras.layers.Dense(classes, dtype=dtype)(backbone.output[:, 0])
     return keras.Model(backbone.input, logits)
 
 
@@ -110,7 +99,7 @@ def worker_keras(spec):
         raise SystemExit(f"Keras loaded {keras.backend.backend()!r}, not {spec['backend']!r}")
     model = _keras_model(spec)
     for batch in spec["batches"]:
-        images = _images(batch, spec["image_size"])
+        images = common.random_images(batch, spec["image_size"])
         steps = {"predict": lambda: model.predict(images, batch_size=batch, verbose=0),
                  DEVICE_PATH[spec["backend"]]: _device_step(model, images, spec["backend"])}
         for path, step in steps.items():
@@ -119,7 +108,8 @@ def worker_keras(spec):
         import jax
         import numpy as np
 
-        images, forward = _images(spec["batches"][-1], spec["image_size"], seed=3), _jax_forward(model)
+        images = common.random_images(spec["batches"][-1], spec["image_size"], seed=3)
+        forward = _jax_forward(model)
         default = np.asarray(forward(images))
         with jax.default_matmul_precision("highest"):
             highest = np.asarray(forward(images))
@@ -129,21 +119,15 @@ def worker_keras(spec):
 
 def worker_transformers(spec):
     import torch
-    import transformers
 
-    import vit_zoo
-
-    config = vit_zoo.ViTConfig.from_name(spec["model"], image_size=spec["image_size"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = transformers.ViTForImageClassification(transformers.ViTConfig(
-        image_size=spec["image_size"], patch_size=config.patch_size, hidden_size=config.hidden_size,
-        intermediate_size=config.mlp_size, num_attention_heads=config.num_heads,
-        num_hidden_layers=config.num_layers, num_labels=config.num_classes)).eval().to(device)
+    model = common.transformers_classifier(spec["model"], spec["image_size"]).to(device)
     for path in ["eager"] if spec["precision"] == "fp32" else ["autocast", "bf16-weights"]:
         if path == "bf16-weights":
             model = model.to(torch.bfloat16)
         for batch in spec["batches"]:
-            pixels = torch.from_numpy(_images(batch, spec["image_size"])).permute(0, 3, 1, 2).to(device) / 127.5 - 1
+            pixels = common.random_images(batch, spec["image_size"])
+            pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(device) / 127.5 - 1
             pixels = pixels.to(torch.bfloat16) if path == "bf16-weights" else pixels.contiguous()
 
             def step():
@@ -165,7 +149,8 @@ def worker_matmul(spec):
                                   ("bf16", torch.bfloat16, False)):
             torch.backends.cuda.matmul.allow_tf32 = tf32
             a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
-            step = (lambda: (torch.mm(a, b), torch.cuda.synchronize())) if device == "cuda" else (lambda: torch.mm(a, b))
+            step = ((lambda: (torch.mm(a, b), torch.cuda.synchronize())) if device == "cuda"
+                    else (lambda: torch.mm(a, b)))
             common.emit(framework="torch", matmul=name, n=n, gflops=measure(step)["rate"] / 1e9)
         return
     import jax
@@ -204,7 +189,8 @@ def gpu_facts() -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", default=["jax", "torch"], choices=BACKENDS)
-    parser.add_argument("--peers", nargs="*", default=["keras-hub", "transformers"], choices=["keras-hub", "transformers"])
+    parser.add_argument("--peers", nargs="*", default=["keras-hub", "transformers"],
+                        choices=["keras-hub", "transformers"])
     parser.add_argument("--model", default="vit-base-16")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32, 256])

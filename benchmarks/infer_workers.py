@@ -11,9 +11,7 @@ IMAGE_SIZE = 224
 
 
 def images(batch, seed=0):
-    import numpy as np
-
-    return np.random.default_rng(seed).uniform(0, 255, (batch, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    return common.random_images(batch, IMAGE_SIZE, seed)
 
 
 def smooth_images(count, size=IMAGE_SIZE, seed=1):
@@ -141,35 +139,16 @@ def _engine(model):
 
 
 def worker_keras_hub(spec):
-    import keras_hub
-
-    import vit_zoo
-
-    config = vit_zoo.ViTConfig.from_name(spec["model"], image_size=IMAGE_SIZE)
-
-    def make_model(path):
-        return keras_hub.models.ViTBackbone(
-            image_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), patch_size=config.patch_size, num_layers=config.num_layers,
-            num_heads=config.num_heads, hidden_dim=config.hidden_size, mlp_dim=config.mlp_size,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            dtype="mixed_bfloat16" if spec["precision"] == "bf16" else None)
-    run_keras_paths(spec, make_model)
+    dtype = "mixed_bfloat16" if spec["precision"] == "bf16" else None
+    run_keras_paths(spec, lambda path: common.keras_hub_backbone(spec["model"], IMAGE_SIZE, dtype))
 
 
 def worker_transformers(spec):
     """``eager``: fp32 under ``torch.inference_mode``; bf16 ``autocast``: fp32 weights under
     ``torch.autocast(dtype=bfloat16)`` (the usual way); bf16 ``bf16-weights``: the model cast to bf16."""
     import torch
-    import transformers
 
-    import vit_zoo
-
-    config = vit_zoo.ViTConfig.from_name(spec["model"], image_size=IMAGE_SIZE)
-    hf_config = transformers.ViTConfig(
-        image_size=IMAGE_SIZE, patch_size=config.patch_size, hidden_size=config.hidden_size,
-        intermediate_size=config.mlp_size, num_attention_heads=config.num_heads,
-        num_hidden_layers=config.num_layers, num_labels=config.num_classes)
-    model = transformers.ViTForImageClassification(hf_config).eval()
+    model = common.transformers_classifier(spec["model"], IMAGE_SIZE)
     paths = ["eager"] if spec["precision"] == "fp32" else ["autocast", "bf16-weights"]
     for path in paths:
         if path == "bf16-weights":
