@@ -11,8 +11,8 @@ by tests keep vit_zoo's defaults.
 
 On TensorFlow, unmarked tests also run every ``tf.function`` eagerly (``tf.config.run_functions_eagerly``):
 Keras' own ``predict`` / ``fit`` / ``evaluate`` steps then skip tracing, which took ~0.3 s per fresh tiny model
-against milliseconds of running it (measured: 69 tests of evaluate, features and the HF family parity took
-61 s with tracing, 37.5 s without; the whole TensorFlow run 547 s against 497 s). Exporters still trace (a
+against milliseconds of running it (measured, one run each way: 69 tests of evaluate, features and the HF family
+parity took 61 s with tracing, 37.5 s without, back to back; the whole TensorFlow run 547 s against 497 s). Exporters still trace (a
 concrete function is always traced), ``tf.data`` functions are not affected, and ``xla`` tests run every
 function as users get it.
 
