@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-pytest_plugins = ("xla_switch", "pytester")  # XLA off except in @pytest.mark.xla tests; pytester runs small suites
-                                             # with this conftest (tests/test_backend_selection.py)
+pytest_plugins = ("xla_switch", "suite_time", "pytester")  # XLA off except in @pytest.mark.xla tests; the suite's
+# time-saving settings; pytester runs small suites with this conftest (tests/test_backend_selection.py)
 BACKENDS = ("tensorflow", "jax", "torch")
 
 # What CI runs again on JAX and PyTorch (TensorFlow runs everything): node ids, or their start, and why.
@@ -106,12 +106,6 @@ def pytest_configure(config):
         raise pytest.UsageError(f"Keras was imported with backend {loaded.backend.backend()!r} before the "
                                 f"tests could set {backend!r}; start pytest in a fresh process")
     os.environ["KERAS_BACKEND"] = backend  # subprocesses started by tests inherit it too
-    # JAX compiles each eager op for each new shape (~55 ms a program on a CPU) and each jitted step: most of
-    # the JAX run, and of the JAX workers the TensorFlow run starts. Without XLA's optimisation passes JAX
-    # compiles faster and computes the same to round-off, inside every tolerance here (measured, one run each
-    # way: 27 attention and timm dynamic-size tests on JAX 66 -> 49 s; the JAX training workers, the JAX CLI
-    # fine-tune and the TensorFlow-free JAX process 82 -> 67 s). TensorFlow's own XLA is not affected.
-    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")
     config.addinivalue_line("markers", "tensorflow_only(reason): needs TensorFlow in this process; skipped on "
                                        "the other backends with the reason")
 

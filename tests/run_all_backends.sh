@@ -13,7 +13,10 @@ status=0
 
 run() {
     echo "== pytest --backend $*"
-    "$python" -m pytest -q -n "$workers" --durations=15 --backend "$@"  # the 15 slowest tests of each run, for the suite time
+    # --dist worksteal: a worker that has run out takes tests queued for the other (with xdist's default, "load",
+    # one worker was still running the long fresh-process tests ~110 s after the other had finished);
+    # --durations=15: the 15 slowest tests of each run, for the suite time
+    "$python" -m pytest -q -n "$workers" --dist worksteal --durations=15 --backend "$@"
     local code=$?
     if [ "$code" -ne 0 ] && [ "$code" -ne 5 ] && [ "$status" -eq 0 ]; then
         status=$code

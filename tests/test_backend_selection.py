@@ -23,9 +23,10 @@ def test_runs_anywhere():
 
 
 def _copy_conftest(pytester):
-    """The suite's conftest.py and the plugin it loads, in pytester's folder."""
+    """The suite's conftest.py and the plugins it loads, in pytester's folder."""
     pytester.makeconftest((TESTS / "conftest.py").read_text())
-    pytester.makepyfile(xla_switch=(TESTS / "xla_switch.py").read_text())
+    pytester.makepyfile(xla_switch=(TESTS / "xla_switch.py").read_text(),
+                        suite_time=(TESTS / "suite_time.py").read_text())
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
